@@ -1,0 +1,10 @@
+# System packages, all installed by scripts/setup from Debian's apt.
+find_package(Eigen3 3.4 REQUIRED NO_MODULE)
+find_package(Boost 1.81 REQUIRED COMPONENTS json)
+find_package(OpenMP REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(fmt REQUIRED)
+if(DSV4_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+find_package(benchmark REQUIRED)

@@ -1,0 +1,107 @@
+// The whole attention sub-layer of one V4 layer, composed from the ops above.
+// Spec: docs/v4-architecture.md §2.1-§2.9 (order of operations: §2.9).
+//
+//   cq, q  = query_path(x)                                   §2.1
+//   kv     = window_kv(x)                                    §2.2
+//   ratio 4 (CSA):  keys = indexer compressor(x) (dc = dI, overlap), iq, iw = indexer_query,
+//                   idx = indexer(iq, keys, iw, topk)        §2.3, §2.4
+//   ratio > 0:      comp = main compressor(x) (dc = d)       §2.3
+//   o = attention(q, window ∪ {idx | all visible | none}, sink)   §2.5
+//   y = output_proj(o)                                       §2.6
+// ratio 0 = window-only, 4 = CSA, 128 = HCA (§1.1). Prefill starts at position 0; decode
+// ingests one token at state.pos, in the order of §2.9, and must reproduce prefill.
+//
+// Numerics: exact = the unquantised math (what transformers implements);
+// official = the quantisation simulation of DeepSeek's inference code: FP8 (1x128) of the
+// inputs of wq_a, wq_b, wkv, indexer.wq_b and wo_b; FP8 (blocks of 64) on the non-RoPE dims
+// of window and compressed entries; Hadamard + FP4 (blocks of 32) on indexer queries and
+// keys. Not simulated: the BF16 storage of activations, probabilities and weights, and
+// the float32 RoPE tables (docs/numerics.md).
+//
+// Shapes: x [T, D] -> y [T, D]; weights as in the checkpoint (§7), dequantised to T.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "reference/compressor.h"
+#include "reference/constants.h"
+#include "reference/rope.h"
+#include "reference/view.h"
+
+namespace dsv4 {
+
+enum class Numerics { exact, official };
+
+struct AttentionLayerShape {
+  int64_t dim = 0;       // D
+  int64_t heads = 0;     // H
+  int64_t head_dim = kHeadDim;
+  int64_t q_rank = 0;
+  int64_t groups = 0;    // o_groups
+  int64_t o_rank = 0;    // o_lora_rank
+  int64_t window = kWindow;
+  int64_t ratio = 0;     // 0, 4 or 128
+  int64_t index_heads = kIndexerHeads;
+  int64_t index_dim = kIndexerDim;
+  int64_t index_topk = 512;
+  double eps = kNormEps;
+  RopeConfig rope;       // the layer's table: rope_for_ratio(ratio) unless overridden
+};
+
+// §2.7: window-only layers use theta 10000 without YaRN, compressed layers the YaRN table.
+RopeConfig rope_for_ratio(int64_t ratio);
+
+template <class T>
+struct AttentionLayerWeights {
+  const T* wq_a = nullptr;       // attn.wq_a.weight       [q_rank, D]
+  const T* q_norm = nullptr;     // attn.q_norm.weight     [q_rank]
+  const T* wq_b = nullptr;       // attn.wq_b.weight       [H*d, q_rank]
+  const T* wkv = nullptr;        // attn.wkv.weight        [d, D]
+  const T* kv_norm = nullptr;    // attn.kv_norm.weight    [d]
+  const T* wo_a = nullptr;       // attn.wo_a.weight       [g*o_rank, (H/g)*d]
+  const T* wo_b = nullptr;       // attn.wo_b.weight       [D, g*o_rank]
+  const T* attn_sink = nullptr;  // attn.attn_sink         [H]
+  CompressorWeights<T> compressor;          // attn.compressor.*          (ratio > 0)
+  CompressorWeights<T> indexer_compressor;  // attn.indexer.compressor.*  (ratio 4)
+  const T* indexer_wq_b = nullptr;          // attn.indexer.wq_b.weight [HI*dI, q_rank]
+  const T* indexer_weights_proj = nullptr;  // attn.indexer.weights_proj.weight [HI, D]
+};
+
+template <class T>
+struct AttentionLayerParams {
+  AttentionLayerShape shape;
+  AttentionLayerWeights<T> w;
+  Numerics numerics = Numerics::exact;
+};
+
+// Everything a layer keeps between decode steps.
+template <class T>
+struct AttentionLayerState {
+  int64_t pos = 0;
+  std::vector<T> window;      // ring [window, d]: position t in slot t mod window
+  std::vector<T> comp;        // [N, d] compressed main entries
+  std::vector<T> index_keys;  // [N, dI] compressed indexer keys (CSA)
+  CompressorState<T> comp_state, index_state;
+};
+
+namespace ref {
+
+// x [T, D] at positions 0..T-1 -> y [T, D]. Optionally leaves the decode state and the
+// indexer's selection ([T, topk], CSA only) behind.
+template <class T>
+void attention_layer_prefill(const AttentionLayerParams<T>& p, View2<const T> x, View2<T> y,
+                             AttentionLayerState<T>* state = nullptr,
+                             std::vector<int32_t>* topk = nullptr);
+
+// x_t [D] at position state.pos -> y_t [D]; advances the state.
+template <class T>
+void attention_layer_decode(const AttentionLayerParams<T>& p, const T* x_t, T* y_t,
+                            AttentionLayerState<T>& state, std::vector<int32_t>* topk = nullptr);
+
+// A fresh state (position 0).
+template <class T>
+AttentionLayerState<T> attention_layer_state_init(const AttentionLayerShape& s);
+
+}  // namespace ref
+}  // namespace dsv4

@@ -1,0 +1,185 @@
+#include "reference/compressor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "reference/eigen_util.h"
+#include "reference/errors.h"
+#include "reference/hadamard.h"
+#include "reference/quant_fp4.h"
+#include "reference/quant_fp8.h"
+#include "reference/rmsnorm.h"
+
+namespace dsv4::ref {
+
+namespace {
+
+void check_shape(const CompressorShape& s, int64_t rope_dim) {
+  require(s.dim > 0 && s.head_dim > 0 && s.ratio > 0,
+          "compressor: dim, head_dim and ratio must be positive");
+  require(rope_dim <= s.head_dim, "compressor: rope_dim " + std::to_string(rope_dim) +
+                                      " exceeds head_dim " + std::to_string(s.head_dim));
+}
+
+// One pooled channel block: out[ch] = sum_k softmax_k(z_k[ch]) a_k[ch] over the rows given
+// as (z row, a row) pairs. Rows with z = -inf contribute nothing.
+template <class T>
+void pool(const std::vector<const T*>& z, const std::vector<const T*>& a, int64_t n, T* out) {
+  const T ninf = -std::numeric_limits<T>::infinity();
+  for (int64_t ch = 0; ch < n; ++ch) {
+    T mx = ninf;
+    for (const T* zr : z) mx = std::max(mx, zr[ch]);
+    T den = 0, num = 0;
+    if (mx != ninf) {
+      for (size_t k = 0; k < z.size(); ++k) {
+        const T w = std::exp(z[k][ch] - mx);
+        den += w;
+        num += w * a[k][ch];
+      }
+    }
+    out[ch] = den > 0 ? num / den : T(0);
+  }
+}
+
+}  // namespace
+
+template <class T>
+CompressorState<T> compressor_state_init(const CompressorShape& s) {
+  CompressorState<T> st;
+  st.rows = s.state_rows();
+  st.width = s.width();
+  st.kv.assign(st.rows * st.width, T(0));
+  st.score.assign(st.rows * st.width, -std::numeric_limits<T>::infinity());
+  return st;
+}
+
+template <class T>
+void compressor_finish_entry(const CompressorParams<T>& p, int64_t block, T* entry) {
+  const int64_t dc = p.shape.head_dim;
+  View2<T> e = view2(entry, 1, dc);
+  rmsnorm<T>({e, p.w.norm, e, p.eps});
+  RopeParams<T> rp{e, 1, dc, block * p.shape.ratio, 1, false, p.rope};
+  rope(rp);
+  switch (p.quant) {
+    case CompressorQuant::none:
+      break;
+    case CompressorQuant::fp8:
+      quant_fp8<T>({e, e, kFp8KvBlock, dc - p.rope.rope_dim});
+      break;
+    case CompressorQuant::fp4_hadamard:
+      hadamard<T>({e, e});
+      quant_fp4<T>({e, e, kFp4Block});
+      break;
+  }
+}
+
+template <class T>
+void compressor_prefill(const CompressorParams<T>& p, View2<const T> x, View2<T> entries,
+                        CompressorState<T>* state) {
+  const CompressorShape& s = p.shape;
+  check_shape(s, p.rope.rope_dim);
+  const int64_t T_ = x.rows, m = s.ratio, dc = s.head_dim, w = s.width();
+  const int64_t nb = T_ / m;
+  require(x.cols == s.dim, "compressor: tensor 'x': expected " + std::to_string(s.dim) +
+                               " columns, found " + std::to_string(x.cols));
+  require(entries.rows == nb && entries.cols == dc,
+          "compressor: tensor 'entries': expected shape " + shape_string({nb, dc}) + ", found " +
+              shape_string({entries.rows, entries.cols}));
+
+  // a = X Wkv^T, z = X Wgate^T + ape[s mod m]      [T, c*dc]
+  Mat<T> a = linear(x, p.w.wkv, w, s.dim);
+  Mat<T> z = linear(x, p.w.wgate, w, s.dim);
+  for (int64_t t = 0; t < T_; ++t) {
+    const T* ape = p.w.ape + (t % m) * w;
+    for (int64_t c = 0; c < w; ++c) z(t, c) += ape[c];
+  }
+
+  std::vector<const T*> zr, ar;
+  for (int64_t i = 0; i < nb; ++i) {
+    zr.clear();
+    ar.clear();
+    if (s.overlap && i > 0) {
+      for (int64_t k = 0; k < m; ++k) {  // previous block, A half
+        zr.push_back(&z((i - 1) * m + k, 0));
+        ar.push_back(&a((i - 1) * m + k, 0));
+      }
+    }
+    const int64_t off = s.overlap ? dc : 0;  // current block: B half (CSA) or all (HCA)
+    for (int64_t k = 0; k < m; ++k) {
+      zr.push_back(&z(i * m + k, off));
+      ar.push_back(&a(i * m + k, off));
+    }
+    pool(zr, ar, dc, entries.row(i));
+    compressor_finish_entry(p, i, entries.row(i));
+  }
+
+  if (state) {
+    *state = compressor_state_init<T>(s);
+    state->pos = T_;
+    auto put = [&](int64_t srow, int64_t t) {
+      std::copy_n(&a(t, 0), w, state->kv.data() + srow * w);
+      std::copy_n(&z(t, 0), w, state->score.data() + srow * w);
+    };
+    const int64_t cutoff = nb * m;
+    if (s.overlap && nb > 0)
+      for (int64_t k = 0; k < m; ++k) put(k, cutoff - m + k);
+    const int64_t cur = s.overlap ? m : 0;
+    for (int64_t t = cutoff; t < T_; ++t) put(cur + (t - cutoff), t);
+  }
+}
+
+template <class T>
+bool compressor_decode(const CompressorParams<T>& p, const T* x_t, CompressorState<T>& st,
+                       T* entry) {
+  const CompressorShape& s = p.shape;
+  check_shape(s, p.rope.rope_dim);
+  const int64_t m = s.ratio, dc = s.head_dim, w = s.width();
+  require(st.rows == s.state_rows() && st.width == w,
+          "compressor: decode state has shape " + shape_string({st.rows, st.width}) +
+              ", expected " + shape_string({s.state_rows(), w}));
+  const int64_t t = st.pos;
+  const int64_t cur = s.overlap ? m : 0;
+  const int64_t row = cur + t % m;
+  auto xv = as_eigen(x_t, 1, s.dim);
+  as_eigen(st.kv.data() + row * w, 1, w) = xv * as_eigen(p.w.wkv, w, s.dim).transpose();
+  as_eigen(st.score.data() + row * w, 1, w) =
+      xv * as_eigen(p.w.wgate, w, s.dim).transpose() + as_eigen(p.w.ape + (t % m) * w, 1, w);
+  st.pos = t + 1;
+  if ((t + 1) % m != 0) return false;
+
+  std::vector<const T*> zr, ar;
+  if (s.overlap) {
+    for (int64_t k = 0; k < m; ++k) {
+      zr.push_back(st.score.data() + k * w);
+      ar.push_back(st.kv.data() + k * w);
+    }
+  }
+  for (int64_t k = 0; k < m; ++k) {
+    zr.push_back(st.score.data() + (cur + k) * w + (s.overlap ? dc : 0));
+    ar.push_back(st.kv.data() + (cur + k) * w + (s.overlap ? dc : 0));
+  }
+  pool(zr, ar, dc, entry);
+  compressor_finish_entry(p, t / m, entry);
+
+  if (s.overlap) {  // current -> previous
+    std::copy_n(st.kv.data() + m * w, m * w, st.kv.data());
+    std::copy_n(st.score.data() + m * w, m * w, st.score.data());
+  }
+  std::fill_n(st.kv.data() + cur * w, m * w, T(0));
+  std::fill_n(st.score.data() + cur * w, m * w, -std::numeric_limits<T>::infinity());
+  return true;
+}
+
+#define DSV4_INSTANTIATE(T)                                                                   \
+  template CompressorState<T> compressor_state_init<T>(const CompressorShape&);               \
+  template void compressor_finish_entry<T>(const CompressorParams<T>&, int64_t, T*);          \
+  template void compressor_prefill<T>(const CompressorParams<T>&, View2<const T>, View2<T>,   \
+                                      CompressorState<T>*);                                   \
+  template bool compressor_decode<T>(const CompressorParams<T>&, const T*, CompressorState<T>&, \
+                                     T*);
+DSV4_INSTANTIATE(float)
+DSV4_INSTANTIATE(double)
+#undef DSV4_INSTANTIATE
+
+}  // namespace dsv4::ref

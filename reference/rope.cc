@@ -1,0 +1,112 @@
+#include "reference/rope.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "reference/errors.h"
+
+namespace dsv4 {
+
+RopeConfig rope_v4_compressed() {
+  RopeConfig c;
+  c.theta = kRopeThetaCompressed;
+  c.yarn_factor = kYarnFactorV4;
+  c.yarn_orig = kYarnOrigV4;
+  return c;
+}
+
+RopeConfig rope_v4_swa() { return RopeConfig{}; }
+
+RopeConfig rope_v3() {
+  RopeConfig c;
+  c.theta = kRopeThetaV3;
+  c.yarn_factor = kYarnFactorV3;
+  c.yarn_orig = kYarnOrigV3;
+  return c;
+}
+
+RopeConfig rope_v32_indexer() {
+  RopeConfig c = rope_v3();
+  c.layout = RopeLayout::half_split;
+  c.placement = RopePlacement::first;
+  return c;
+}
+
+double v3_softmax_scale() {
+  const double mscale = 0.1 * std::log(kYarnFactorV3) + 1.0;
+  return mscale * mscale / std::sqrt(double(kMlaQkNopeDim + kRopeDim));
+}
+
+static double correction_dim(double rotations, const RopeConfig& c) {
+  return double(c.rope_dim) * std::log(double(c.yarn_orig) / (rotations * 2 * std::numbers::pi)) /
+         (2 * std::log(c.theta));
+}
+
+void yarn_correction_range(const RopeConfig& c, int64_t* low, int64_t* high) {
+  *low = std::max<int64_t>(int64_t(std::floor(correction_dim(c.beta_fast, c))), 0);
+  *high = std::min<int64_t>(int64_t(std::ceil(correction_dim(c.beta_slow, c))), c.rope_dim - 1);
+}
+
+std::vector<double> rope_inv_freq(const RopeConfig& c) {
+  require(c.rope_dim > 0 && c.rope_dim % 2 == 0,
+          "rope: rope_dim must be even and positive, found " + std::to_string(c.rope_dim));
+  require(c.theta > 1, "rope: theta must be > 1, found " + std::to_string(c.theta));
+  const int64_t half = c.rope_dim / 2;
+  std::vector<double> f(half);
+  for (int64_t i = 0; i < half; ++i) f[i] = std::pow(c.theta, -2.0 * double(i) / double(c.rope_dim));
+  if (c.yarn_factor > 1) {
+    require(c.yarn_orig > 0, "rope: yarn_orig must be > 0 with yarn_factor > 1");
+    int64_t low, high;
+    yarn_correction_range(c, &low, &high);
+    const double span = high == low ? 0.001 : double(high - low);
+    for (int64_t i = 0; i < half; ++i) {
+      const double ramp = std::clamp((double(i) - double(low)) / span, 0.0, 1.0);
+      const double s = 1.0 - ramp;
+      f[i] = f[i] * s + f[i] / c.yarn_factor * (1.0 - s);
+    }
+  }
+  return f;
+}
+
+namespace ref {
+
+template <class T>
+void rope(const RopeParams<T>& p) {
+  const int64_t hd = p.head_dim ? p.head_dim : (p.heads ? p.x.cols / p.heads : 0);
+  require(p.heads > 0 && hd * p.heads == p.x.cols,
+          "rope: x has " + std::to_string(p.x.cols) + " columns, expected heads (" +
+              std::to_string(p.heads) + ") * head_dim (" + std::to_string(hd) + ")");
+  require(p.cfg.rope_dim <= hd, "rope: rope_dim " + std::to_string(p.cfg.rope_dim) +
+                                    " exceeds head_dim " + std::to_string(hd));
+  const std::vector<double> freq = rope_inv_freq(p.cfg);
+  const int64_t half = p.cfg.rope_dim / 2;
+  const int64_t start = p.cfg.placement == RopePlacement::last ? hd - p.cfg.rope_dim : 0;
+  const bool inter = p.cfg.layout == RopeLayout::interleaved;
+  const double sign = p.inverse ? -1.0 : 1.0;
+  std::vector<T> cs(half), sn(half);
+  for (int64_t r = 0; r < p.x.rows; ++r) {
+    const double pos = double(p.pos0 + r * p.pos_step);
+    for (int64_t i = 0; i < half; ++i) {
+      const double a = sign * pos * freq[i];
+      cs[i] = T(std::cos(a) * p.cfg.attn_factor);
+      sn[i] = T(std::sin(a) * p.cfg.attn_factor);
+    }
+    for (int64_t h = 0; h < p.heads; ++h) {
+      T* v = p.x.row(r) + h * hd + start;
+      for (int64_t i = 0; i < half; ++i) {
+        T& x0 = inter ? v[2 * i] : v[i];
+        T& x1 = inter ? v[2 * i + 1] : v[i + half];
+        const T a = x0, b = x1;
+        x0 = a * cs[i] - b * sn[i];
+        x1 = a * sn[i] + b * cs[i];
+      }
+    }
+  }
+}
+
+template void rope<float>(const RopeParams<float>&);
+template void rope<double>(const RopeParams<double>&);
+
+}  // namespace ref
+}  // namespace dsv4

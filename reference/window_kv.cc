@@ -1,0 +1,30 @@
+#include "reference/window_kv.h"
+
+#include "reference/eigen_util.h"
+#include "reference/errors.h"
+#include "reference/quant_fp8.h"
+#include "reference/rmsnorm.h"
+
+namespace dsv4::ref {
+
+template <class T>
+void window_kv(const WindowKvParams<T>& p) {
+  const int64_t T_ = p.x.rows, d = p.head_dim;
+  require(p.kv.rows == T_ && p.kv.cols == d,
+          "window_kv: output 'kv': expected shape " + shape_string({T_, d}));
+  if (p.act_quant) {
+    Mat<T> x = as_eigen(p.x);
+    quant_fp8<T>({cview_of(x), view_of(x), kActBlock, 0});
+    as_eigen(p.kv) = linear(cview_of(x), p.wkv, d, p.x.cols);
+  } else {
+    as_eigen(p.kv) = linear(p.x, p.wkv, d, p.x.cols);
+  }
+  rmsnorm<T>({p.kv, p.kv_norm, p.kv, p.eps});
+  rope<T>({p.kv, 1, d, p.pos0, 1, false, p.rope});
+  if (p.quant) quant_fp8<T>({p.kv, p.kv, kFp8KvBlock, d - p.rope.rope_dim});
+}
+
+template void window_kv<float>(const WindowKvParams<float>&);
+template void window_kv<double>(const WindowKvParams<double>&);
+
+}  // namespace dsv4::ref
