@@ -1,3 +1,72 @@
-// The dsv4 command (placeholder until the op and run commands land in this commit series).
-#include <cstdio>
-int main() { std::puts("dsv4"); return 0; }
+// The dsv4 command: the one place that knows every folder.
+//   dsv4 op NAME --in IN --out OUT ...   run one kernel on files (docs/op-contract.md)
+//   dsv4 run [--out DIR] [--quick]       the default harness run (docs/run.md)
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include "cli/op_runner.h"
+#include "cli/run.h"
+
+namespace {
+
+constexpr int kBadInput = 2;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"dsv4: benchmark and evaluation harness for the DeepSeek-V4 architecture"};
+  app.require_subcommand(1);
+
+  dsv4::cli::OpRunArgs op;
+  bool list = false, op_help = false;
+  auto* opc = app.add_subcommand("op", "run one kernel on safetensors files (dsv4 op --list)");
+  opc->set_help_flag();  // NAME --help prints the op's contract instead
+  opc->add_flag("-h,--help", op_help, "this help, or with NAME the op's contract");
+  opc->add_option("name", op.op, "op name");
+  opc->add_flag("--list", list, "list every op with its inputs, outputs and keys");
+  opc->add_option("--in", op.in, "input safetensors file");
+  opc->add_option("--out", op.out, "output safetensors file (written atomically)");
+  opc->add_option("--backend", op.backend, "ref | cuda")->default_str("ref");
+  opc->add_option("--precision", op.precision, "f32 | f64")->default_str("f32");
+  opc->add_option("--set", op.sets, "KEY=VALUE (repeatable)")->take_all();
+
+  dsv4::cli::RunArgs run;
+  auto* runc = app.add_subcommand("run", "the default harness run: every reference op at V4 shapes, a summary and a results file");
+  runc->add_option("--out", run.out, "results directory")->default_str(run.out);
+  runc->add_flag("--quick", run.quick, "small shapes only (seconds)");
+  runc->add_option("--threads", run.threads, "Eigen threads (0 = all cores; targets are single-thread)")->default_str("1");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fmt::print(stderr, "dsv4: {}\n", e.what());
+    return kBadInput;
+  }
+
+  if (opc->parsed()) {
+    if (op_help) {
+      if (op.op.empty()) {
+        fmt::print("{}", opc->help());
+        return 0;
+      }
+      if (!dsv4::cli::print_op_help(op.op)) {
+        fmt::print(stderr, "dsv4 op: unknown op '{}' (dsv4 op --list shows them)\n", op.op);
+        return kBadInput;
+      }
+      return 0;
+    }
+    if (list) {
+      dsv4::cli::print_op_list();
+      return 0;
+    }
+    if (op.op.empty()) {
+      fmt::print(stderr, "dsv4 op: give an op name, or --list\n");
+      return kBadInput;
+    }
+    return dsv4::cli::run_op(op);
+  }
+  if (runc->parsed()) return dsv4::cli::run_harness(run);
+  return kBadInput;
+}

@@ -8,7 +8,7 @@ endif()
 
 add_library(dsv4_flags INTERFACE)
 target_compile_options(dsv4_flags INTERFACE
-  $<$<COMPILE_LANGUAGE:CXX>:-mavx2 -mfma -Wall -Wextra -Wno-psabi>
+  $<$<COMPILE_LANGUAGE:CXX>:-mavx2 -mfma -Wall -Wextra -Wno-psabi -Wno-missing-field-initializers>
   $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${DSV4_WERROR}>>:-Werror>)
 # Release keeps asserts out but keeps frame pointers for profiling.
 set(CMAKE_CXX_FLAGS_RELEASE "-O2 -DNDEBUG -fno-omit-frame-pointer")
