@@ -440,3 +440,23 @@ TEST(OpCli, ExistingOutputIsReplacedOnlyOnSuccess) {
 
 }  // namespace
 }  // namespace dsv4::test
+
+namespace dsv4::test {
+namespace {
+
+// docs/op-contract.md carries the --list output verbatim (scripts/gen-op-docs refreshes it).
+TEST(OpCli, DocsListingMatchesTheBinary) {
+  TempDir tmp;
+  const auto r = run_dsv4("op --list", tmp);
+  ASSERT_EQ(r.status, 0);
+  const std::string doc = slurp(std::string(DSV4_TEST_DATA_DIR) + "/../../docs/op-contract.md");
+  const std::string begin = "<!-- op-list:begin -->\n```\n", end = "```\n<!-- op-list:end -->";
+  const auto a = doc.find(begin), b = doc.find(end);
+  ASSERT_NE(a, std::string::npos);
+  ASSERT_NE(b, std::string::npos);
+  EXPECT_EQ(doc.substr(a + begin.size(), b - a - begin.size()), r.out)
+      << "docs/op-contract.md is stale: run scripts/gen-op-docs";
+}
+
+}  // namespace
+}  // namespace dsv4::test
