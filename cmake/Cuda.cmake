@@ -8,6 +8,12 @@ if(DSV4_CUDA)
   if(CMAKE_CUDA_COMPILER)
     # Explicit -gencode flags below; keep CMake from adding its own.
     set(CMAKE_CUDA_ARCHITECTURES OFF)
+    # CMake < 3.26 knows no nvcc flag for C++20 ("requires the language dialect CUDA20");
+    # nvcc 12+ accepts -std=c++20.
+    if(NOT DEFINED CMAKE_CUDA20_STANDARD_COMPILE_OPTION)
+      set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
+      set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
+    endif()
     enable_language(CUDA)
     set(CMAKE_CUDA_STANDARD 20)
     set(CMAKE_CUDA_STANDARD_REQUIRED ON)

@@ -18,8 +18,9 @@ void mla(const MlaParams<T>& p) {
                                            shape_string({T_, H, dk}) + " (" +
                                            std::to_string(H * dk) + " columns), found " +
                                            std::to_string(p.q.cols) + " columns");
-  require(p.pos0 >= 0 && p.pos0 + T_ <= Tk,
-          "mla: key 'pos0' (" + std::to_string(p.pos0) + ") + T (" + std::to_string(T_) +
+  const int64_t pos0 = p.pos0 < 0 ? Tk - T_ : p.pos0;
+  require(pos0 >= 0 && pos0 + T_ <= Tk,
+          "mla: key 'pos0' (" + std::to_string(pos0) + ") + T (" + std::to_string(T_) +
               ") must not exceed the kv rows (" + std::to_string(Tk) + ")");
   require(p.o.rows == T_ && p.o.cols == H * dl, "mla: output 'o' has the wrong shape");
   const bool sparse = p.indices.data != nullptr;
@@ -37,7 +38,7 @@ void mla(const MlaParams<T>& p) {
   auto KV = as_eigen(p.kv);
   Mat<T> G, S;
   for (int64_t r = 0; r < T_; ++r) {
-    const int64_t pos = p.pos0 + r;
+    const int64_t pos = pos0 + r;
     auto Q = as_eigen(p.q.row(r), H, dk);
     int64_t n;
     if (sparse) {

@@ -4,7 +4,7 @@
 //
 // Keys are the cached [latent c_j (dl) ; rotated k_pe_j (dr)] rows; values are the latent
 // part only. Queries are already absorbed: q = [W_uk^T q_nope (dl) ; rotated q_pe (dr)].
-// Query row r has position p = pos0 + r; kv row j has position j.
+// Query row r has position p = pos0 + r (pos0 defaults to Tk - T); kv row j has position j.
 //   visible j: j <= p; dense: every visible j; with indices: indices[r, :] skipping -1 and
 //   future rows (duplicates count twice)
 //   s_j = scale * q[r, h, :] . kv[j, :]           (dl + dr dims)
@@ -30,7 +30,7 @@ struct MlaParams {
   int64_t heads = 0;
   int64_t latent_dim = kMlaLatentDim;  // dl
   double scale = 0;                    // 0: 1/sqrt(dl + dr)
-  int64_t pos0 = 0;
+  int64_t pos0 = -1;                   // -1: Tk - T (the queries are the last T cached rows)
   View2<T> o;    // [T, H*dl]
   View2<T> lse;  // [T, H], optional
 };

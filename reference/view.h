@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define DSV4_HD __host__ __device__
@@ -30,7 +31,12 @@ struct View2 {
   DSV4_HD View2 slice_rows(int64_t r0, int64_t n) const { return {data + r0 * ld, n, cols, ld}; }
   // A view of columns [c0, c0 + n) of every row.
   DSV4_HD View2 slice_cols(int64_t c0, int64_t n) const { return {data + c0, rows, n, ld}; }
-  DSV4_HD operator View2<const T>() const { return {data, rows, cols, ld}; }
+  // View2<T> -> View2<const T>. A template so that View2<const T> declares no conversion
+  // to itself (nvcc warns about such a declaration).
+  template <class U = T, std::enable_if_t<!std::is_const_v<U>, int> = 0>
+  DSV4_HD operator View2<const U>() const {
+    return {data, rows, cols, ld};
+  }
 };
 
 // A dense (ld == cols) view.

@@ -5,41 +5,37 @@
 // difference from DeepSeek's official code). It holds, for a tiny random V4 model with one
 // window-only (ratio 0), one CSA (ratio 4, top-k 16 < visible entries) and one HCA
 // (ratio 128) layer and a prefill of T = 302 tokens: each layer's attention input
-// `layers.L.attn_in` [T, D] (after attn_norm), its output `layers.L.attn_out` [T, D]
-// (float64), its weights under the official checkpoint names (float32, exact) and the CSA
-// layer's top-k `layers.1.attn.topk` [T, k] (-1 = no entry).
+// `layers.L.attn_in` [T, D] (after attn_norm; float32, exact in both precisions), its output
+// `layers.L.attn_out` [T, D] (float64), its weights under the official checkpoint names
+// (float32, exact) and the CSA layer's selection `layers.1.attn.topk` [T, k] (-1 = none).
 //
 // We run ref::attention_layer_prefill with Numerics::exact (transformers simulates no
 // quantisation) in float and in double and compare with attn_out, and compare the CSA
-// selection as a set per row (the golden generator guarantees a clear score gap at the
+// selection as a set per row (the generator guarantees a relative score gap >= 1e-4 at the
 // k-th entry, so the set is well defined; the order among selected entries does not change
 // the attention output).
 //
 // Tolerances (derivation), per layer, with ymax = max |golden y| of the layer:
-//   tol<T> = reduction_tol<float>(kGoldenF32Steps, ymax) + reduction_tol<T>(K, ymax).
-// 1. What the golden can vouch for. It is float64 except where transformers rounds to
-//    float32 even in a float64 model (docs/oracles.md): the RMSNorms (c_q, window kv,
-//    compressed entries), the per-head q rsqrt, the RoPE input and the compressor softmax.
-//    At most kGoldenF32Steps = 4 of these lie on any path to y; each perturbs an O(1)
-//    normalised vector by a relative <= u32, independently per element. Independent
-//    relative perturbations delta_k of the terms t_k of a sum move it by
-//    sqrt(sum (delta_k t_k)^2) <= u32 ||t||_2, and for the random-sign sums of this layer
-//    (random weights) E|sum t|^2 = ||t||_2^2, so the output scale ymax is the magnitude:
-//    the steps reach y as reduction_tol<float>(4, ymax) = kSafety * 2 * u32 * ymax (the
-//    scores are O(1), |q . k| / sqrt(d) with unit-RMS q, so the softmax passes relative
-//    changes on with gain O(1); kSafety covers it). The RoPE tables of the golden are
-//    float64 (the generator swaps transformers' float32 angles, whose error grows with
-//    position, for the spec table after checking them equal to 2 float32 ulp).
-//    Observed: |ref<double> - golden| ~ 2.5 u32 * ymax.
-// 2. Our own rounding in T over the longest reduction of the chain,
-//    K = max(D, q_rank, d, (H/g) d, g r, window + visible compressed entries).
-// A semantic difference (a wrong table, mask, half, scale or sink) moves y by O(ymax).
+//   tol<T> = reduction_tol<double>(K, ymax) + reduction_tol<T>(K, ymax),
+//   K = max(D, q_rank, d, (H/g) d, g r, window + visible compressed entries),
+// the rounding of the golden's own float64 evaluation plus ours in T, over the longest
+// reduction of the chain. The golden is float64 math: the generator replaces the steps
+// transformers keeps in float32 even in a float64 model (RMSNorm, per-head q rsqrt, RoPE
+// input, compressor softmax, float32 RoPE angles) by the same functions in float64, after
+// checking them against the shipped ones, and checks the golden against the shipped port
+// (they agree to ~1e-6 here). Magnitude: the layer's sums have random-sign terms (random
+// weights), whose rounding errors grow like a random walk of partial sums of size ~|sum|,
+// so the output scale ymax is the magnitude; kSafety covers the chained norm, exp and
+// division. Observed: |ref<double> - golden| ~ 10 u64 * ymax, |ref<float> - golden| ~
+// 10 u32 * ymax. A semantic difference (a wrong table, mask, half, scale or sink) moves y
+// by O(ymax).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cmath>
 #include <cstdint>
+#include <iostream>
 #include <limits>
 #include <map>
 #include <memory>
@@ -233,9 +229,6 @@ double max_abs(const T* a, int64_t n) {
   return m;
 }
 
-// float32 rounding steps of transformers on any path to the output (see the top).
-constexpr double kGoldenF32Steps = 4;
-
 // See the derivation at the top of the file.
 template <class T>
 double layer_tolerance(const LayerData<T>& d, double ymax) {
@@ -244,7 +237,7 @@ double layer_tolerance(const LayerData<T>& d, double ymax) {
   const double compressed = s.ratio == 4 ? double(s.index_topk) : s.ratio > 0 ? 3.0 : 0.0;
   const double K = std::max({double(s.dim), double(s.q_rank), double(s.head_dim), in_a, gr,
                              double(s.window) + compressed});
-  return test::reduction_tol<float>(kGoldenF32Steps, ymax) + test::reduction_tol<T>(K, ymax);
+  return test::reduction_tol<double>(K, ymax) + test::reduction_tol<T>(K, ymax);
 }
 
 TEST(TransformersGolden, FileAndConfig) {
