@@ -38,7 +38,7 @@ using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor
 // V4-Flash shapes (docs/v4-architecture.md §1.1).
 struct Flash {
   static constexpr int64_t D = 4096, H = 64, d = 512, q_rank = 1024, groups = 8, o_rank = 1024;
-  static constexpr int64_t HI = 64, dI = 128, topk = 512, experts = 256, inter = 2048, active = 6;
+  static constexpr int64_t HI = 64, dI = 128, topk = 512, inter = 2048, active = 6;
 };
 
 std::vector<float> randn(size_t n, uint64_t seed, float sigma = 1.0f) {
@@ -314,7 +314,12 @@ int run_harness(const RunArgs& a) {
     auto st0 = synthetic_state(s, L);
     Row r{"attention_layer", fmt::format("V4-Flash CSA layer, decode step at context {}", L)};
     const int lreps = q ? 1 : 2;
-    r.seconds = time_s([&] { auto st = st0; ref::attention_layer_decode(p, x.data(), y.data(), st); }, lreps);
+    std::vector<double> ts;  // the state copy (hundreds of MB) stays outside the timing
+    for (int i = 0; i < lreps; ++i) {
+      auto st = st0;
+      ts.push_back(time_s([&] { ref::attention_layer_decode(p, x.data(), y.data(), st); }, 1));
+    }
+    r.seconds = *std::min_element(ts.begin(), ts.end());
     const double N = double(L / kCsaRatio);
     const double weights = double(wq_a.size()) + wq_b.size() + wkv.size() + wo_a.size() + wo_b.size() +
                            cw.size() + cg.size() + iw.size() + ig.size() + iqb.size() + iwp.size();
@@ -350,8 +355,9 @@ int run_harness(const RunArgs& a) {
     r.check = verdict(r, worst < 1e-4, fmt::format("Sinkhorn columns sum to 1 within {:.1e}", worst));
     rows.push_back(r);
   }
-  {  // MoE: router + 6 routed experts + shared, a few tokens
-    const int64_t T = q ? 2 : 8, E = q ? 16 : F::experts, I = q ? 256 : F::inter;
+  {  // MoE: router + 6 routed experts + shared, a few tokens. 16 experts of the real width:
+    // all 256 in FP32 would need 26 GB (3 x 256 x 2048 x 4096 x 4 B).
+    const int64_t T = q ? 2 : 8, E = 16, I = q ? 256 : F::inter;
     auto x = randn(T * F::D, 80), gate = randn(E * F::D, 81, 0.02f), bias = randn(E, 82, 0.01f);
     auto w1 = randn(E * I * F::D, 83, 0.02f), w3 = randn(E * I * F::D, 84, 0.02f), w2 = randn(E * F::D * I, 85, 0.02f);
     std::vector<int32_t> chosen(T * F::active);

@@ -41,15 +41,30 @@ inline uint16_t bf16_encode(float f) {
 inline float bf16_decode(uint16_t b) { return float_of(static_cast<uint32_t>(b) << 16); }
 inline float bf16_round(float f) { return bf16_decode(bf16_encode(f)); }
 
-// Rounds |a| (finite, >= 0) to the grid of a binary format with `mant_bits` explicit
-// mantissa bits whose smallest normal exponent is `min_exp`, RNE. Values below 2^min_exp
-// fall on the subnormal grid of step 2^(min_exp - mant_bits).
+// Exponent of a finite, non-zero, normal double (floor(log2 |a|)), read from its bits.
+inline int exponent_of(double a) {
+  uint64_t u;
+  std::memcpy(&u, &a, 8);
+  return int((u >> 52) & 0x7FF) - 1023;
+}
+// 2^e for e in the normal double range, built from its bits.
+inline double pow2(int e) {
+  const uint64_t u = uint64_t(e + 1023) << 52;
+  double d;
+  std::memcpy(&d, &u, 8);
+  return d;
+}
+
+// Rounds |a| (finite, >= 0, a float value or 0) to the grid of a binary format with
+// `mant_bits` explicit mantissa bits whose smallest normal exponent is `min_exp`, RNE. Values
+// below 2^min_exp fall on the subnormal grid of step 2^(min_exp - mant_bits). Bit-level
+// exponent and step (no libm calls): every float is a normal double.
 inline double round_to_format(double a, int mant_bits, int min_exp) {
   if (a == 0.0) return 0.0;
-  int e = std::ilogb(a);
+  int e = exponent_of(a);
   if (e < min_exp) e = min_exp;
-  const double step = std::ldexp(1.0, e - mant_bits);
-  return std::nearbyint(a / step) * step;  // default FE_TONEAREST: ties to even
+  const double step = pow2(e - mant_bits);
+  return std::nearbyint(a / step) * step;  // exact division; FE_TONEAREST: ties to even
 }
 
 // ---- f16 --------------------------------------------------------------------------------
@@ -100,7 +115,13 @@ inline uint8_t e4m3_encode(double x) {
   const int mant = static_cast<int>(std::ldexp(q, 3 - e)) - 8;
   return sign | static_cast<uint8_t>(((e + 7) << 3) | mant);
 }
-inline double e4m3_round(double x) { return e4m3_decode(e4m3_encode(x)); }
+// Value-level round trip of a finite x: the same as e4m3_decode(e4m3_encode(x)), without
+// building the code (the quantisers' hot loop).
+inline double e4m3_round(double x) {
+  double q = round_to_format(std::fabs(x), 3, kE4m3MinExp);
+  if (q > 448.0) q = 448.0;
+  return std::signbit(x) ? -q : q;
+}
 
 // ---- e2m1 (FP4) -------------------------------------------------------------------------
 inline float e2m1_decode(uint8_t c) {
@@ -118,7 +139,12 @@ inline uint8_t e2m1_encode(double x) {
   const int mant = static_cast<int>(std::ldexp(q, 1 - e)) - 2;
   return sign | static_cast<uint8_t>(((e + 1) << 1) | mant);
 }
-inline double e2m1_round(double x) { return e2m1_decode(e2m1_encode(x)); }
+// Value-level round trip of a finite x: e2m1_decode(e2m1_encode(x)).
+inline double e2m1_round(double x) {
+  double q = round_to_format(std::fabs(x), 1, 0);
+  if (q > 6.0) q = 6.0;
+  return std::signbit(x) ? -q : q;
+}
 
 // ---- ue8m0 (power-of-two scale) ---------------------------------------------------------
 inline double ue8m0_decode(uint8_t b) {

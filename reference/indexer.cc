@@ -38,8 +38,11 @@ void indexer_query(const IndexerQueryParams<T>& p) {
 
 namespace {
 
-// Rows of queries scored per GEMM: bounds the [rows*HI, N] scratch to ~32 MiB.
-constexpr int64_t kScratchElems = int64_t(8) << 20;
+// Blocking: a GEMM scores kRowBlock query rows (all their heads) against kKeyChunk keys at
+// a time, so the [rows*HI, keys] dot products stay in cache and only the [rows, N] scores
+// touch memory. Decode (one row over 2^18 keys at 1M context) streams the keys once.
+constexpr int64_t kKeyChunk = 1024;
+constexpr int64_t kRowBlock = 16;
 
 template <class T>
 void score_and_select(const IndexerParams<T>& p, int64_t ratio) {
@@ -58,32 +61,28 @@ void score_and_select(const IndexerParams<T>& p, int64_t ratio) {
     require(p.scores.rows == T_ && p.scores.cols == N,
             "indexer: output 'scores': expected shape " + shape_string({T_, N}));
   const T ninf = -std::numeric_limits<T>::infinity();
-  const int64_t rows_per = std::max<int64_t>(1, kScratchElems / std::max<int64_t>(1, HI * N));
   auto K = as_eigen(p.k);
-  std::vector<T> s(N);
+  auto visible = [&](int64_t row) { return std::clamp<int64_t>((p.pos0 + row + 1) / ratio, 0, N); };
+  Mat<T> S, Q, D;  // scores [nr, N], queries [nr*HI, dI], dots [nr*HI, chunk]
   std::vector<int32_t> order(N);
-  for (int64_t r0 = 0; r0 < T_; r0 += rows_per) {
-    const int64_t nr = std::min(rows_per, T_ - r0);
-    // [nr*HI, dI] x [dI, N]: every head of every row against every key.
-    ConstMapMat<T> Q(p.q.row(r0), nr * HI, dI, Eigen::OuterStride<>(dI));
-    Mat<T> dots;
-    if (p.q.ld == HI * dI) {
-      dots.noalias() = Q * K.transpose();
-    } else {  // strided rows: gather first
-      Mat<T> Qc(nr * HI, dI);
-      for (int64_t r = 0; r < nr; ++r)
-        Qc.middleRows(r * HI, HI) = as_eigen(p.q.row(r0 + r), HI, dI);
-      dots.noalias() = Qc * K.transpose();
+  for (int64_t r0 = 0; r0 < T_; r0 += kRowBlock) {
+    const int64_t nr = std::min(kRowBlock, T_ - r0);
+    const int64_t vis_max = visible(r0 + nr - 1);  // rows are in position order
+    Q.resize(nr * HI, dI);
+    for (int64_t r = 0; r < nr; ++r) Q.middleRows(r * HI, HI) = as_eigen(p.q.row(r0 + r), HI, dI);
+    S.resize(nr, N);
+    for (int64_t j0 = 0; j0 < vis_max; j0 += kKeyChunk) {
+      const int64_t c = std::min(kKeyChunk, vis_max - j0);
+      D.noalias() = Q * K.middleRows(j0, c).transpose();
+      D = D.cwiseMax(T(0));  // ReLU
+      for (int64_t r = 0; r < nr; ++r)  // scores = w^T ReLU(q . k)
+        S.row(r).segment(j0, c).noalias() = as_eigen(p.w.row(r0 + r), 1, HI) * D.middleRows(r * HI, HI);
     }
     for (int64_t r = 0; r < nr; ++r) {
-      const int64_t row = r0 + r, pos = p.pos0 + row;
-      const int64_t vis = std::clamp<int64_t>((pos + 1) / ratio, 0, N);
-      // scores = w^T ReLU(dots)
-      auto D = dots.middleRows(r * HI, HI);
-      Eigen::Map<RowVec<T>> srow(s.data(), N);
-      srow.head(vis) = as_eigen(p.w.row(row), 1, HI) * D.leftCols(vis).cwiseMax(T(0));
-      srow.tail(N - vis).setConstant(ninf);
-      if (p.scores.data) std::copy(s.begin(), s.end(), p.scores.row(row));
+      const int64_t row = r0 + r, vis = visible(row);
+      T* s = S.row(r).data();
+      std::fill(s + vis, s + N, ninf);
+      if (p.scores.data) std::copy_n(s, N, p.scores.row(row));
       const int64_t k = std::min<int64_t>(p.topk, vis);
       std::iota(order.begin(), order.begin() + vis, 0);
       auto better = [&](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); };

@@ -52,9 +52,9 @@ void quant_fp4(const QuantFp4Params<T>& p) {
     for (int64_t b = 0; b < d; b += p.block) {
       const int64_t n = std::min(p.block, d - b);
       const int e = block_exp(x + b, n);
-      for (int64_t i = 0; i < n; ++i) {
-        y[b + i] = T(double(fmt::e2m1_decode(code_of(x[b + i], e))) * std::ldexp(1.0, e));
-      }
+      const double down = fmt::pow2(-e), up = fmt::pow2(e);
+      for (int64_t i = 0; i < n; ++i)
+        y[b + i] = T(fmt::e2m1_round(std::clamp(double(x[b + i]) * down, -kFp4Max, kFp4Max)) * up);
     }
   }
 }

@@ -34,14 +34,17 @@ void quant_fp8(const QuantFp8Params<T>& p) {
                                             std::to_string(p.x.cols) + "], found " +
                                             std::to_string(p.dims));
   require(p.y.rows == p.x.rows && p.y.cols == p.x.cols, "quant_fp8: y must have the shape of x");
-  std::vector<uint8_t> codes(p.block);
   for (int64_t r = 0; r < p.x.rows; ++r) {
     const T* x = p.x.row(r);
     T* y = p.y.row(r);
     for (int64_t b = 0; b < dims; b += p.block) {
       const int64_t n = std::min(p.block, dims - b);
-      const uint8_t s = fp8_encode_block(x + b, n, codes.data());
-      fp8_decode_block(codes.data(), n, s, y + b);
+      double amax = 0;
+      for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(double(x[b + i])));
+      const int e = fmt::ue8m0_scale_exp(amax, kFp8AmaxFloor, kFp8Max);
+      const double down = fmt::pow2(-e), up = fmt::pow2(e);
+      for (int64_t i = 0; i < n; ++i)
+        y[b + i] = T(fmt::e4m3_round(std::clamp(double(x[b + i]) * down, -kFp8Max, kFp8Max)) * up);
     }
     if (y != x)
       for (int64_t c = dims; c < p.x.cols; ++c) y[c] = x[c];
