@@ -1,4 +1,4 @@
-# Host compiler flags. AVX2+FMA rather than -march=native: native was 20-40 % slower on
+# Host compiler flags. AVX2+FMA rather than the host-native target, which was 20-40 % slower on
 # the CI machine kind (targets.md).
 find_program(CCACHE_PROGRAM ccache)
 if(CCACHE_PROGRAM)
