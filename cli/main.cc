@@ -1,9 +1,11 @@
 // The dsv4 command: the one place that knows every folder.
 //   dsv4 op NAME --in IN --out OUT ...   run one kernel on files (docs/op-contract.md)
 //   dsv4 run [--out DIR] [--quick]       the default harness run (docs/run.md)
+//   dsv4 config show PRESET|PATH         a model configuration
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include "cli/model_cmds.h"
 #include "cli/op_runner.h"
 #include "cli/run.h"
 
@@ -35,6 +37,14 @@ int main(int argc, char** argv) {
   runc->add_option("--out", run.out, "results directory")->default_str(run.out);
   runc->add_flag("--quick", run.quick, "small shapes only (seconds)");
   runc->add_option("--threads", run.threads, "Eigen threads (0 = all cores; targets are single-thread)")->default_str("1");
+
+  std::string config_what;
+  bool config_json = false;
+  auto* cfgc = app.add_subcommand("config", "model configurations");
+  cfgc->require_subcommand(1);
+  auto* showc = cfgc->add_subcommand("show", "print a preset (v4-flash, v4-pro, v3.2, v3, v4-tiny) or a config.json");
+  showc->add_option("what", config_what, "preset name, config.json path or model directory")->required();
+  showc->add_flag("--json", config_json, "Hugging Face config.json spelling");
 
   try {
     app.parse(argc, argv);
@@ -68,5 +78,6 @@ int main(int argc, char** argv) {
     return dsv4::cli::run_op(op);
   }
   if (runc->parsed()) return dsv4::cli::run_harness(run);
+  if (showc->parsed()) return dsv4::cli::config_show(config_what, config_json);
   return kBadInput;
 }
