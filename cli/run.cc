@@ -109,9 +109,14 @@ std::string verdict(Row& r, bool ok, const std::string& what) {
 AttentionLayerState<float> synthetic_state(const AttentionLayerShape& s, int64_t L) {
   auto st = ref::attention_layer_state_init<float>(s);
   st.pos = L;
-  st.window = randn(size_t(s.window * s.head_dim), 11, 0.05f);
-  st.comp = randn(size_t(L / s.ratio * s.head_dim), 12, 0.05f);
-  if (s.ratio == kCsaRatio) st.index_keys = randn(size_t(L / s.ratio * s.index_dim), 13, 0.1f);
+  const auto w = randn(size_t(s.window * s.head_dim), 11, 0.05f);
+  for (int64_t r = 0; r < s.window; ++r) st.window->write(r, w.data() + r * s.head_dim);
+  const auto c = randn(size_t(L / s.ratio * s.head_dim), 12, 0.05f);
+  st.comp->append(c.data(), L / s.ratio);
+  if (s.ratio == kCsaRatio) {
+    const auto k = randn(size_t(L / s.ratio * s.index_dim), 13, 0.1f);
+    st.index_keys->append(k.data(), L / s.ratio);
+  }
   st.comp_state.pos = L;
   st.index_state.pos = L;
   return st;

@@ -21,8 +21,7 @@ namespace ref {
 namespace {
 
 void check(const AttentionLayerShape& s) {
-  require(s.ratio == 0 || s.ratio == kCsaRatio || s.ratio == kHcaRatio || s.ratio > 0,
-          "attention_layer: ratio must be >= 0");
+  require(s.ratio >= 0, "attention_layer: ratio must be >= 0, found " + std::to_string(s.ratio));
   require(s.dim > 0 && s.heads > 0 && s.head_dim > 0 && s.q_rank > 0,
           "attention_layer: dim, heads, head_dim and q_rank must be positive");
   require(s.groups > 0 && s.heads % s.groups == 0,
@@ -108,36 +107,61 @@ void attend_and_project(const AttentionLayerParams<T>& p, View2<const T> q, View
 }  // namespace
 
 template <class T>
-AttentionLayerState<T> attention_layer_state_init(const AttentionLayerShape& s) {
+AttentionLayerState<T> attention_layer_state_init(const AttentionLayerShape& s,
+                                                  const EntryStoreFactory<T>& stores) {
   AttentionLayerState<T> st;
-  st.window.assign(s.window * s.head_dim, T(0));
-  if (s.ratio > 0) st.comp_state = compressor_state_init<T>({s.dim, s.head_dim, s.ratio, s.ratio == kCsaRatio});
-  if (has_indexer(s)) st.index_state = compressor_state_init<T>({s.dim, s.index_dim, s.ratio, true});
+  st.window = stores(EntryKind::window, s.head_dim);
+  st.window->resize(s.window);
+  if (s.ratio > 0) {
+    st.comp = stores(EntryKind::compressed, s.head_dim);
+    st.comp_state = compressor_state_init<T>({s.dim, s.head_dim, s.ratio, s.ratio == kCsaRatio});
+  }
+  if (has_indexer(s)) {
+    st.index_keys = stores(EntryKind::index_key, s.index_dim);
+    st.index_state = compressor_state_init<T>({s.dim, s.index_dim, s.ratio, true});
+  }
   return st;
 }
 
 template <class T>
-void attention_layer_prefill(const AttentionLayerParams<T>& p, View2<const T> x, View2<T> y,
-                             AttentionLayerState<T>* state, std::vector<int32_t>* topk) {
+void attention_layer_forward(const AttentionLayerParams<T>& p, View2<const T> x, View2<T> y,
+                             AttentionLayerState<T>& st, std::vector<int32_t>* topk) {
   const auto& s = p.shape;
   check(s);
-  const int64_t T_ = x.rows, d = s.head_dim;
+  const int64_t T_ = x.rows, d = s.head_dim, t0 = st.pos;
   require(x.cols == s.dim, "attention_layer: tensor 'x': expected " + std::to_string(s.dim) +
                                " columns, found " + std::to_string(x.cols));
   require(y.rows == T_ && y.cols == s.dim, "attention_layer: output 'y' has the wrong shape");
+  require(st.window && st.window->width() == d && st.window->rows() == s.window &&
+              (s.ratio == 0 || (st.comp && st.comp->width() == d)) &&
+              (!has_indexer(s) || (st.index_keys && st.index_keys->width() == s.index_dim)),
+          "attention_layer: the state does not match the layer shape");
+  if (T_ == 0) return;
 
+  // §2.9 steps 1-2: queries and this chunk's window entries.
   Mat<T> cq(T_, s.q_rank), q(T_, s.heads * d), kv(T_, d);
-  query_path(query_params(p, x, 0, view_of(cq), view_of(q)));
-  window_kv(kv_params(p, x, 0, view_of(kv)));
+  query_path(query_params(p, x, t0, view_of(cq), view_of(q)));
+  window_kv(kv_params(p, x, t0, view_of(kv)));
 
-  const int64_t N = s.ratio > 0 ? T_ / s.ratio : 0;
-  Mat<T> comp(N, d), keys(has_indexer(s) ? N : 0, s.index_dim);
-  Eigen::Matrix<int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> idx;
-  CompressorState<T> cst, ist;
+  // Steps 3-4: the compressors ingest the chunk; completed entries join the cache before
+  // anyone attends, so a block completing at t is visible to t (visibility is by position).
+  std::vector<T> fresh;
   if (has_indexer(s)) {
-    compressor_prefill(index_compressor(p), x, view_of(keys), state ? &ist : nullptr);
+    compressor_ingest(index_compressor(p), x, st.index_state, fresh);
+    st.index_keys->append(fresh.data(), int64_t(fresh.size()) / s.index_dim);
+    fresh.clear();
+  }
+  if (s.ratio > 0) {
+    compressor_ingest(main_compressor(p), x, st.comp_state, fresh);
+    st.comp->append(fresh.data(), int64_t(fresh.size()) / d);
+  }
+  Eigen::Matrix<int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> idx;
+  if (has_indexer(s)) {
     Mat<T> iq(T_, s.index_heads * s.index_dim), iw(T_, s.index_heads);
-    indexer_query(iq_params(p, cview_of(cq), x, 0, view_of(iq), view_of(iw)));
+    indexer_query(iq_params(p, cview_of(cq), x, t0, view_of(iq), view_of(iw)));
+    const int64_t nk = st.index_keys->rows();
+    Mat<T> keys(nk, s.index_dim);
+    st.index_keys->read(0, nk, keys.data());
     idx.resize(T_, s.index_topk);
     IndexerParams<T> ip;
     ip.q = cview_of(iq);
@@ -146,88 +170,51 @@ void attention_layer_prefill(const AttentionLayerParams<T>& p, View2<const T> x,
     ip.heads = s.index_heads;
     ip.ratio = s.ratio;
     ip.topk = s.index_topk;
+    ip.pos0 = t0;
     ip.indices = {idx.data(), T_, s.index_topk, s.index_topk};
     indexer(ip);
     if (topk) topk->assign(idx.data(), idx.data() + idx.size());
   }
-  if (s.ratio > 0) compressor_prefill(main_compressor(p), x, view_of(comp), state ? &cst : nullptr);
 
+  // Step 5: attention. Window rows in position order: up to window - 1 earlier positions
+  // from the ring, then the chunk's own entries.
+  const int64_t prev = std::min<int64_t>(t0, s.window - 1);
+  Mat<T> win(prev + T_, d);
+  for (int64_t k = 0; k < prev; ++k) st.window->read((t0 - prev + k) % s.window, 1, win.row(k).data());
+  win.bottomRows(T_) = kv;
+  const int64_t N = s.ratio > 0 ? st.comp->rows() : 0;
+  Mat<T> comp(N, d);
+  if (N) st.comp->read(0, N, comp.data());
   View2<const int32_t> iv{idx.size() ? idx.data() : nullptr, idx.rows(), idx.cols(), idx.cols()};
-  attend_and_project(p, cview_of(q), cview_of(kv), cview_of(comp), iv, 0, y);
+  attend_and_project(p, cview_of(q), cview_of(win), cview_of(comp), iv, t0, y);
 
-  if (state) {
-    *state = attention_layer_state_init<T>(s);
-    state->pos = T_;
-    for (int64_t t = std::max<int64_t>(0, T_ - s.window); t < T_; ++t)
-      std::copy_n(kv.row(t).data(), d, state->window.data() + (t % s.window) * d);
-    state->comp.assign(comp.data(), comp.data() + comp.size());
-    state->index_keys.assign(keys.data(), keys.data() + keys.size());
-    if (s.ratio > 0) state->comp_state = cst;
-    if (has_indexer(s)) state->index_state = ist;
-  }
+  // The ring keeps the last `window` positions.
+  for (int64_t t = std::max(t0, t0 + T_ - s.window); t < t0 + T_; ++t)
+    st.window->write(t % s.window, kv.row(t - t0).data());
+  st.pos = t0 + T_;
+}
+
+template <class T>
+void attention_layer_prefill(const AttentionLayerParams<T>& p, View2<const T> x, View2<T> y,
+                             AttentionLayerState<T>* state, std::vector<int32_t>* topk) {
+  check(p.shape);
+  AttentionLayerState<T> st = attention_layer_state_init<T>(p.shape);
+  attention_layer_forward(p, x, y, st, topk);
+  if (state) *state = std::move(st);
 }
 
 template <class T>
 void attention_layer_decode(const AttentionLayerParams<T>& p, const T* x_t, T* y_t,
                             AttentionLayerState<T>& st, std::vector<int32_t>* topk) {
-  const auto& s = p.shape;
-  check(s);
-  const int64_t t = st.pos, d = s.head_dim;
-  require(int64_t(st.window.size()) == s.window * d,
-          "attention_layer: decode state does not match the layer shape");
-  View2<const T> x = view2(x_t, 1, s.dim);
-
-  Mat<T> cq(1, s.q_rank), q(1, s.heads * d), kv(1, d);
-  query_path(query_params(p, x, t, view_of(cq), view_of(q)));
-  window_kv(kv_params(p, x, t, view_of(kv)));
-  std::copy_n(kv.data(), d, st.window.data() + (t % s.window) * d);
-
-  std::vector<T> entry;
-  Eigen::Matrix<int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> idx;
-  if (has_indexer(s)) {
-    entry.resize(s.index_dim);
-    if (compressor_decode(index_compressor(p), x_t, st.index_state, entry.data()))
-      st.index_keys.insert(st.index_keys.end(), entry.begin(), entry.end());
-  }
-  if (s.ratio > 0) {
-    entry.resize(d);
-    if (compressor_decode(main_compressor(p), x_t, st.comp_state, entry.data()))
-      st.comp.insert(st.comp.end(), entry.begin(), entry.end());
-  }
-  if (has_indexer(s)) {
-    Mat<T> iq(1, s.index_heads * s.index_dim), iw(1, s.index_heads);
-    indexer_query(iq_params(p, cview_of(cq), x, t, view_of(iq), view_of(iw)));
-    const int64_t nk = int64_t(st.index_keys.size()) / s.index_dim;
-    idx.resize(1, s.index_topk);
-    IndexerParams<T> ip;
-    ip.q = cview_of(iq);
-    ip.k = view2<const T>(st.index_keys.data(), nk, s.index_dim);
-    ip.w = cview_of(iw);
-    ip.heads = s.index_heads;
-    ip.ratio = s.ratio;
-    ip.topk = s.index_topk;
-    ip.pos0 = t;
-    ip.indices = {idx.data(), 1, s.index_topk, s.index_topk};
-    indexer(ip);
-    if (topk) topk->assign(idx.data(), idx.data() + idx.size());
-  }
-
-  // Window entries in position order: positions t - nw + 1 .. t.
-  const int64_t nw = std::min<int64_t>(t + 1, s.window);
-  Mat<T> win(nw, d);
-  for (int64_t k = 0; k < nw; ++k) {
-    const int64_t pos = t - nw + 1 + k;
-    win.row(k) = as_eigen(st.window.data() + (pos % s.window) * d, 1, d);
-  }
-  const int64_t N = int64_t(st.comp.size()) / d;
-  View2<const int32_t> iv{idx.size() ? idx.data() : nullptr, idx.rows(), idx.cols(), idx.cols()};
-  attend_and_project(p, cview_of(q), cview_of(win), view2<const T>(st.comp.data(), N, d), iv, t,
-                     view2(y_t, 1, s.dim));
-  st.pos = t + 1;
+  attention_layer_forward(p, view2(x_t, 1, p.shape.dim), view2(y_t, 1, p.shape.dim), st, topk);
 }
 
 #define DSV4_INSTANTIATE(T)                                                                     \
-  template AttentionLayerState<T> attention_layer_state_init<T>(const AttentionLayerShape&);    \
+  template AttentionLayerState<T> attention_layer_state_init<T>(const AttentionLayerShape&,     \
+                                                                const EntryStoreFactory<T>&);   \
+  template void attention_layer_forward<T>(const AttentionLayerParams<T>&, View2<const T>,      \
+                                           View2<T>, AttentionLayerState<T>&,                   \
+                                           std::vector<int32_t>*);                              \
   template void attention_layer_prefill<T>(const AttentionLayerParams<T>&, View2<const T>,      \
                                            View2<T>, AttentionLayerState<T>*,                   \
                                            std::vector<int32_t>*);                              \

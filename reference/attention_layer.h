@@ -8,8 +8,12 @@
 //   ratio > 0:      comp = main compressor(x) (dc = d)       §2.3
 //   o = attention(q, window ∪ {idx | all visible | none}, sink)   §2.5
 //   y = output_proj(o)                                       §2.6
-// ratio 0 = window-only, 4 = CSA, 128 = HCA (§1.1). Prefill starts at position 0; decode
-// ingests one token at state.pos, in the order of §2.9, and must reproduce prefill.
+// ratio 0 = window-only, 4 = CSA, 128 = HCA (§1.1). attention_layer_forward takes a chunk of
+// T tokens at state.pos (chunked prefill; T = 1 is a decode step, in the order of §2.9);
+// prefill (from position 0) and decode are the two common cases. Any chunking gives the
+// same result up to GEMM-vs-GEMV rounding. The state keeps its rows in EntryStores
+// (reference/entry_store.h): floats here, the BF16 and FP8/FP4 deployment layouts in
+// model/kv_cache.h.
 //
 // Numerics: exact = the unquantised math (what transformers implements);
 // official = the quantisation simulation of DeepSeek's inference code: FP8 (1x128) of the
@@ -22,9 +26,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "reference/compressor.h"
+#include "reference/entry_store.h"
 #include "reference/constants.h"
 #include "reference/rope.h"
 #include "reference/view.h"
@@ -75,33 +81,55 @@ struct AttentionLayerParams {
   Numerics numerics = Numerics::exact;
 };
 
-// Everything a layer keeps between decode steps.
+// Everything a layer keeps between steps (its KV cache).
 template <class T>
 struct AttentionLayerState {
-  int64_t pos = 0;
-  std::vector<T> window;      // ring [window, d]: position t in slot t mod window
-  std::vector<T> comp;        // [N, d] compressed main entries
-  std::vector<T> index_keys;  // [N, dI] compressed indexer keys (CSA)
-  CompressorState<T> comp_state, index_state;
+  int64_t pos = 0;                               // tokens seen
+  std::unique_ptr<EntryStore<T>> window;         // ring [window, d]: position t in slot t mod window
+  std::unique_ptr<EntryStore<T>> comp;           // [N, d] compressed main entries (ratio > 0)
+  std::unique_ptr<EntryStore<T>> index_keys;     // [N, dI] indexer keys (CSA)
+  CompressorState<T> comp_state, index_state;    // FP32 pooling state
+
+  AttentionLayerState() = default;
+  AttentionLayerState(AttentionLayerState&&) noexcept = default;
+  AttentionLayerState& operator=(AttentionLayerState&&) noexcept = default;
+  // Deep copy: the stores are cloned.
+  AttentionLayerState(const AttentionLayerState& o)
+      : pos(o.pos),
+        window(o.window ? o.window->clone() : nullptr),
+        comp(o.comp ? o.comp->clone() : nullptr),
+        index_keys(o.index_keys ? o.index_keys->clone() : nullptr),
+        comp_state(o.comp_state),
+        index_state(o.index_state) {}
+  AttentionLayerState& operator=(const AttentionLayerState& o) {
+    if (this != &o) *this = AttentionLayerState(o);
+    return *this;
+  }
 };
 
 namespace ref {
 
-// x [T, D] at positions 0..T-1 -> y [T, D]. Optionally leaves the decode state and the
-// indexer's selection ([T, topk], CSA only) behind.
+// A fresh state (position 0) whose rows live in stores made by `stores`.
+template <class T>
+AttentionLayerState<T> attention_layer_state_init(
+    const AttentionLayerShape& s, const EntryStoreFactory<T>& stores = float_entry_stores<T>());
+
+// x [T, D] at positions state.pos .. state.pos + T - 1 -> y [T, D]; advances the state.
+// Optionally returns the indexer's selection ([T, topk], CSA only).
+template <class T>
+void attention_layer_forward(const AttentionLayerParams<T>& p, View2<const T> x, View2<T> y,
+                             AttentionLayerState<T>& state, std::vector<int32_t>* topk = nullptr);
+
+// forward on a fresh float state: x [T, D] at positions 0..T-1. Optionally leaves the state.
 template <class T>
 void attention_layer_prefill(const AttentionLayerParams<T>& p, View2<const T> x, View2<T> y,
                              AttentionLayerState<T>* state = nullptr,
                              std::vector<int32_t>* topk = nullptr);
 
-// x_t [D] at position state.pos -> y_t [D]; advances the state.
+// forward of one token: x_t [D] at position state.pos -> y_t [D].
 template <class T>
 void attention_layer_decode(const AttentionLayerParams<T>& p, const T* x_t, T* y_t,
                             AttentionLayerState<T>& state, std::vector<int32_t>* topk = nullptr);
-
-// A fresh state (position 0).
-template <class T>
-AttentionLayerState<T> attention_layer_state_init(const AttentionLayerShape& s);
 
 }  // namespace ref
 }  // namespace dsv4

@@ -75,99 +75,83 @@ void compressor_finish_entry(const CompressorParams<T>& p, int64_t block, T* ent
 }
 
 template <class T>
-void compressor_prefill(const CompressorParams<T>& p, View2<const T> x, View2<T> entries,
-                        CompressorState<T>* state) {
+int64_t compressor_ingest(const CompressorParams<T>& p, View2<const T> x, CompressorState<T>& st,
+                          std::vector<T>& entries) {
   const CompressorShape& s = p.shape;
   check_shape(s, p.rope.rope_dim);
-  const int64_t T_ = x.rows, m = s.ratio, dc = s.head_dim, w = s.width();
-  const int64_t nb = T_ / m;
+  const int64_t m = s.ratio, dc = s.head_dim, w = s.width();
   require(x.cols == s.dim, "compressor: tensor 'x': expected " + std::to_string(s.dim) +
                                " columns, found " + std::to_string(x.cols));
-  require(entries.rows == nb && entries.cols == dc,
-          "compressor: tensor 'entries': expected shape " + shape_string({nb, dc}) + ", found " +
-              shape_string({entries.rows, entries.cols}));
-
-  // a = X Wkv^T, z = X Wgate^T + ape[s mod m]      [T, c*dc]
-  Mat<T> a = linear(x, p.w.wkv, w, s.dim);
-  Mat<T> z = linear(x, p.w.wgate, w, s.dim);
-  for (int64_t t = 0; t < T_; ++t) {
-    const T* ape = p.w.ape + (t % m) * w;
-    for (int64_t c = 0; c < w; ++c) z(t, c) += ape[c];
-  }
-
+  require(st.rows == s.state_rows() && st.width == w,
+          "compressor: decode state has shape " + shape_string({st.rows, st.width}) +
+              ", expected " + shape_string({s.state_rows(), w}));
+  if (x.rows == 0) return 0;
+  // a = X Wkv^T, z = X Wgate^T      [T, c*dc]
+  const Mat<T> a = linear(x, p.w.wkv, w, s.dim);
+  const Mat<T> z = linear(x, p.w.wgate, w, s.dim);
+  const int64_t cur = s.overlap ? m : 0;  // first state row of the current block
+  const T ninf = -std::numeric_limits<T>::infinity();
+  int64_t emitted = 0;
   std::vector<const T*> zr, ar;
-  for (int64_t i = 0; i < nb; ++i) {
+  for (int64_t i = 0; i < x.rows; ++i) {
+    const int64_t t = st.pos++;
+    const int64_t row = cur + t % m;
+    const T* ape = p.w.ape + (t % m) * w;
+    for (int64_t c = 0; c < w; ++c) {
+      st.kv[row * w + c] = a(i, c);
+      st.score[row * w + c] = z(i, c) + ape[c];
+    }
+    if ((t + 1) % m != 0) continue;
+    // The block is complete: one softmax per channel over its rows (CSA: the previous
+    // block's A half and this block's B half).
     zr.clear();
     ar.clear();
-    if (s.overlap && i > 0) {
-      for (int64_t k = 0; k < m; ++k) {  // previous block, A half
-        zr.push_back(&z((i - 1) * m + k, 0));
-        ar.push_back(&a((i - 1) * m + k, 0));
+    if (s.overlap)
+      for (int64_t k = 0; k < m; ++k) {
+        zr.push_back(st.score.data() + k * w);
+        ar.push_back(st.kv.data() + k * w);
       }
-    }
-    const int64_t off = s.overlap ? dc : 0;  // current block: B half (CSA) or all (HCA)
+    const int64_t half = s.overlap ? dc : 0;
     for (int64_t k = 0; k < m; ++k) {
-      zr.push_back(&z(i * m + k, off));
-      ar.push_back(&a(i * m + k, off));
+      zr.push_back(st.score.data() + (cur + k) * w + half);
+      ar.push_back(st.kv.data() + (cur + k) * w + half);
     }
-    pool(zr, ar, dc, entries.row(i));
-    compressor_finish_entry(p, i, entries.row(i));
+    const size_t at = entries.size();
+    entries.resize(at + size_t(dc));
+    pool(zr, ar, dc, entries.data() + at);
+    compressor_finish_entry(p, t / m, entries.data() + at);
+    ++emitted;
+    if (s.overlap) {  // current -> previous
+      std::copy_n(st.kv.data() + m * w, m * w, st.kv.data());
+      std::copy_n(st.score.data() + m * w, m * w, st.score.data());
+    }
+    std::fill_n(st.kv.data() + cur * w, m * w, T(0));
+    std::fill_n(st.score.data() + cur * w, m * w, ninf);
   }
+  return emitted;
+}
 
-  if (state) {
-    *state = compressor_state_init<T>(s);
-    state->pos = T_;
-    auto put = [&](int64_t srow, int64_t t) {
-      std::copy_n(&a(t, 0), w, state->kv.data() + srow * w);
-      std::copy_n(&z(t, 0), w, state->score.data() + srow * w);
-    };
-    const int64_t cutoff = nb * m;
-    if (s.overlap && nb > 0)
-      for (int64_t k = 0; k < m; ++k) put(k, cutoff - m + k);
-    const int64_t cur = s.overlap ? m : 0;
-    for (int64_t t = cutoff; t < T_; ++t) put(cur + (t - cutoff), t);
-  }
+template <class T>
+void compressor_prefill(const CompressorParams<T>& p, View2<const T> x, View2<T> entries,
+                        CompressorState<T>* state) {
+  const int64_t nb = p.shape.ratio > 0 ? x.rows / p.shape.ratio : 0;
+  require(entries.rows == nb && entries.cols == p.shape.head_dim,
+          "compressor: tensor 'entries': expected shape " + shape_string({nb, p.shape.head_dim}) +
+              ", found " + shape_string({entries.rows, entries.cols}));
+  CompressorState<T> st = compressor_state_init<T>(p.shape);
+  std::vector<T> out;
+  compressor_ingest(p, x, st, out);
+  for (int64_t i = 0; i < nb; ++i)
+    std::copy_n(out.data() + i * p.shape.head_dim, p.shape.head_dim, entries.row(i));
+  if (state) *state = std::move(st);
 }
 
 template <class T>
 bool compressor_decode(const CompressorParams<T>& p, const T* x_t, CompressorState<T>& st,
                        T* entry) {
-  const CompressorShape& s = p.shape;
-  check_shape(s, p.rope.rope_dim);
-  const int64_t m = s.ratio, dc = s.head_dim, w = s.width();
-  require(st.rows == s.state_rows() && st.width == w,
-          "compressor: decode state has shape " + shape_string({st.rows, st.width}) +
-              ", expected " + shape_string({s.state_rows(), w}));
-  const int64_t t = st.pos;
-  const int64_t cur = s.overlap ? m : 0;
-  const int64_t row = cur + t % m;
-  auto xv = as_eigen(x_t, 1, s.dim);
-  as_eigen(st.kv.data() + row * w, 1, w) = xv * as_eigen(p.w.wkv, w, s.dim).transpose();
-  as_eigen(st.score.data() + row * w, 1, w) =
-      xv * as_eigen(p.w.wgate, w, s.dim).transpose() + as_eigen(p.w.ape + (t % m) * w, 1, w);
-  st.pos = t + 1;
-  if ((t + 1) % m != 0) return false;
-
-  std::vector<const T*> zr, ar;
-  if (s.overlap) {
-    for (int64_t k = 0; k < m; ++k) {
-      zr.push_back(st.score.data() + k * w);
-      ar.push_back(st.kv.data() + k * w);
-    }
-  }
-  for (int64_t k = 0; k < m; ++k) {
-    zr.push_back(st.score.data() + (cur + k) * w + (s.overlap ? dc : 0));
-    ar.push_back(st.kv.data() + (cur + k) * w + (s.overlap ? dc : 0));
-  }
-  pool(zr, ar, dc, entry);
-  compressor_finish_entry(p, t / m, entry);
-
-  if (s.overlap) {  // current -> previous
-    std::copy_n(st.kv.data() + m * w, m * w, st.kv.data());
-    std::copy_n(st.score.data() + m * w, m * w, st.score.data());
-  }
-  std::fill_n(st.kv.data() + cur * w, m * w, T(0));
-  std::fill_n(st.score.data() + cur * w, m * w, -std::numeric_limits<T>::infinity());
+  std::vector<T> out;
+  if (compressor_ingest(p, view2(x_t, 1, p.shape.dim), st, out) == 0) return false;
+  std::copy(out.begin(), out.end(), entry);
   return true;
 }
 
@@ -177,7 +161,9 @@ bool compressor_decode(const CompressorParams<T>& p, const T* x_t, CompressorSta
   template void compressor_prefill<T>(const CompressorParams<T>&, View2<const T>, View2<T>,   \
                                       CompressorState<T>*);                                   \
   template bool compressor_decode<T>(const CompressorParams<T>&, const T*, CompressorState<T>&, \
-                                     T*);
+                                     T*);                                                       \
+  template int64_t compressor_ingest<T>(const CompressorParams<T>&, View2<const T>,             \
+                                        CompressorState<T>&, std::vector<T>&);
 DSV4_INSTANTIATE(float)
 DSV4_INSTANTIATE(double)
 #undef DSV4_INSTANTIATE

@@ -16,9 +16,12 @@
 //                 32 (indexer keys; the rotation is kept: keys live in the rotated basis)
 // Entry i exists once token m*i + m - 1 has been ingested.
 //
-// Two paths that must agree bit for bit on entries and on the state they leave:
-//   compressor_prefill  whole sequence from position 0 (projections as one GEMM)
-//   compressor_decode   one token at a time through CompressorState
+// One mechanism, any chunking: compressor_ingest takes a chunk of tokens at the state's
+// position (projections as one GEMM over the chunk), writes each token into the state and
+// emits every entry whose block completes. compressor_prefill (a whole sequence from
+// position 0) and compressor_decode (one token) are ingest on a fresh state and on one row;
+// they must agree on entries and on the state they leave (bit for bit when the projections
+// are exact; to GEMM-vs-GEMV rounding otherwise).
 // State (FP32/FP64, [c*m, c*dc] each): for CSA rows 0..m-1 hold the previous block and rows
 // m..2m-1 the current one; for HCA rows 0..m-1 hold the current block. Rows of tokens not
 // yet seen hold kv = 0 and score = -inf. On emission CSA shifts current -> previous; both
@@ -83,6 +86,12 @@ CompressorState<T> compressor_state_init(const CompressorShape& s);
 template <class T>
 void compressor_prefill(const CompressorParams<T>& p, View2<const T> x, View2<T> entries,
                         CompressorState<T>* state);
+
+// Ingests x [T, D] at positions state.pos .. state.pos + T - 1 and appends every entry that
+// completes to `entries` (rows of dc). Returns how many it appended.
+template <class T>
+int64_t compressor_ingest(const CompressorParams<T>& p, View2<const T> x, CompressorState<T>& state,
+                          std::vector<T>& entries);
 
 // Ingests x_t [D] at position state.pos. When a block completes, writes entry
 // floor(t/m) to entry [dc] and returns true.
