@@ -2,6 +2,7 @@
 //   dsv4 op NAME --in IN --out OUT ...   run one kernel on files (docs/op-contract.md)
 //   dsv4 run [--out DIR] [--quick]       the default harness run (docs/run.md)
 //   dsv4 config show PRESET|PATH         a model configuration
+//   dsv4 kv --preset P --context L        KV-cache bytes (spec §4)
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
@@ -46,6 +47,15 @@ int main(int argc, char** argv) {
   showc->add_option("what", config_what, "preset name, config.json path or model directory")->required();
   showc->add_flag("--json", config_json, "Hugging Face config.json spelling");
 
+
+  dsv4::cli::KvArgs kv;
+  auto* kvc = app.add_subcommand("kv", "KV-cache bytes of one sequence by layer type, and the ratio to V3.2 and V3");
+  kvc->add_option("--preset", kv.preset, "preset name or config.json")->default_str(kv.preset);
+  kvc->add_option("--context", kv.context, "tokens")->default_str(std::to_string(kv.context));
+  kvc->add_option("--layout", kv.layout, "fp8 (deployment) | bf16 | f32")->default_str(kv.layout);
+  kvc->add_flag("--json", kv.json, "one machine-readable object");
+  kvc->add_flag("--measure", kv.measure, "also allocate the real cache and compare");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -79,5 +89,6 @@ int main(int argc, char** argv) {
   }
   if (runc->parsed()) return dsv4::cli::run_harness(run);
   if (showc->parsed()) return dsv4::cli::config_show(config_what, config_json);
+  if (kvc->parsed()) return dsv4::cli::kv_report(kv);
   return kBadInput;
 }

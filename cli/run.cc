@@ -110,7 +110,7 @@ AttentionLayerState<float> synthetic_state(const AttentionLayerShape& s, int64_t
   auto st = ref::attention_layer_state_init<float>(s);
   st.pos = L;
   const auto w = randn(size_t(s.window * s.head_dim), 11, 0.05f);
-  for (int64_t r = 0; r < s.window; ++r) st.window->write(r, w.data() + r * s.head_dim);
+  st.window->append(w.data(), s.window);
   const auto c = randn(size_t(L / s.ratio * s.head_dim), 12, 0.05f);
   st.comp->append(c.data(), L / s.ratio);
   if (s.ratio == kCsaRatio) {

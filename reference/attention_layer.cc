@@ -110,8 +110,7 @@ template <class T>
 AttentionLayerState<T> attention_layer_state_init(const AttentionLayerShape& s,
                                                   const EntryStoreFactory<T>& stores) {
   AttentionLayerState<T> st;
-  st.window = stores(EntryKind::window, s.head_dim);
-  st.window->resize(s.window);
+  st.window = stores(EntryKind::window, s.head_dim);  // grows to `window` rows, then rings
   if (s.ratio > 0) {
     st.comp = stores(EntryKind::compressed, s.head_dim);
     st.comp_state = compressor_state_init<T>({s.dim, s.head_dim, s.ratio, s.ratio == kCsaRatio});
@@ -132,7 +131,7 @@ void attention_layer_forward(const AttentionLayerParams<T>& p, View2<const T> x,
   require(x.cols == s.dim, "attention_layer: tensor 'x': expected " + std::to_string(s.dim) +
                                " columns, found " + std::to_string(x.cols));
   require(y.rows == T_ && y.cols == s.dim, "attention_layer: output 'y' has the wrong shape");
-  require(st.window && st.window->width() == d && st.window->rows() == s.window &&
+  require(st.window && st.window->width() == d && st.window->rows() <= s.window &&
               (s.ratio == 0 || (st.comp && st.comp->width() == d)) &&
               (!has_indexer(s) || (st.index_keys && st.index_keys->width() == s.index_dim)),
           "attention_layer: the state does not match the layer shape");
@@ -188,7 +187,8 @@ void attention_layer_forward(const AttentionLayerParams<T>& p, View2<const T> x,
   View2<const int32_t> iv{idx.size() ? idx.data() : nullptr, idx.rows(), idx.cols(), idx.cols()};
   attend_and_project(p, cview_of(q), cview_of(win), cview_of(comp), iv, t0, y);
 
-  // The ring keeps the last `window` positions.
+  // The ring keeps the last `window` positions (it holds min(positions, window) rows).
+  st.window->resize(std::min(t0 + T_, s.window));
   for (int64_t t = std::max(t0, t0 + T_ - s.window); t < t0 + T_; ++t)
     st.window->write(t % s.window, kv.row(t - t0).data());
   st.pos = t0 + T_;

@@ -85,7 +85,7 @@ struct AttentionLayerParams {
 template <class T>
 struct AttentionLayerState {
   int64_t pos = 0;                               // tokens seen
-  std::unique_ptr<EntryStore<T>> window;         // ring [window, d]: position t in slot t mod window
+  std::unique_ptr<EntryStore<T>> window;         // ring [min(pos, window), d]: position t in slot t mod window
   std::unique_ptr<EntryStore<T>> comp;           // [N, d] compressed main entries (ratio > 0)
   std::unique_ptr<EntryStore<T>> index_keys;     // [N, dI] indexer keys (CSA)
   CompressorState<T> comp_state, index_state;    // FP32 pooling state
