@@ -2,11 +2,13 @@
 //   dsv4 op NAME --in IN --out OUT ...   run one kernel on files (docs/op-contract.md)
 //   dsv4 run [--out DIR] [--quick]       the default harness run (docs/run.md)
 //   dsv4 config show PRESET|PATH         a model configuration
+//   dsv4 init --preset P --seed S --out DIR  a random checkpoint (model/checkpoint.h)
 //   dsv4 kv --preset P --context L        KV-cache bytes (spec §4)
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
 #include "cli/model_cmds.h"
+#include "cli/init_cmd.h"
 #include "cli/op_runner.h"
 #include "cli/run.h"
 
@@ -47,6 +49,15 @@ int main(int argc, char** argv) {
   showc->add_option("what", config_what, "preset name, config.json path or model directory")->required();
   showc->add_flag("--json", config_json, "Hugging Face config.json spelling");
 
+  dsv4::cli::InitArgs init;
+  auto* initc = app.add_subcommand("init", "write a random checkpoint (official layout, FP8/FP4 as released)");
+  initc->add_option("--preset", init.preset, "preset name or config.json")->required();
+  initc->add_option("--seed", init.seed, "random seed")->default_str("0");
+  initc->add_option("--out", init.out, "checkpoint directory (created atomically)")->required();
+  initc->add_option("--shard-mb", init.shard_mb, "largest shard in MiB (0: one shard)")->default_str("4096");
+  initc->add_option("--max-gb", init.max_gb, "refuse checkpoints larger than this (0: no limit)")->default_str("64");
+  initc->add_option("--tokenizer", init.tokenizer, "tokenizer.json to copy (default: model/assets/tokenizer-tiny.json)");
+  initc->add_flag("--force", init.force, "replace an existing non-empty directory");
 
   dsv4::cli::KvArgs kv;
   auto* kvc = app.add_subcommand("kv", "KV-cache bytes of one sequence by layer type, and the ratio to V3.2 and V3");
@@ -89,6 +100,7 @@ int main(int argc, char** argv) {
   }
   if (runc->parsed()) return dsv4::cli::run_harness(run);
   if (showc->parsed()) return dsv4::cli::config_show(config_what, config_json);
+  if (initc->parsed()) return dsv4::cli::init_command(init);
   if (kvc->parsed()) return dsv4::cli::kv_report(kv);
   return kBadInput;
 }

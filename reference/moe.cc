@@ -5,6 +5,7 @@
 
 #include "reference/eigen_util.h"
 #include "reference/errors.h"
+#include "reference/quant_fp8.h"
 
 namespace dsv4::ref {
 
@@ -13,8 +14,15 @@ void expert(const ExpertParams<T>& p) {
   const int64_t T_ = p.x.rows, D = p.x.cols, I = p.inter;
   require(I > 0, "expert: inter must be positive");
   require(p.y.rows == T_ && p.y.cols == D, "expert: output 'y' has the wrong shape");
-  Mat<T> g = linear(p.x, p.w1, I, D);
-  Mat<T> u = linear(p.x, p.w3, I, D);
+  Mat<T> xq;
+  View2<const T> x = p.x;
+  if (p.act_quant) {
+    xq = as_eigen(p.x);
+    quant_fp8<T>({cview_of(xq), view_of(xq), kActBlock, 0});
+    x = cview_of(xq);
+  }
+  Mat<T> g = linear(x, p.w1, I, D);
+  Mat<T> u = linear(x, p.w3, I, D);
   const T lim = T(p.swiglu_limit);
   for (int64_t t = 0; t < T_; ++t) {
     const T rw = p.route_weight ? p.route_weight[t * p.weight_stride] : T(1);
@@ -27,6 +35,7 @@ void expert(const ExpertParams<T>& p) {
       g(t, i) = gv / (T(1) + std::exp(-gv)) * uv * rw;
     }
   }
+  if (p.act_quant) quant_fp8<T>({cview_of(g), view_of(g), kActBlock, 0});
   Mat<T> out = g * as_eigen(p.w2, D, I).transpose();
   if (p.accumulate)
     as_eigen(p.y) += out;
@@ -49,12 +58,12 @@ void moe(const MoeParams<T>& p) {
     for (int64_t c = 0; c < k; ++c) {
       const int64_t e = r.chosen(t, c);
       expert<T>({xt, p.w1 + e * I * D, p.w3 + e * I * D, p.w2 + e * D * I, I, &r.weights(t, c), 1,
-                 p.swiglu_limit, true, yt});
+                 p.swiglu_limit, true, p.act_quant, yt});
     }
   }
   if (p.shared_w1)
     expert<T>({r.x, p.shared_w1, p.shared_w3, p.shared_w2, I, nullptr, 1, p.swiglu_limit, true,
-               p.y});
+               p.act_quant, p.y});
 }
 
 template void expert<float>(const ExpertParams<float>&);

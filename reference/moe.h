@@ -5,6 +5,9 @@
 //   h = SiLU(g) * u * route_weight (1 when absent);   y (+)= W2 h
 // moe: y = sum_{c < k} expert_{experts[t,c]}(x_t; weights[t,c]) + shared(x_t; 1)
 //   with experts/weights from moe_route.
+// act_quant (official numerics, §9.4): FP8 round trip (1x128 blocks, UE8M0) of x before W1/W3
+// and of h before W2 — the expert weights are FP8/FP4 in the checkpoint; the router gate is
+// not quantised.
 // Shapes: x [T, D], w1/w3 [I, D], w2 [D, I] (moe: stacked [E, I, D], [E, D, I]), y [T, D].
 #pragma once
 
@@ -27,6 +30,7 @@ struct ExpertParams {
   int64_t weight_stride = 1;
   double swiglu_limit = kSwigluLimit;  // <= 0: no clamp
   bool accumulate = false;      // y += instead of y =
+  bool act_quant = false;       // FP8 round trip of x and h (official numerics)
   View2<T> y;                   // [T, D]
 };
 
@@ -41,6 +45,7 @@ struct MoeParams {
   const T* shared_w2 = nullptr;
   int64_t inter = 0;            // I (routed and shared)
   double swiglu_limit = kSwigluLimit;
+  bool act_quant = false;       // official numerics
   View2<T> y;                   // [T, D]
 };
 

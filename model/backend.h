@@ -1,0 +1,87 @@
+// The backend interface: every op the model needs, on activations the backend owns.
+// The model (model/model.h) is written once against this interface; a backend holds the
+// weights in whatever form it wants (the reference: float host arrays; CUDA: device memory)
+// and runs the math. Nothing in model.cc knows which backend it talks to.
+//
+// Activations are [rows, cols] float buffers made by alloc(); the host sees them only
+// through upload/download. Layer l of ops that take one is 0..n_layers-1 for the main stack
+// and n_layers + i for MTP layer i. Shapes: n tokens, D hidden, s = hc_mult streams.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+
+namespace dsv4 {
+
+class Buffer {
+ public:
+  Buffer(int64_t rows, int64_t cols) : rows_(rows), cols_(cols) {}
+  virtual ~Buffer() = default;
+  int64_t rows() const { return rows_; }
+  int64_t cols() const { return cols_; }
+
+ private:
+  int64_t rows_, cols_;
+};
+
+// Per-sequence, per-layer attention state (the KV cache of one layer), backend-owned.
+class LayerCache {
+ public:
+  virtual ~LayerCache() = default;
+  virtual int64_t position() const = 0;  // tokens seen
+  virtual int64_t bytes() const = 0;     // bytes held
+  virtual std::unique_ptr<LayerCache> clone() const = 0;
+};
+
+enum class HcSite { attn, ffn };
+
+struct BackendOptions {
+  Numerics numerics = Numerics::official;
+  KvLayout kv_layout = KvLayout::f32;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual const ModelConfig& config() const = 0;
+
+  virtual std::unique_ptr<Buffer> alloc(int64_t rows, int64_t cols) = 0;
+  virtual void upload(Buffer& b, const float* host) = 0;
+  virtual void download(const Buffer& b, float* host) = 0;
+
+  virtual std::unique_ptr<LayerCache> new_cache(int64_t layer) = 0;
+
+  // x [n, D] = embed[ids]
+  virtual void embed(const int32_t* ids, int64_t n, Buffer& x) = 0;
+  // h [n, s*D]: every stream a copy of x [n, D]
+  virtual void hc_expand(const Buffer& x, Buffer& h) = 0;
+  // u [n, D], post [n, s], comb [n, s*s] from h (§3.1 pre-mix), then u <- RMSNorm(u) with the
+  // site's norm weight (attn_norm / ffn_norm)
+  virtual void hc_pre_norm(int64_t layer, HcSite site, const Buffer& h, Buffer& u, Buffer& post,
+                           Buffer& comb) = 0;
+  // h_out [n, s*D] = post-mix of h with the sub-layer output f [n, D]
+  virtual void hc_post(const Buffer& h, const Buffer& f, const Buffer& post, const Buffer& comb,
+                       Buffer& h_out) = 0;
+  // f [n, D] = attention sub-layer of `layer` over u [n, D], the n tokens following the
+  // cache's position; advances the cache
+  virtual void attention(int64_t layer, const Buffer& u, Buffer& f, LayerCache& cache) = 0;
+  // f [n, D] = MoE of `layer` (routing needs the token ids for hash layers)
+  virtual void moe(int64_t layer, const Buffer& u, const int32_t* ids, Buffer& f) = 0;
+  // logits [rows.size(), V] for the chosen rows of h [n, s*D]: hc_head -> norm -> head.
+  // mtp < 0: the main head; mtp = i: MTP module i's hc_head and norm (shared head).
+  virtual void head(const Buffer& h, const std::vector<int64_t>& rows, int64_t mtp, float* logits) = 0;
+  // MTP input: h_out [n, s*D] = e_proj(enorm(embed(next_ids))) + h_proj(hnorm(h)) per stream.
+  virtual void mtp_input(int64_t mtp, const Buffer& h, const int32_t* next_ids, Buffer& h_out) = 0;
+};
+
+// The Eigen reference backend (model/backend_ref.cc): takes the weights by value.
+std::unique_ptr<Backend> make_reference_backend(ModelWeights weights, BackendOptions options);
+
+}  // namespace dsv4

@@ -1,0 +1,227 @@
+// The Eigen reference backend: host float buffers, the weights as ModelWeights, every op from
+// reference/. The only model/ file that calls dsv4::ref.
+#include <algorithm>
+#include <cstring>
+
+#include <Eigen/Dense>
+
+#include "model/backend.h"
+#include "model/weights.h"
+#include "reference/errors.h"
+#include "reference/hc_post.h"
+#include "reference/hc_pre.h"
+#include "reference/moe.h"
+#include "reference/quant_fp8.h"
+#include "reference/rmsnorm.h"
+
+namespace dsv4 {
+
+namespace {
+
+class HostBuffer final : public Buffer {
+ public:
+  HostBuffer(int64_t r, int64_t c) : Buffer(r, c), v(size_t(r * c)) {}
+  std::vector<float> v;
+  View2<float> view() { return view2(v.data(), rows(), cols()); }
+  View2<const float> view() const { return view2<const float>(v.data(), rows(), cols()); }
+};
+
+HostBuffer& host(Buffer& b) { return static_cast<HostBuffer&>(b); }
+const HostBuffer& host(const Buffer& b) { return static_cast<const HostBuffer&>(b); }
+
+class RefLayerCache final : public LayerCache {
+ public:
+  explicit RefLayerCache(AttentionLayerState<float> s) : state(std::move(s)) {}
+  int64_t position() const override { return state.pos; }
+  int64_t bytes() const override {
+    int64_t b = 0;
+    for (const auto* s : {state.window.get(), state.comp.get(), state.index_keys.get()})
+      if (s) b += s->bytes();
+    b += int64_t((state.comp_state.kv.size() + state.comp_state.score.size() + state.index_state.kv.size() +
+                  state.index_state.score.size()) * sizeof(float));
+    return b;
+  }
+  std::unique_ptr<LayerCache> clone() const override { return std::make_unique<RefLayerCache>(state); }
+  AttentionLayerState<float> state;
+};
+
+class ReferenceBackend final : public Backend {
+ public:
+  ReferenceBackend(ModelWeights w, BackendOptions o) : w_(std::move(w)), o_(o) {}
+  std::string name() const override { return "ref"; }
+  const ModelConfig& config() const override { return w_.config; }
+
+  std::unique_ptr<Buffer> alloc(int64_t rows, int64_t cols) override {
+    return std::make_unique<HostBuffer>(rows, cols);
+  }
+  void upload(Buffer& b, const float* h) override { std::copy_n(h, host(b).v.size(), host(b).v.begin()); }
+  void download(const Buffer& b, float* h) override { std::copy(host(b).v.begin(), host(b).v.end(), h); }
+
+  std::unique_ptr<LayerCache> new_cache(int64_t layer) override {
+    const auto& c = w_.config;
+    return std::make_unique<RefLayerCache>(ref::attention_layer_state_init<float>(
+        c.attention_shape(layer), v4_entry_stores<float>(o_.kv_layout, c.rope_dim)));
+  }
+
+  void embed(const int32_t* ids, int64_t n, Buffer& x) override {
+    const int64_t D = w_.config.dim, V = w_.config.vocab_size;
+    for (int64_t t = 0; t < n; ++t) {
+      require(ids[t] >= 0 && ids[t] < V, "token id " + std::to_string(ids[t]) + " at position " +
+                                             std::to_string(t) + " is outside the vocabulary [0, " +
+                                             std::to_string(V) + ")");
+      std::copy_n(w_.embed.data() + int64_t(ids[t]) * D, D, host(x).v.data() + t * D);
+    }
+  }
+
+  void hc_expand(const Buffer& x, Buffer& h) override {
+    const int64_t D = x.cols(), s = h.cols() / D;
+    for (int64_t t = 0; t < x.rows(); ++t)
+      for (int64_t k = 0; k < s; ++k)
+        std::copy_n(host(x).v.data() + t * D, D, host(h).v.data() + (t * s + k) * D);
+  }
+
+  void hc_pre_norm(int64_t layer, HcSite site, const Buffer& h, Buffer& u, Buffer& post, Buffer& comb) override {
+    const auto& L = tensors(layer);
+    const auto& c = w_.config;
+    const bool a = site == HcSite::attn;
+    HcPreParams<float> p;
+    p.x = host(h).view();
+    p.fn = (a ? L.hc_attn_fn : L.hc_ffn_fn).data();
+    p.base = (a ? L.hc_attn_base : L.hc_ffn_base).data();
+    p.scale = (a ? L.hc_attn_scale : L.hc_ffn_scale).data();
+    p.n = c.hc_mult;
+    p.iters = c.hc_sinkhorn_iters;
+    p.eps = c.hc_eps;
+    p.norm_eps = c.norm_eps;
+    p.u = host(u).view();
+    p.post = host(post).view();
+    p.comb = host(comb).view();
+    ref::hc_pre(p);
+    ref::rmsnorm<float>({host(u).view(), (a ? L.attn_norm : L.ffn_norm).data(), host(u).view(), c.norm_eps});
+  }
+
+  void hc_post(const Buffer& h, const Buffer& f, const Buffer& post, const Buffer& comb, Buffer& out) override {
+    ref::hc_post<float>({host(h).view(), host(f).view(), host(post).view(), host(comb).view(),
+                         w_.config.hc_mult, host(out).view()});
+  }
+
+  void attention(int64_t layer, const Buffer& u, Buffer& f, LayerCache& cache) override {
+    AttentionLayerParams<float> p;
+    p.shape = w_.config.attention_shape(layer);
+    p.w = tensors(layer).attention();
+    p.numerics = o_.numerics;
+    ref::attention_layer_forward(p, host(u).view(), host(f).view(), static_cast<RefLayerCache&>(cache).state);
+  }
+
+  void moe(int64_t layer, const Buffer& u, const int32_t* ids, Buffer& f) override {
+    const auto& c = w_.config;
+    const auto& L = tensors(layer);
+    const int64_t n = u.rows(), k = c.experts_per_token;
+    const bool hash = layer < c.n_layers && c.hash_routed(layer);
+    std::vector<int64_t> ids64(ids, ids + n);
+    std::vector<int32_t> chosen(size_t(n * k));
+    std::vector<float> weights(size_t(n * k));
+    MoeParams<float> p;
+    p.route.x = host(u).view();
+    p.route.gate = L.gate.data();
+    p.route.bias = hash || L.gate_bias.empty() ? nullptr : L.gate_bias.data();
+    if (hash) {
+      p.route.tid2eid = {L.tid2eid.data(), c.vocab_size, k, k};
+      p.route.ids = ids64.data();
+    }
+    p.route.experts = c.n_routed_experts;
+    p.route.topk = k;
+    p.route.route_scale = c.route_scale;
+    p.route.score = c.score_func;
+    p.route.chosen = view2(chosen.data(), n, k);
+    p.route.weights = view2(weights.data(), n, k);
+    p.w1 = L.w1.data();
+    p.w3 = L.w3.data();
+    p.w2 = L.w2.data();
+    if (c.n_shared_experts) {
+      p.shared_w1 = L.shared_w1.data();
+      p.shared_w3 = L.shared_w3.data();
+      p.shared_w2 = L.shared_w2.data();
+    }
+    p.inter = c.moe_inter_dim;
+    p.swiglu_limit = c.swiglu_limit;
+    p.act_quant = o_.numerics == Numerics::official;
+    p.y = host(f).view();
+    ref::moe(p);
+  }
+
+  void head(const Buffer& h, const std::vector<int64_t>& rows, int64_t mtp, float* logits) override {
+    const auto& c = w_.config;
+    const int64_t D = c.dim, s = c.hc_mult, n = int64_t(rows.size());
+    std::vector<float> x(size_t(n * s * D)), u(size_t(n * D));
+    for (int64_t i = 0; i < n; ++i) {
+      require(rows[size_t(i)] >= 0 && rows[size_t(i)] < h.rows(), "head: row " + std::to_string(rows[size_t(i)]) +
+                                                                       " is outside the chunk");
+      std::copy_n(host(h).v.data() + rows[size_t(i)] * s * D, s * D, x.data() + i * s * D);
+    }
+    const bool main = mtp < 0;
+    const MtpTensors* m = main ? nullptr : &w_.mtp.at(size_t(mtp));
+    HcHeadParams<float> p;
+    p.x = view2<const float>(x.data(), n, s * D);
+    p.fn = (main ? w_.hc_head_fn : m->hc_head_fn).data();
+    p.base = (main ? w_.hc_head_base : m->hc_head_base).data();
+    p.scale = (main ? w_.hc_head_scale : m->hc_head_scale).data();
+    p.n = s;
+    p.eps = c.hc_eps;
+    p.norm_eps = c.norm_eps;
+    p.u = view2(u.data(), n, D);
+    ref::hc_head(p);
+    ref::rmsnorm<float>({p.u, (main ? w_.norm : m->norm).data(), p.u, c.norm_eps});
+    // logits = u head^T in FP32 (§9.5: no softcap)
+    const int64_t V = c.vocab_size;
+    Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> U(u.data(), n, D), W(w_.head.data(), V, D);
+    Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> Y(logits, n, V);
+    Y.noalias() = U * W.transpose();
+  }
+
+  void mtp_input(int64_t mtp, const Buffer& h, const int32_t* next_ids, Buffer& out) override {
+    const auto& c = w_.config;
+    const auto& m = w_.mtp.at(size_t(mtp));
+    const int64_t n = h.rows(), D = c.dim, s = c.hc_mult;
+    const bool q = o_.numerics == Numerics::official;
+    HostBuffer e(n, D), ep(n, D), hs(n * s, D), hp(n * s, D);
+    embed(next_ids, n, e);
+    ref::rmsnorm<float>({e.view(), m.enorm.data(), e.view(), c.norm_eps});
+    std::copy(host(h).v.begin(), host(h).v.end(), hs.v.begin());  // [n*s, D]: one stream a row
+    ref::rmsnorm<float>({hs.view(), m.hnorm.data(), hs.view(), c.norm_eps});
+    if (q) {  // e_proj and h_proj are FP8 linears (§9.4)
+      ref::quant_fp8<float>({e.view(), e.view(), kActBlock, 0});
+      ref::quant_fp8<float>({hs.view(), hs.view(), kActBlock, 0});
+    }
+    dense(e.view(), m.e_proj, ep.view());
+    dense(hs.view(), m.h_proj, hp.view());
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t k = 0; k < s; ++k)
+        for (int64_t i = 0; i < D; ++i)
+          host(out).v[size_t((t * s + k) * D + i)] = ep.v[size_t(t * D + i)] + hp.v[size_t((t * s + k) * D + i)];
+  }
+
+ private:
+  const LayerTensors& tensors(int64_t layer) const {
+    if (layer < w_.config.n_layers) return w_.layers.at(size_t(layer));
+    return w_.mtp.at(size_t(layer - w_.config.n_layers)).block;
+  }
+  static void dense(View2<const float> x, const std::vector<float>& w, View2<float> y) {
+    Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> X(x.data, x.rows, x.cols), W(w.data(), y.cols, x.cols);
+    Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> Y(y.data, y.rows, y.cols);
+    Y.noalias() = X * W.transpose();
+  }
+
+  ModelWeights w_;
+  BackendOptions o_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_reference_backend(ModelWeights weights, BackendOptions options) {
+  require(weights.config.arch == Arch::v4, "the reference backend runs V4 models; '" + weights.config.name + "' is " +
+                                               arch_name(weights.config.arch));
+  return std::make_unique<ReferenceBackend>(std::move(weights), options);
+}
+
+}  // namespace dsv4

@@ -1,0 +1,106 @@
+#include "model/model.h"
+
+#include <algorithm>
+
+#include "reference/errors.h"
+
+namespace dsv4 {
+
+int64_t Sequence::cache_bytes() const {
+  int64_t b = 0;
+  for (const auto& l : layers) b += l->bytes();
+  for (const auto& l : mtp) b += l->bytes();
+  return b;
+}
+
+Model::Model(std::unique_ptr<Backend> backend) : backend_(std::move(backend)) {
+  require(backend_ != nullptr, "Model: no backend");
+}
+
+Sequence Model::new_sequence() {
+  const auto& c = config();
+  Sequence s;
+  for (int64_t l = 0; l < c.n_layers; ++l) s.layers.push_back(backend_->new_cache(l));
+  for (int64_t i = 0; i < c.n_mtp_layers; ++i) s.mtp.push_back(backend_->new_cache(c.n_layers + i));
+  return s;
+}
+
+namespace {
+
+// One block (§3.1): attention and MoE sub-layers, each inside an mHC pre/post mix.
+void block(Backend& b, int64_t layer, LayerCache& cache, const int32_t* ids, std::unique_ptr<Buffer>& h) {
+  const auto& c = b.config();
+  const int64_t n = h->rows(), D = c.dim, s = c.hc_mult;
+  auto u = b.alloc(n, D), f = b.alloc(n, D), post = b.alloc(n, s), comb = b.alloc(n, s * s);
+  auto h2 = b.alloc(n, s * D);
+  b.hc_pre_norm(layer, HcSite::attn, *h, *u, *post, *comb);
+  b.attention(layer, *u, *f, cache);
+  b.hc_post(*h, *f, *post, *comb, *h2);
+  b.hc_pre_norm(layer, HcSite::ffn, *h2, *u, *post, *comb);
+  b.moe(layer, *u, ids, *f);
+  b.hc_post(*h2, *f, *post, *comb, *h);
+}
+
+}  // namespace
+
+ForwardOutput Model::forward(Sequence& s, const int32_t* ids, int64_t n, const std::vector<int64_t>& logit_rows,
+                             bool want_hidden) {
+  const auto& c = config();
+  require(int64_t(s.layers.size()) == c.n_layers, "forward: the sequence was made for another model");
+  require(n > 0, "forward: no tokens");
+  for (int64_t r : logit_rows)
+    require(r >= 0 && r < n, "forward: logit row " + std::to_string(r) + " is outside [0, " + std::to_string(n) + ")");
+  Backend& b = *backend_;
+  ForwardOutput out;
+  auto x = b.alloc(n, c.dim);
+  auto h = b.alloc(n, c.hc_mult * c.dim);
+  b.embed(ids, n, *x);
+  b.hc_expand(*x, *h);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    block(b, l, *s.layers[size_t(l)], ids, h);
+    if (want_hidden) {
+      out.hidden.emplace_back(size_t(h->rows() * h->cols()));
+      b.download(*h, out.hidden.back().data());
+    }
+  }
+  if (!logit_rows.empty()) {
+    out.logits.resize(logit_rows.size() * size_t(c.vocab_size));
+    b.head(*h, logit_rows, -1, out.logits.data());
+  }
+  s.pos += n;
+  s.last_hidden = std::move(h);
+  return out;
+}
+
+std::vector<float> Model::prefill(Sequence& s, const std::vector<int32_t>& ids, int64_t chunk) {
+  require(!ids.empty(), "prefill: empty prompt");
+  require(chunk > 0, "prefill: chunk must be positive");
+  std::vector<float> logits;
+  for (size_t i = 0; i < ids.size(); i += size_t(chunk)) {
+    const int64_t n = std::min<int64_t>(chunk, int64_t(ids.size() - i));
+    const bool last = i + size_t(n) == ids.size();
+    auto o = forward(s, ids.data() + i, n, last ? std::vector<int64_t>{n - 1} : std::vector<int64_t>{});
+    if (last) logits = std::move(o.logits);
+  }
+  return logits;
+}
+
+std::vector<float> Model::decode(Sequence& s, int32_t id) { return forward(s, &id, 1, {0}).logits; }
+
+std::vector<float> Model::mtp_forward(Sequence& s, int64_t i, const int32_t* next_ids, int64_t n) {
+  const auto& c = config();
+  require(i >= 0 && i < int64_t(s.mtp.size()), "mtp_forward: no MTP module " + std::to_string(i));
+  require(s.last_hidden && s.last_hidden->rows() == n,
+          "mtp_forward: needs the " + std::to_string(n) + " hidden rows of the last forward");
+  Backend& b = *backend_;
+  auto h = b.alloc(n, c.hc_mult * c.dim);
+  b.mtp_input(i, *s.last_hidden, next_ids, *h);
+  block(b, c.n_layers + i, *s.mtp[size_t(i)], next_ids, h);
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) rows[size_t(r)] = r;
+  std::vector<float> logits(size_t(n * c.vocab_size));
+  b.head(*h, rows, i, logits.data());
+  return logits;
+}
+
+}  // namespace dsv4

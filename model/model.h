@@ -1,0 +1,59 @@
+// The DeepSeek-V4 forward, written once against the Backend interface (model/backend.h).
+// Spec: docs/v4-architecture.md §3 (block structure), §2.9 (order within attention).
+//
+//   h = hc_expand(embed(ids))                                     [n, s*D]
+//   per layer l:  u = norm(hc_pre(h)); h = hc_post(h, attention_l(u))
+//                 u = norm(hc_pre(h)); h = hc_post(h, moe_l(u, ids))
+//   logits = head(norm(hc_head(h)))                               [rows, V], FP32
+// A Sequence holds one KV cache per layer; forward() takes the next n tokens (a prefill
+// chunk, or one decode token), so prefill in chunks, prefill + decode and one full prefill
+// all compute the same thing. Logits are computed only for the rows asked for (a 1M-token
+// prefill needs only the last).
+// MTP (§3.2): mtp_forward() runs MTP module i on the final hidden states of the last
+// forward() and the tokens that follow them, with its own cache.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "model/backend.h"
+
+namespace dsv4 {
+
+struct Sequence {
+  std::vector<std::unique_ptr<LayerCache>> layers;  // main stack
+  std::vector<std::unique_ptr<LayerCache>> mtp;     // MTP modules
+  int64_t pos = 0;                                  // tokens seen by the main stack
+  std::unique_ptr<Buffer> last_hidden;              // final h [n, s*D] of the last forward
+  int64_t cache_bytes() const;
+};
+
+struct ForwardOutput {
+  std::vector<float> logits;                 // [rows, V] for the requested rows
+  std::vector<std::vector<float>> hidden;    // with want_hidden: after each layer, [n, s*D]
+};
+
+class Model {
+ public:
+  explicit Model(std::unique_ptr<Backend> backend);
+  const ModelConfig& config() const { return backend_->config(); }
+  Backend& backend() { return *backend_; }
+
+  Sequence new_sequence();
+  // The next n tokens of `s`. logit_rows: rows of this chunk (0..n-1) whose logits to return.
+  ForwardOutput forward(Sequence& s, const int32_t* ids, int64_t n, const std::vector<int64_t>& logit_rows,
+                        bool want_hidden = false);
+  // The whole prompt in chunks of `chunk` tokens; returns the last position's logits [V].
+  std::vector<float> prefill(Sequence& s, const std::vector<int32_t>& ids, int64_t chunk = 512);
+  // One token; its logits [V].
+  std::vector<float> decode(Sequence& s, int32_t id);
+  // MTP module i over the last forward's n final hidden rows and the n tokens that follow
+  // them (next_ids[r] = the token after row r); logits [n, V].
+  std::vector<float> mtp_forward(Sequence& s, int64_t i, const int32_t* next_ids, int64_t n);
+
+ private:
+  std::unique_ptr<Backend> backend_;
+};
+
+}  // namespace dsv4

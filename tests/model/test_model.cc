@@ -1,0 +1,184 @@
+// model/model: the V4 forward on the reference backend, from a `dsv4 init` checkpoint of the
+// tiny preset (window-only, CSA and HCA layers, hash- and score-routed MoE, MTP).
+// One full prefill == prefill in chunks == prefill then decode; sequences are independent;
+// generation is deterministic; MTP runs on its own cache.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include "model/checkpoint.h"
+#include "model/model.h"
+#include "model/sampler.h"
+#include "reference/errors.h"
+#include "tests/support/compare.h"
+#include "tests/support/tolerance.h"
+
+namespace dsv4 {
+namespace {
+
+namespace fs = std::filesystem;
+
+// One random tiny checkpoint for the whole suite.
+const ModelWeights& tiny_weights() {
+  static const ModelWeights w = [] {
+    const fs::path dir = fs::temp_directory_path() / ("dsv4-model-test-" + std::to_string(std::random_device{}()));
+    WriteOptions o;
+    o.force = true;
+    write_random_checkpoint(config_preset("v4-tiny"), 1234, dir.string(), 0, o);
+    ModelWeights loaded = load_checkpoint(dir.string());
+    fs::remove_all(dir);
+    return loaded;
+  }();
+  return w;
+}
+
+Model tiny_model(Numerics n = Numerics::exact, KvLayout l = KvLayout::f32) {
+  return Model(make_reference_backend(tiny_weights(), {n, l}));
+}
+
+std::vector<int32_t> tokens(int64_t n, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (auto& t : v) t = int32_t(g() % 4000) + 16;
+  return v;
+}
+
+double max_abs(const std::vector<float>& v) {
+  double m = 0;
+  for (float x : v) m = std::max(m, double(std::fabs(x)));
+  return m;
+}
+
+// Chunked and full prefills differ only in GEMM-vs-GEMV rounding: a few float roundings per
+// reduction, propagated through 4 layers and the head (a reduction over D = 256). Bound:
+// reduction_tol<float>(D * layers, max|logit|) with the usual safety factor.
+double logits_tol(const std::vector<float>& ref) {
+  const auto& c = config_preset("v4-tiny");
+  return test::reduction_tol<float>(double(c.dim * c.n_layers), max_abs(ref)) * 16;
+}
+
+TEST(Model, ChunkedPrefillAndDecodeEqualOneFullPrefill) {
+  Model m = tiny_model();
+  const auto ids = tokens(300, 1);  // 2 HCA blocks + 44, past the 128 window
+  Sequence full = m.new_sequence();
+  std::vector<int64_t> rows(ids.size());
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = int64_t(i);
+  const auto all = m.forward(full, ids.data(), int64_t(ids.size()), rows).logits;
+  const int64_t V = m.config().vocab_size;
+  auto row = [&](int64_t r) { return std::vector<float>(all.begin() + r * V, all.begin() + (r + 1) * V); };
+  for (int64_t chunk : {1, 7, 64, 129, 300}) {
+    Sequence s = m.new_sequence();
+    const auto last = m.prefill(s, ids, chunk);
+    EXPECT_EQ(s.pos, 300);
+    EXPECT_TRUE(test::all_close(last, row(299), logits_tol(last))) << "chunk " << chunk;
+  }
+  // prefill 200, then decode one by one: every decoded position equals the full prefill's row
+  Sequence s = m.new_sequence();
+  auto logits = m.prefill(s, std::vector<int32_t>(ids.begin(), ids.begin() + 200), 200);
+  EXPECT_TRUE(test::all_close(logits, row(199), logits_tol(logits)));
+  for (int64_t t = 200; t < 300; ++t) {
+    logits = m.decode(s, ids[size_t(t)]);
+    ASSERT_TRUE(test::all_close(logits, row(t), logits_tol(logits))) << "position " << t;
+  }
+}
+
+TEST(Model, OfficialNumericsChunkingAgreesToQuantisationNoise) {
+  // Under FP8/FP4 simulation a rounding difference between chunkings can move a value by one
+  // FP8 step (6 %), so the logits agree only to a few percent of their scale; the top token
+  // must not change.
+  Model m = tiny_model(Numerics::official);
+  const auto ids = tokens(260, 2);
+  Sequence a = m.new_sequence(), b = m.new_sequence();
+  const auto la = m.prefill(a, ids, 260), lb = m.prefill(b, ids, 16);
+  EXPECT_TRUE(test::all_close(la, lb, 0.05 * max_abs(la)));
+  EXPECT_EQ(std::max_element(la.begin(), la.end()) - la.begin(), std::max_element(lb.begin(), lb.end()) - lb.begin());
+}
+
+TEST(Model, SequencesAreIndependent) {
+  Model m = tiny_model();
+  const auto a = tokens(150, 3), b = tokens(40, 4);
+  Sequence sa = m.new_sequence(), sb = m.new_sequence(), alone = m.new_sequence();
+  // interleave two sequences of different lengths
+  m.prefill(sa, std::vector<int32_t>(a.begin(), a.begin() + 100), 50);
+  m.prefill(sb, b, 8);
+  const auto la = m.prefill(sa, std::vector<int32_t>(a.begin() + 100, a.end()), 50);
+  const auto lalone = m.prefill(alone, a, 50);
+  EXPECT_TRUE(test::bitwise_equal(la, lalone));
+}
+
+TEST(Model, HiddenStatesAndCacheGrowth) {
+  Model m = tiny_model(Numerics::official, KvLayout::fp8);
+  const auto ids = tokens(130, 5);
+  Sequence s = m.new_sequence();
+  const auto out = m.forward(s, ids.data(), 130, {129}, true);
+  const auto& c = m.config();
+  ASSERT_EQ(int64_t(out.hidden.size()), c.n_layers);
+  for (const auto& h : out.hidden) {
+    EXPECT_EQ(int64_t(h.size()), 130 * c.hc_mult * c.dim);
+    for (float v : h) ASSERT_TRUE(std::isfinite(v));
+  }
+  // the cache holds what kv_bytes_analytic says (main layers) plus the MTP layer's window
+  const KvBytes a = kv_bytes_analytic(c, 130, KvLayout::fp8);
+  int64_t main = 0;
+  for (const auto& l : s.layers) main += l->bytes();
+  EXPECT_EQ(main, a.total());
+}
+
+TEST(Model, MtpRunsOnItsOwnCache) {
+  Model m = tiny_model();
+  const auto ids = tokens(20, 6);
+  Sequence s = m.new_sequence();
+  m.forward(s, ids.data(), 19, {18});
+  const auto logits = m.mtp_forward(s, 0, ids.data() + 1, 19);
+  EXPECT_EQ(int64_t(logits.size()), 19 * m.config().vocab_size);
+  for (float v : logits) ASSERT_TRUE(std::isfinite(v));
+  EXPECT_EQ(s.mtp[0]->position(), 19);
+  EXPECT_THROW(m.mtp_forward(s, 0, ids.data(), 3), InputError);  // needs the 19 rows
+}
+
+TEST(Model, GenerationIsDeterministic) {
+  Model m = tiny_model(Numerics::official);
+  const auto prompt = tokens(37, 7);
+  SamplingParams g;
+  g.max_tokens = 12;
+  const auto a = generate(m, prompt, g), b = generate(m, prompt, g);
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.tokens.size(), 12u);
+  SamplingParams t = g;
+  t.temperature = 0.8;
+  t.top_p = 0.9;
+  t.seed = 99;
+  EXPECT_EQ(generate(m, prompt, t).tokens, generate(m, prompt, t).tokens);
+  // a stop token ends generation right after it is emitted
+  SamplingParams st = g;
+  st.stop_ids = {a.tokens[3]};
+  const auto c = generate(m, prompt, st);
+  EXPECT_TRUE(c.stopped);
+  EXPECT_LE(c.tokens.size(), 4u);
+  EXPECT_EQ(c.tokens.back(), a.tokens[3]);
+}
+
+TEST(Model, BadTokenIdsAreRejected) {
+  Model m = tiny_model();
+  Sequence s = m.new_sequence();
+  const int32_t bad[] = {5, 4096};
+  EXPECT_THROW(m.forward(s, bad, 2, {1}), InputError);
+}
+
+TEST(Model, DecodeSpeedOnTheTinyPreset) {
+  Model m = tiny_model(Numerics::official, KvLayout::fp8);
+  Sequence s = m.new_sequence();
+  m.prefill(s, tokens(256, 8), 256);
+  const auto t0 = std::chrono::steady_clock::now();
+  const int n = 32;
+  for (int i = 0; i < n; ++i) m.decode(s, 100 + i);
+  const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("v4-tiny decode at context 256..288: %.1f tokens/s (reference backend, 1 thread)\n", n / sec);
+  RecordProperty("decode_tokens_per_s", std::to_string(n / sec));
+}
+
+}  // namespace
+}  // namespace dsv4
