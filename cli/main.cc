@@ -4,10 +4,14 @@
 //   dsv4 config show PRESET|PATH         a model configuration
 //   dsv4 init --preset P --seed S --out DIR  a random checkpoint (model/checkpoint.h)
 //   dsv4 kv --preset P --context L        KV-cache bytes (spec §4)
+//   dsv4 forward --model DIR ... --out F  logits of every position to a file
+//   dsv4 generate --model DIR --prompt T  text generation
 #include <CLI/CLI.hpp>
+#include <Eigen/Core>
 #include <fmt/core.h>
 
 #include "cli/model_cmds.h"
+#include "cli/generate_cmds.h"
 #include "cli/init_cmd.h"
 #include "cli/op_runner.h"
 #include "cli/run.h"
@@ -21,6 +25,11 @@ constexpr int kBadInput = 2;
 int main(int argc, char** argv) {
   CLI::App app{"dsv4: benchmark and evaluation harness for the DeepSeek-V4 architecture"};
   app.require_subcommand(1);
+  // Eigen's OpenMP threads spin against each other and against other processes on small
+  // machines (2 threads were ~100x slower than 1 on a loaded 2-core box), so one thread
+  // unless asked.
+  int threads = 1;
+  app.add_option("--threads", threads, "CPU threads for the reference (0 = all cores)")->default_str("1");
 
   dsv4::cli::OpRunArgs op;
   bool list = false, op_help = false;
@@ -67,6 +76,31 @@ int main(int argc, char** argv) {
   kvc->add_flag("--json", kv.json, "one machine-readable object");
   kvc->add_flag("--measure", kv.measure, "also allocate the real cache and compare");
 
+  dsv4::cli::ModelRunArgs fwd, gen;
+  auto model_options = [](CLI::App* c, dsv4::cli::ModelRunArgs& a) {
+    c->add_option("--model", a.model, "checkpoint directory (dsv4 init writes one)")->required();
+    c->add_option("--prompt", a.prompt, "text, tokenised with the model's tokenizer.json");
+    c->add_option("--tokens", a.tokens_file, "file of token ids, one per line");
+    c->add_option("--backend", a.backend, "ref | cuda")->default_str(a.backend);
+    c->add_option("--precision", a.precision, "f32")->default_str(a.precision);
+    c->add_option("--numerics", a.numerics, "official (FP8/FP4 simulation) | exact")->default_str(a.numerics);
+    c->add_option("--kv-layout", a.kv_layout, "f32 | bf16 | fp8 (deployment)")->default_str(a.kv_layout);
+    c->add_option("--chunk", a.chunk, "prefill chunk, tokens")->default_str(std::to_string(a.chunk));
+  };
+  auto* fwdc = app.add_subcommand("forward", "logits of every position (and hidden states) to a safetensors file");
+  model_options(fwdc, fwd);
+  fwdc->add_option("--out", fwd.out, "output .safetensors (written atomically)")->required();
+  fwdc->add_flag("--hidden", fwd.hidden, "also each layer's residual streams, hidden.L [T, n, D]");
+  auto* genc = app.add_subcommand("generate", "generate text from a prompt");
+  model_options(genc, gen);
+  genc->add_option("--chat", gen.chat, "one user turn in the V4 chat format");
+  genc->add_flag("--thinking", gen.thinking, "with --chat: thinking mode");
+  genc->add_option("--max-tokens", gen.max_tokens, "tokens to generate")->default_str(std::to_string(gen.max_tokens));
+  genc->add_option("--temperature", gen.temperature, "0 = greedy")->default_str("0");
+  genc->add_option("--top-p", gen.top_p, "nucleus sampling")->default_str("1");
+  genc->add_option("--seed", gen.seed, "sampling seed")->default_str("0");
+  genc->add_option("--stop", gen.stop, "stop token ids (default: eos)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -76,6 +110,7 @@ int main(int argc, char** argv) {
     return kBadInput;
   }
 
+  Eigen::setNbThreads(threads > 0 ? threads : 0);
   if (opc->parsed()) {
     if (op_help) {
       if (op.op.empty()) {
@@ -102,5 +137,7 @@ int main(int argc, char** argv) {
   if (showc->parsed()) return dsv4::cli::config_show(config_what, config_json);
   if (initc->parsed()) return dsv4::cli::init_command(init);
   if (kvc->parsed()) return dsv4::cli::kv_report(kv);
+  if (fwdc->parsed()) return dsv4::cli::forward_command(fwd);
+  if (genc->parsed()) return dsv4::cli::generate_command(gen);
   return kBadInput;
 }

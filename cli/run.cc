@@ -125,7 +125,7 @@ AttentionLayerState<float> synthetic_state(const AttentionLayerShape& s, int64_t
 }  // namespace
 
 int run_harness(const RunArgs& a) {
-  Eigen::setNbThreads(a.threads > 0 ? a.threads : int(std::thread::hardware_concurrency()));
+  if (a.threads != 1) Eigen::setNbThreads(a.threads > 0 ? a.threads : int(std::thread::hardware_concurrency()));
   const bool q = a.quick;
   const auto t_start = Clock::now();
   fmt::print("dsv4 run: reference ops at DeepSeek-V4-Flash shapes{} ({} Eigen threads)\n",
