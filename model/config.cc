@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <sstream>
 
+#include "model/checkpoint_names.h"
 #include "reference/errors.h"
 
 namespace dsv4 {
@@ -426,7 +427,9 @@ ModelConfig config_from_file(const std::string& path) {
   if (!in) throw InputError("config '" + path + "': cannot be read");
   std::stringstream s;
   s << in.rdbuf();
-  return config_from_json(s.str(), path);
+  // transformers' own spelling (layer_types, mlp_layer_types, rope_parameters) is rewritten
+  // to the Hugging Face release spelling first.
+  return config_from_json(normalize_config_json(s.str(), path), path);
 }
 
 ModelConfig config_load(const std::string& preset_or_path) {
