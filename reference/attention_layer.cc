@@ -111,6 +111,7 @@ AttentionLayerState<T> attention_layer_state_init(const AttentionLayerShape& s,
                                                   const EntryStoreFactory<T>& stores) {
   AttentionLayerState<T> st;
   st.window = stores(EntryKind::window, s.head_dim);  // grows to `window` rows, then rings
+  st.window_size = s.window;
   if (s.ratio > 0) {
     st.comp = stores(EntryKind::compressed, s.head_dim);
     st.comp_state = compressor_state_init<T>({s.dim, s.head_dim, s.ratio, s.ratio == kCsaRatio});
@@ -131,7 +132,7 @@ void attention_layer_forward(const AttentionLayerParams<T>& p, View2<const T> x,
   require(x.cols == s.dim, "attention_layer: tensor 'x': expected " + std::to_string(s.dim) +
                                " columns, found " + std::to_string(x.cols));
   require(y.rows == T_ && y.cols == s.dim, "attention_layer: output 'y' has the wrong shape");
-  require(st.window && st.window->width() == d && st.window->rows() <= s.window &&
+  require(st.window && st.window->width() == d && st.window_size == s.window &&
               (s.ratio == 0 || (st.comp && st.comp->width() == d)) &&
               (!has_indexer(s) || (st.index_keys && st.index_keys->width() == s.index_dim)),
           "attention_layer: the state does not match the layer shape");

@@ -85,6 +85,7 @@ struct AttentionLayerParams {
 template <class T>
 struct AttentionLayerState {
   int64_t pos = 0;                               // tokens seen
+  int64_t window_size = 0;                       // the ring's capacity (the layer's window)
   std::unique_ptr<EntryStore<T>> window;         // ring [min(pos, window), d]: position t in slot t mod window
   std::unique_ptr<EntryStore<T>> comp;           // [N, d] compressed main entries (ratio > 0)
   std::unique_ptr<EntryStore<T>> index_keys;     // [N, dI] indexer keys (CSA)
@@ -96,6 +97,7 @@ struct AttentionLayerState {
   // Deep copy: the stores are cloned.
   AttentionLayerState(const AttentionLayerState& o)
       : pos(o.pos),
+        window_size(o.window_size),
         window(o.window ? o.window->clone() : nullptr),
         comp(o.comp ? o.comp->clone() : nullptr),
         index_keys(o.index_keys ? o.index_keys->clone() : nullptr),

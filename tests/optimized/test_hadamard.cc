@@ -2,12 +2,11 @@
 // (docs/v4-architecture.md §2.3, §2.4: y = x H_d / sqrt(d), H_d the Sylvester matrix, whose
 // entry (c, j) is (-1)^popcount(c & j)) and against its CPU twin ref::hadamard<float>.
 // Label gpu: every test that needs a device skips, with the reason, when there is none.
+// Harness (skip, canaries, poisoned buffers, rerun check): tests/support/device_harness.h;
+// oracle: naive::hadamard of tests/support/naive.h.
 #include <gtest/gtest.h>
 
-#include <bit>
 #include <cmath>
-#include <cstring>
-#include <limits>
 #include <vector>
 
 #include "optimized/device.cuh"
@@ -16,74 +15,25 @@
 #include "reference/errors.h"
 #include "reference/hadamard.h"
 #include "tests/support/compare.h"
+#include "tests/support/device_harness.h"
+#include "tests/support/naive.h"
 #include "tests/support/random.h"
 #include "tests/support/tolerance.h"
 
 namespace dsv4 {
 namespace {
 
-#define DSV4_SKIP_WITHOUT_DEVICE()  \
-  if (cuda::device_count() == 0)    \
-  GTEST_SKIP() << "no CUDA device: " << cuda::device_summary()
+using test::Guarded;
+using test::launch_and_sync;
+using test::rerun_bitwise;
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-// Canary value around and between output rows: finite (unlike the NaN poison) and far from
-// any value the op can produce, compared bitwise.
-constexpr float kSentinel = -7.25e30f;
-constexpr int64_t kGuard = 64;  // canary elements before and after each device matrix
-
-// A [rows, cols] matrix with row stride ld placed kGuard elements into a device allocation
-// whose every other element (the guards, and the ld - cols gap after each row) is kSentinel.
-struct Guarded {
-  int64_t rows, cols, ld;
-
-  size_t size() const { return size_t(2 * kGuard + (rows > 0 ? (rows - 1) * ld + cols : 0)); }
-  size_t at(int64_t r, int64_t c) const { return size_t(kGuard + r * ld + c); }
-  std::vector<float> image(const std::vector<float>& dense) const {
-    std::vector<float> img(size(), kSentinel);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) img[at(r, c)] = dense[size_t(r * cols + c)];
-    return img;
-  }
-  std::vector<float> poisoned() const { return image(std::vector<float>(size_t(rows * cols), kNaN)); }
-  std::vector<float> extract(const std::vector<float>& img) const {
-    std::vector<float> dense(size_t(rows * cols));
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) dense[size_t(r * cols + c)] = img[at(r, c)];
-    return dense;
-  }
-  ::testing::AssertionResult canaries_intact(const std::vector<float>& img) const {
-    std::vector<bool> slot(img.size(), false);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) slot[at(r, c)] = true;
-    for (size_t i = 0; i < img.size(); ++i) {
-      if (!slot[i] && std::memcmp(&img[i], &kSentinel, sizeof(float)) != 0)
-        return ::testing::AssertionFailure() << "canary overwritten at allocation element " << i
-                                             << " (first element slot at " << kGuard
-                                             << "): found " << img[i];
-    }
-    return ::testing::AssertionSuccess();
-  }
-  template <class T>
-  View2<T> view(T* base) const {
-    return {base + kGuard, rows, cols, ld};
-  }
-};
+constexpr float kNaN = test::kPoison;
 
 // Spec oracle in double: y[r, j] = sum_c x[r, c] (-1)^popcount(c & j) / sqrt(d). O(d^2) per
 // row and independent of the butterfly factorisation the ops use.
 std::vector<double> oracle(const std::vector<float>& x, int64_t rows, int64_t d) {
-  std::vector<double> y(x.size());
-  const double norm = 1.0 / std::sqrt(double(d));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < d; ++j) {
-      double s = 0;
-      for (int64_t c = 0; c < d; ++c) {
-        const double v = double(x[size_t(r * d + c)]);
-        s += (std::popcount(uint64_t(c & j)) & 1) ? -v : v;
-      }
-      y[size_t(r * d + j)] = s * norm;
-    }
+  std::vector<double> y(x.begin(), x.end());
+  for (int64_t r = 0; r < rows; ++r) test::naive::hadamard(&y[size_t(r * d)], d);
   return y;
 }
 
@@ -92,12 +42,10 @@ std::vector<double> oracle(const std::vector<float>& x, int64_t rows, int64_t d)
 // it errs by at most ~sqrt(d) * u * sum_c |x[c]| / sqrt(d): tolerance.h's reduction_tol with
 // magnitude = the largest row's sum of |terms|.
 double hadamard_atol(const std::vector<float>& x, int64_t rows, int64_t d) {
+  const std::vector<double> xd(x.begin(), x.end());
   double magnitude = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    double s = 0;
-    for (int64_t c = 0; c < d; ++c) s += std::fabs(double(x[size_t(r * d + c)]));
-    magnitude = std::max(magnitude, s / std::sqrt(double(d)));
-  }
+  for (int64_t r = 0; r < rows; ++r)
+    magnitude = std::max(magnitude, test::naive::hadamard_magnitude(&xd[size_t(r * d)], d));
   return test::reduction_tol<float>(double(d), magnitude);
 }
 // Two FP32 implementations each within atol of the exact value are within 2*atol of each other.
@@ -122,8 +70,7 @@ void check_out_of_place(const Case& k) {
   HadamardParams<float> p;
   p.x = gx.view<const float>(dx.data());
   p.y = gy.view(dy.data());
-  cuda::hadamard(p);
-  DSV4_CUDA_CHECK(cudaDeviceSynchronize());
+  launch_and_sync([&] { cuda::hadamard(p); });
 
   const std::vector<float> y_img = dy.download();
   EXPECT_TRUE(gy.canaries_intact(y_img));
@@ -147,17 +94,14 @@ void check_out_of_place(const Case& k) {
   HadamardParams<float> pz;
   pz.x = gy.view<const float>(dy.data());
   pz.y = gx.view(dz.data());
-  cuda::hadamard(pz);
-  DSV4_CUDA_CHECK(cudaDeviceSynchronize());
+  launch_and_sync([&] { cuda::hadamard(pz); });
   const std::vector<float> z_img = dz.download();
   EXPECT_TRUE(gx.canaries_intact(z_img));
   EXPECT_TRUE(test::all_close(gx.extract(z_img), x, atol + hadamard_atol(y, k.rows, k.d)))
       << "applying the transform twice";
 
-  dy.upload(gy.poisoned());
-  cuda::hadamard(p);
-  DSV4_CUDA_CHECK(cudaDeviceSynchronize());
-  EXPECT_TRUE(test::bitwise_equal(dy.download(), y_img)) << "rerun differs";
+  EXPECT_TRUE(rerun_bitwise(dy, gy.poisoned(), y_img, [&] { cuda::hadamard(p); }))
+      << "rerun differs";
 }
 
 // The indexer's rotation (§2.4): q_I [T, H_I, d_I] viewed as [T*64, 128], strided rows.
@@ -186,17 +130,13 @@ TEST(HadamardCuda, InPlaceStrided) {
   HadamardParams<float> p;
   p.x = g.view<const float>(dxy.data());
   p.y = g.view(dxy.data());
-  cuda::hadamard(p);
-  DSV4_CUDA_CHECK(cudaDeviceSynchronize());
+  launch_and_sync([&] { cuda::hadamard(p); });
 
   const std::vector<float> img = dxy.download();
   EXPECT_TRUE(g.canaries_intact(img));
   EXPECT_TRUE(test::all_close(g.extract(img), oracle(x, rows, d), hadamard_atol(x, rows, d)));
 
-  dxy.upload(g.image(x));
-  cuda::hadamard(p);
-  DSV4_CUDA_CHECK(cudaDeviceSynchronize());
-  EXPECT_TRUE(test::bitwise_equal(dxy.download(), img)) << "rerun differs";
+  EXPECT_TRUE(rerun_bitwise(dxy, g.image(x), img, [&] { cuda::hadamard(p); })) << "rerun differs";
 }
 
 // Host-side validation, before any device work: needs no device, so it runs everywhere.

@@ -2,12 +2,12 @@
 // (docs/v4-architecture.md §2.1, §3.1: y = x / sqrt(mean(x^2) + eps) * w) and against its
 // CPU twin ref::rmsnorm<float>; plus the device helpers of optimized/device.cuh.
 // Label gpu: every test that needs a device skips, with the reason, when there is none.
+// Harness (skip, canaries, poisoned buffers, rerun check): tests/support/device_harness.h;
+// oracle: naive::rmsnorm of tests/support/naive.h.
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 #include <iostream>
-#include <limits>
 #include <vector>
 
 #include "optimized/device.cuh"
@@ -16,72 +16,27 @@
 #include "reference/errors.h"
 #include "reference/rmsnorm.h"
 #include "tests/support/compare.h"
+#include "tests/support/device_harness.h"
+#include "tests/support/naive.h"
 #include "tests/support/random.h"
 #include "tests/support/tolerance.h"
 
 namespace dsv4 {
 namespace {
 
-#define DSV4_SKIP_WITHOUT_DEVICE()  \
-  if (cuda::device_count() == 0)    \
-  GTEST_SKIP() << "no CUDA device: " << cuda::device_summary()
+using test::Guarded;
+using test::launch_and_sync;
+using test::rerun_bitwise;
 
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-// Canary value around and between output rows: finite (unlike the NaN poison) and far from
-// any value the op can produce, compared bitwise.
-constexpr float kSentinel = -7.25e30f;
-constexpr int64_t kGuard = 64;  // canary elements before and after each device matrix
-
-// A [rows, cols] matrix with row stride ld placed kGuard elements into a device allocation
-// whose every other element (the guards, and the ld - cols gap after each row) is kSentinel.
-struct Guarded {
-  int64_t rows, cols, ld;
-
-  size_t size() const { return size_t(2 * kGuard + (rows > 0 ? (rows - 1) * ld + cols : 0)); }
-  size_t at(int64_t r, int64_t c) const { return size_t(kGuard + r * ld + c); }
-  // The allocation's contents with `dense` ([rows, cols], row-major) at the element slots.
-  std::vector<float> image(const std::vector<float>& dense) const {
-    std::vector<float> img(size(), kSentinel);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) img[at(r, c)] = dense[size_t(r * cols + c)];
-    return img;
-  }
-  std::vector<float> poisoned() const { return image(std::vector<float>(size_t(rows * cols), kNaN)); }
-  std::vector<float> extract(const std::vector<float>& img) const {
-    std::vector<float> dense(size_t(rows * cols));
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) dense[size_t(r * cols + c)] = img[at(r, c)];
-    return dense;
-  }
-  ::testing::AssertionResult canaries_intact(const std::vector<float>& img) const {
-    std::vector<bool> slot(img.size(), false);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) slot[at(r, c)] = true;
-    for (size_t i = 0; i < img.size(); ++i) {
-      if (!slot[i] && std::memcmp(&img[i], &kSentinel, sizeof(float)) != 0)
-        return ::testing::AssertionFailure() << "canary overwritten at allocation element " << i
-                                             << " (first element slot at " << kGuard
-                                             << "): found " << img[i];
-    }
-    return ::testing::AssertionSuccess();
-  }
-  template <class T>
-  View2<T> view(T* base) const {
-    return {base + kGuard, rows, cols, ld};
-  }
-};
+constexpr float kNaN = test::kPoison;
 
 // Spec oracle in double, from the float inputs: y = x / sqrt(mean_c x^2 + eps) * (w or 1).
 std::vector<double> oracle(const std::vector<float>& x, const std::vector<float>* w, int64_t rows,
                            int64_t d, double eps) {
-  std::vector<double> y(x.size());
-  for (int64_t r = 0; r < rows; ++r) {
-    double ss = 0;
-    for (int64_t c = 0; c < d; ++c) ss += double(x[size_t(r * d + c)]) * double(x[size_t(r * d + c)]);
-    const double inv = 1.0 / std::sqrt(ss / double(d) + eps);
-    for (int64_t c = 0; c < d; ++c)
-      y[size_t(r * d + c)] = double(x[size_t(r * d + c)]) * inv * (w ? double((*w)[size_t(c)]) : 1.0);
-  }
+  std::vector<double> y(x.begin(), x.end());
+  const std::vector<double> wd = w ? std::vector<double>(w->begin(), w->end()) : std::vector<double>();
+  for (int64_t r = 0; r < rows; ++r)
+    test::naive::rmsnorm(&y[size_t(r * d)], d, w ? wd.data() : nullptr, eps);
   return y;
 }
 
@@ -122,8 +77,7 @@ void check_out_of_place(const Case& k) {
   p.x = gx.view<const float>(dx.data());
   p.w = k.weighted ? dw.data() : nullptr;
   p.y = gy.view(dy.data());
-  cuda::rmsnorm(p);
-  DSV4_CUDA_CHECK(cudaDeviceSynchronize());
+  launch_and_sync([&] { cuda::rmsnorm(p); });
 
   const std::vector<float> y_img = dy.download();
   EXPECT_TRUE(gy.canaries_intact(y_img));
@@ -141,10 +95,8 @@ void check_out_of_place(const Case& k) {
   ref::rmsnorm(pr);
   EXPECT_TRUE(test::all_close(y, y_ref, 0.0, kTwoImpls * rtol)) << "against ref::rmsnorm<float>";
 
-  dy.upload(gy.poisoned());
-  cuda::rmsnorm(p);
-  DSV4_CUDA_CHECK(cudaDeviceSynchronize());
-  EXPECT_TRUE(test::bitwise_equal(dy.download(), y_img)) << "rerun differs";
+  EXPECT_TRUE(rerun_bitwise(dy, gy.poisoned(), y_img, [&] { cuda::rmsnorm(p); }))
+      << "rerun differs";
 }
 
 // The model-width norms (attn_norm, ffn_norm, §3.1): rows of 4096, weighted, both row strides
@@ -182,20 +134,16 @@ TEST(RmsNormCuda, InPlaceStrided) {
   p.x = g.view<const float>(dxy.data());
   p.w = dw.data();
   p.y = g.view(dxy.data());
-  {
+  launch_and_sync([&] {
     const cuda::NvtxRange range("rmsnorm in place");
     cuda::rmsnorm(p);
-  }
-  DSV4_CUDA_CHECK(cudaDeviceSynchronize());
+  });
 
   const std::vector<float> img = dxy.download();
   EXPECT_TRUE(g.canaries_intact(img));
   EXPECT_TRUE(test::all_close(g.extract(img), oracle(x, &w, rows, d, kNormEps), 0.0, rms_rtol(d)));
 
-  dxy.upload(g.image(x));
-  cuda::rmsnorm(p);
-  DSV4_CUDA_CHECK(cudaDeviceSynchronize());
-  EXPECT_TRUE(test::bitwise_equal(dxy.download(), img)) << "rerun differs";
+  EXPECT_TRUE(rerun_bitwise(dxy, g.image(x), img, [&] { cuda::rmsnorm(p); })) << "rerun differs";
 }
 
 // Host-side validation, before any device work: needs no device, so it runs everywhere.

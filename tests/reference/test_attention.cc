@@ -7,6 +7,8 @@
 //   (HCA), with indices the listed ones, skipping -1 and invisible ones, a duplicated
 //   index counting twice; s = scale * q.e (scale default 1/sqrt(d));
 //   lse = ln(exp(sink_h) + sum exp(s)); o = sum exp(s - lse) e.
+// The per-head softmax with a sink and its tolerances are the shared naive::attend and
+// attend_tol_* of tests/support/naive.h (also used by the MLA and layer tests).
 // Invariant tests compare the op with itself (or with a second, simpler naive oracle) and
 // say so in their names.
 #include <gtest/gtest.h>
@@ -24,11 +26,17 @@
 #include "reference/attention.h"
 #include "reference/errors.h"
 #include "tests/support/compare.h"
+#include "tests/support/naive.h"
 #include "tests/support/random.h"
 #include "tests/support/tolerance.h"
+#include "tests/support/vectors.h"
 
 namespace dsv4 {
 namespace {
+
+namespace naive = test::naive;
+using test::float_exact;
+using test::max_abs_diff;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -43,11 +51,6 @@ struct Case {
   int64_t k = 0;
   std::vector<int32_t> idx;  // [T, k] when sparse
 };
-
-std::vector<double> float_exact(std::vector<double> v) {
-  for (double& x : v) x = double(float(x));
-  return v;
-}
 
 // Random inputs: q, kv, comp ~ N(0, 1) so that scores q.e/sqrt(d) have unit spread and the
 // softmax is far from flat; sinks uniform in [-1, 2].
@@ -109,6 +112,7 @@ Ref oracle(const Case& c, bool dedupe = false) {
   const int64_t T = c.T, H = c.H, d = c.d;
   const double scale = c.scale > 0 ? c.scale : 1.0 / std::sqrt(double(d));
   Ref r;
+  naive::AttendStats st;
   r.o.assign(size_t(T * H * d), 0.0);
   r.lse.assign(size_t(T * H), 0.0);
   for (int64_t row = 0; row < T; ++row) {
@@ -134,37 +138,14 @@ Ref oracle(const Case& c, bool dedupe = false) {
     }
     r.nmax = std::max<int64_t>(r.nmax, int64_t(ent.size()));
     for (int64_t h = 0; h < H; ++h) {
-      const double* q = &c.q[size_t((row * H + h) * d)];
-      std::vector<double> s(ent.size());
-      for (size_t j = 0; j < ent.size(); ++j) {
-        double dot = 0, mag = 0;
-        for (int64_t i = 0; i < d; ++i) {
-          dot += q[i] * ent[j][i];
-          mag += std::fabs(q[i] * ent[j][i]);
-        }
-        s[j] = scale * dot;
-        r.smag = std::max(r.smag, scale * mag);
-      }
-      const double sink = c.sink[size_t(h)];
-      double m = sink;
-      for (double v : s) m = std::max(m, v);
-      double z = std::exp(sink - m);
-      for (double v : s) z += std::exp(v - m);
-      const double lse = m + std::log(z);
+      const double lse = naive::attend(&c.q[size_t((row * H + h) * d)], ent, d, d, scale,
+                                       c.sink[size_t(h)], &r.o[size_t((row * H + h) * d)], &st);
       r.lse[size_t(row * H + h)] = lse;
       r.lsemax = std::max(r.lsemax, std::fabs(lse));
-      double* o = &r.o[size_t((row * H + h) * d)];
-      std::vector<double> mag(size_t(d), 0.0);
-      for (size_t j = 0; j < ent.size(); ++j) {
-        const double w = std::exp(s[j] - lse);
-        for (int64_t i = 0; i < d; ++i) {
-          o[i] += w * ent[j][i];
-          mag[size_t(i)] += w * std::fabs(ent[j][i]);
-        }
-      }
-      for (double m2 : mag) r.omag = std::max(r.omag, m2);
     }
   }
+  r.smag = st.smag;
+  r.omag = st.omag;
   return r;
 }
 
@@ -201,26 +182,15 @@ Out<T> run(const Case& c) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Tolerances.
-//
-// o: a score is a length-d dot product, so its absolute error is at most
-// ds = reduction_tol<T>(d, smag) with smag = scale * sum|q_i e_i| (measured by the oracle).
-// exp turns ds into a relative error of each weight w_j, the normalisation at most doubles
-// it, so o[i] = sum_j w_j e_j[i] moves by <= 2 ds omag with omag = sum_j w_j |e_j[i]|
-// (measured by the oracle); the length-n sum itself adds reduction_tol<T>(n, omag).
+// Tolerances: naive::attend_tol_o / attend_tol_lse (derivation in tests/support/naive.h),
+// with d-long scores and Z of n + 1 terms (the sink's).
 template <class T>
 double tol_o(const Ref& r, int64_t d) {
-  return 2 * test::reduction_tol<T>(double(d), r.smag) * r.omag +
-         test::reduction_tol<T>(double(r.nmax), r.omag);
+  return naive::attend_tol_o<T>(r.smag, r.omag, d, r.nmax);
 }
-// lse = m + ln Z: ds from the scores, a relative error reduction_tol<T>(n + 1) of Z (terms
-// in (0, 1], one of them 1) which ln turns into the same absolute error, and the rounding
-// of lse itself.
 template <class T>
 double tol_lse(const Ref& r, int64_t d) {
-  return test::reduction_tol<T>(double(d), r.smag) +
-         test::reduction_tol<T>(double(r.nmax + 1), 1.0) +
-         test::reduction_tol<T>(1.0, r.lsemax);
+  return naive::attend_tol_lse<T>(r.smag, r.lsemax, d, r.nmax + 1);
 }
 
 template <class T>
@@ -242,12 +212,6 @@ template <class T>
 void expect_same_op(const Out<T>& a, const Out<T>& b, const Ref& r, int64_t d) {
   EXPECT_TRUE(test::all_close(a.o, b.o, 2 * tol_o<T>(r, d))) << "o";
   EXPECT_TRUE(test::all_close(a.lse, b.lse, 2 * tol_lse<T>(r, d))) << "lse";
-}
-
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
 }
 
 template <class T>

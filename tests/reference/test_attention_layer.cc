@@ -4,7 +4,9 @@
 //
 // Oracle: the layer composed in this file from the spec in naive double loops (query path
 // §2.1, window KV §2.2, compressor §2.3, indexer §2.4, attention §2.5, output §2.6, RoPE
-// tables §2.7, visibility §2.8). It calls no reference op. It is compared with prefill
+// tables §2.7, visibility §2.8), with the shared pieces of tests/support/naive.h (RMSNorm,
+// RoPE tables and rotation, softmax, top-k, attention with a sink) and the error model of
+// tests/support/error_model.h. It calls no reference op. It is compared with prefill
 // under Numerics::exact (no quantisation simulation). Prefill-then-decode == full prefill
 // and decode-from-scratch == prefill are invariants (op vs op) and say so.
 #include <gtest/gtest.h>
@@ -13,7 +15,6 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <map>
 #include <numeric>
 #include <string>
 #include <type_traits>
@@ -21,16 +22,26 @@
 
 #include "reference/attention_layer.h"
 #include "reference/errors.h"
+#include "tests/support/attention_weights.h"
 #include "tests/support/compare.h"
+#include "tests/support/error_model.h"
+#include "tests/support/naive.h"
 #include "tests/support/random.h"
 #include "tests/support/tolerance.h"
+#include "tests/support/vectors.h"
 
 namespace dsv4 {
 namespace {
 
+namespace naive = test::naive;
+using test::ErrModel;
+using test::linear_noted;
+using test::max_abs;
+using test::rms_of;
+using test::to_double;
+
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr double kNegInf = -std::numeric_limits<double>::infinity();
-constexpr int64_t kRd = 64;  // RoPE dims, the last 64 of every head / entry (§2.7)
+constexpr int64_t kRd = naive::kRopeDim;  // RoPE dims, the last 64 of every head / entry (§2.7)
 
 // ---------------------------------------------------------------------------------------
 // A small random layer. D = 64, H = 4, d = 128 (RoPE on the last 64), q_rank 32, groups 2,
@@ -50,41 +61,25 @@ struct Model {
   int64_t gw() const { return (H / groups) * d; }
 };
 
-std::vector<double> fexact(std::vector<double> v) {
-  for (double& x : v) x = double(float(x));
-  return v;
-}
-std::vector<double> weights(int64_t out, int64_t in, uint64_t seed) {
-  const double a = std::sqrt(3.0 / double(in));
-  return fexact(test::uniform(size_t(out * in), seed, -a, a));
-}
-
 Model make_model(int64_t ratio, uint64_t seed) {
   Model M;
   M.ratio = ratio;
-  M.wq_a = weights(M.q_rank, M.D, seed + 1);
-  M.q_norm = fexact(test::uniform(size_t(M.q_rank), seed + 2, 0.5, 1.5));
-  M.wq_b = weights(M.H * M.d, M.q_rank, seed + 3);
-  M.wkv = weights(M.d, M.D, seed + 4);
-  M.kv_norm = fexact(test::uniform(size_t(M.d), seed + 5, 0.5, 1.5));
-  M.wo_a = weights(M.groups * M.o_rank, M.gw(), seed + 6);
-  M.wo_b = weights(M.D, M.groups * M.o_rank, seed + 7);
-  M.sink = fexact(test::uniform(size_t(M.H), seed + 8, -1.0, 1.0));
+  test::fill_attention_path_weights(M, seed);  // seeds seed + 1 .. seed + 8
   if (ratio > 0) {
     const int64_t w = M.coff() * M.d;
-    M.c_wkv = weights(w, M.D, seed + 9);
-    M.c_wgate = weights(w, M.D, seed + 10);
-    M.c_ape = fexact(test::uniform(size_t(ratio * w), seed + 11));
-    M.c_norm = fexact(test::uniform(size_t(M.d), seed + 12, 0.5, 1.5));
+    M.c_wkv = test::unit_gain_weights(w, M.D, seed + 9);
+    M.c_wgate = test::unit_gain_weights(w, M.D, seed + 10);
+    M.c_ape = test::float_exact(test::uniform(size_t(ratio * w), seed + 11));
+    M.c_norm = test::float_exact(test::uniform(size_t(M.d), seed + 12, 0.5, 1.5));
   }
   if (M.csa()) {
     const int64_t w = 2 * M.dI;
-    M.i_wkv = weights(w, M.D, seed + 13);
-    M.i_wgate = weights(w, M.D, seed + 14);
-    M.i_ape = fexact(test::uniform(size_t(ratio * w), seed + 15));
-    M.i_norm = fexact(test::uniform(size_t(M.dI), seed + 16, 0.5, 1.5));
-    M.i_wq_b = weights(M.HI * M.dI, M.q_rank, seed + 17);
-    M.i_wproj = weights(M.HI, M.D, seed + 18);
+    M.i_wkv = test::unit_gain_weights(w, M.D, seed + 13);
+    M.i_wgate = test::unit_gain_weights(w, M.D, seed + 14);
+    M.i_ape = test::float_exact(test::uniform(size_t(ratio * w), seed + 15));
+    M.i_norm = test::float_exact(test::uniform(size_t(M.dI), seed + 16, 0.5, 1.5));
+    M.i_wq_b = test::unit_gain_weights(M.HI * M.dI, M.q_rank, seed + 17);
+    M.i_wproj = test::unit_gain_weights(M.HI, M.D, seed + 18);
   }
   return M;
 }
@@ -167,86 +162,14 @@ std::vector<T> decode(const OpLayer<T>& L, const std::vector<double>& x, int64_t
 // ---------------------------------------------------------------------------------------
 // Naive spec pieces.
 
-// Error model: each stage (linear map, pooling, attention) in precision T errs, relative to
-// the RMS of its output row, by at most reduction_tol<T>(K, kappa) with kappa =
-// max sum|terms| / rms(row) measured here. Relative errors of consecutive stages add
-// (RMSNorm and RoPE are condition ~1; a random linear map carries an input error with the
-// signal's gain; softmax turns an absolute logit error into a relative weight error, at
-// most doubled by the normalisation). Final tolerance: sum over stages * max|y|.
-struct ErrModel {
-  std::map<std::string, std::pair<double, double>> stages;  // name -> (K, max kappa)
-  void note(const std::string& name, double K, double kappa) {
-    auto& s = stages[name];
-    s.first = std::max(s.first, K);
-    s.second = std::max(s.second, kappa);
-  }
-  template <class T>
-  double rel() const {
-    double r = 0;
-    for (const auto& [n, s] : stages) r += test::reduction_tol<T>(s.first, s.second);
-    return r;
-  }
-};
-
-double rms_of(const double* v, int64_t n) {
-  double ss = 0;
-  for (int64_t i = 0; i < n; ++i) ss += v[i] * v[i];
-  return std::sqrt(ss / double(n));
-}
-double max_abs(const std::vector<double>& v) {
-  double m = 0;
-  for (double x : v) m = std::max(m, std::fabs(x));
-  return m;
-}
-
-// y = W x (W [out, in]); `abs_mag` receives max_i sum_j |W_ij x_j| when non-null.
-std::vector<double> lin(const std::vector<double>& W, int64_t out, int64_t in, const double* x,
-                        ErrModel* em, const std::string& name, double* abs_mag = nullptr) {
-  std::vector<double> y(static_cast<size_t>(out));
-  double mmax = 0;
-  for (int64_t i = 0; i < out; ++i) {
-    double acc = 0, m = 0;
-    for (int64_t j = 0; j < in; ++j) {
-      acc += W[size_t(i * in + j)] * x[j];
-      m += std::fabs(W[size_t(i * in + j)] * x[j]);
-    }
-    y[size_t(i)] = acc;
-    mmax = std::max(mmax, m);
-  }
-  const double r = rms_of(y.data(), out);
-  if (em && r > 0) em->note(name, double(in), mmax / r);
-  if (abs_mag) *abs_mag = mmax;
-  return y;
-}
-
-void rmsnorm(double* v, int64_t n, const double* w) {
-  const double inv = 1.0 / std::sqrt(rms_of(v, n) * rms_of(v, n) + 1e-6);
-  for (int64_t i = 0; i < n; ++i) v[i] = v[i] * inv * (w ? w[i] : 1.0);
-}
-
+// Error model (tests/support/error_model.h): each stage (linear map, pooling, attention) in
+// precision T errs, relative to the RMS of its output row, by at most reduction_tol<T>(K,
+// kappa), kappa = max sum|terms| / rms(row) measured here; the stages add. Final tolerance:
+// sum over stages * max|y|.
 // §2.7: theta 10000 plain (ratio 0); theta 160000 with YaRN factor 16, range [15, 25].
-std::vector<double> freqs(int64_t ratio, bool swap = false) {
+const std::vector<double>& freqs(int64_t ratio, bool swap = false) {
   const bool yarn = (ratio > 0) != swap;
-  const double theta = yarn ? 160000.0 : 10000.0;
-  std::vector<double> f(kRd / 2);
-  for (int64_t i = 0; i < kRd / 2; ++i) {
-    double fi = std::pow(theta, -2.0 * double(i) / double(kRd));
-    if (yarn) {
-      const double s = 1.0 - std::clamp((double(i) - 15.0) / 10.0, 0.0, 1.0);
-      fi = fi * s + fi / 16.0 * (1.0 - s);
-    }
-    f[size_t(i)] = fi;
-  }
-  return f;
-}
-
-// Interleaved RoPE on v[0..64) at position pos (sign -1: inverse).
-void rope(double* v, double pos, const std::vector<double>& f, double sign = 1.0) {
-  for (int64_t i = 0; i < kRd / 2; ++i) {
-    const double a = sign * pos * f[size_t(i)], x0 = v[2 * i], x1 = v[2 * i + 1];
-    v[2 * i] = x0 * std::cos(a) - x1 * std::sin(a);
-    v[2 * i + 1] = x0 * std::sin(a) + x1 * std::cos(a);
-  }
+  return yarn ? naive::v4_compressed_freqs() : naive::v4_window_freqs();
 }
 
 // Deliberate deviations from the spec, for the non-vacuity test only.
@@ -267,9 +190,9 @@ std::vector<double> compress(const Model& M, const std::vector<double>& x, int64
   std::vector<std::vector<double>> a(static_cast<size_t>(Tn)), z(static_cast<size_t>(Tn));
   double zmag = 0;
   for (int64_t s = 0; s < Tn; ++s) {
-    a[size_t(s)] = lin(wkv, w, M.D, &x[size_t(s * M.D)], em, tag + ".wkv");
+    a[size_t(s)] = linear_noted(wkv, w, M.D, &x[size_t(s * M.D)], em, tag + ".wkv");
     double zm = 0;
-    z[size_t(s)] = lin(wgate, w, M.D, &x[size_t(s * M.D)], nullptr, "", &zm);
+    z[size_t(s)] = linear_noted(wgate, w, M.D, &x[size_t(s * M.D)], nullptr, "", &zm);
     zmag = std::max(zmag, zm);
     for (int64_t k = 0; k < w; ++k) z[size_t(s)][size_t(k)] += ape[size_t((s % m) * w + k)];
   }
@@ -278,20 +201,22 @@ std::vector<double> compress(const Model& M, const std::vector<double>& x, int64
     double* C = &out[size_t(i * dc)];
     std::vector<double> mag(static_cast<size_t>(dc));
     for (int64_t ch = 0; ch < dc; ++ch) {
-      std::vector<std::pair<double, double>> terms;  // (logit, value)
+      std::vector<double> logit, val;
       if (overlap && i > 0 && !wrong.no_overlap)  // previous block, A half
-        for (int64_t s = (i - 1) * m; s < i * m; ++s)
-          terms.push_back({z[size_t(s)][size_t(ch)], a[size_t(s)][size_t(ch)]});
+        for (int64_t s = (i - 1) * m; s < i * m; ++s) {
+          logit.push_back(z[size_t(s)][size_t(ch)]);
+          val.push_back(a[size_t(s)][size_t(ch)]);
+        }
       const int64_t off = overlap ? dc : 0;  // current block: B half (CSA) or all (HCA)
-      for (int64_t s = i * m; s < (i + 1) * m; ++s)
-        terms.push_back({z[size_t(s)][size_t(off + ch)], a[size_t(s)][size_t(off + ch)]});
-      double mx = kNegInf, den = 0, num = 0, am = 0;
-      for (const auto& t : terms) mx = std::max(mx, t.first);
-      for (const auto& t : terms) den += std::exp(t.first - mx);
-      for (const auto& t : terms) {
-        const double wt = std::exp(t.first - mx) / den;
-        num += wt * t.second;
-        am += wt * std::fabs(t.second);
+      for (int64_t s = i * m; s < (i + 1) * m; ++s) {
+        logit.push_back(z[size_t(s)][size_t(off + ch)]);
+        val.push_back(a[size_t(s)][size_t(off + ch)]);
+      }
+      const std::vector<double> wt = naive::softmax(logit.data(), int64_t(logit.size()));
+      double num = 0, am = 0;
+      for (size_t k = 0; k < val.size(); ++k) {
+        num += wt[k] * val[k];
+        am += wt[k] * std::fabs(val[k]);
       }
       C[ch] = num;
       mag[size_t(ch)] = am;
@@ -301,8 +226,8 @@ std::vector<double> compress(const Model& M, const std::vector<double>& x, int64
       em->note(tag + ".pool", double(2 * m), max_abs(mag) / r);
       em->note(tag + ".gate", double(M.D), 2 * zmag * max_abs(mag) / r);
     }
-    rmsnorm(C, dc, norm.data());
-    rope(C + dc - kRd, double(i * m + (wrong.rope_at_last ? m - 1 : 0)), f);  // block's first token
+    naive::rmsnorm(C, dc, norm.data());
+    naive::rope_interleaved(C + dc - kRd, double(i * m + (wrong.rope_at_last ? m - 1 : 0)), f);  // block's first token
   }
   return out;
 }
@@ -347,19 +272,19 @@ OracleOut oracle(const Model& M, const std::vector<double>& x, int64_t Tn, const
   std::vector<double> cq(static_cast<size_t>(Tn * M.q_rank)), q(size_t(Tn * H * d)), kv(static_cast<size_t>(Tn * d));
   for (int64_t t = 0; t < Tn; ++t) {
     const double* xt = &x[size_t(t * M.D)];
-    auto c = lin(M.wq_a, M.q_rank, M.D, xt, &em, "wq_a");
-    lin(M.wq_a, M.q_rank, M.D, xt, &eidx, "wq_a");
-    rmsnorm(c.data(), M.q_rank, M.q_norm.data());
+    auto c = linear_noted(M.wq_a, M.q_rank, M.D, xt, &em, "wq_a");
+    linear_noted(M.wq_a, M.q_rank, M.D, xt, &eidx, "wq_a");
+    naive::rmsnorm(c.data(), M.q_rank, M.q_norm.data());
     std::copy(c.begin(), c.end(), cq.begin() + t * M.q_rank);
-    auto qt = lin(M.wq_b, H * d, M.q_rank, c.data(), &em, "wq_b");
+    auto qt = linear_noted(M.wq_b, H * d, M.q_rank, c.data(), &em, "wq_b");
     for (int64_t h = 0; h < H; ++h) {
-      rmsnorm(&qt[size_t(h * d)], d, nullptr);
-      rope(&qt[size_t(h * d + d - kRd)], double(t), f);
+      naive::rmsnorm(&qt[size_t(h * d)], d, nullptr);
+      naive::rope_interleaved(&qt[size_t(h * d + d - kRd)], double(t), f);
     }
     std::copy(qt.begin(), qt.end(), q.begin() + t * H * d);
-    auto k = lin(M.wkv, d, M.D, xt, &em, "wkv");
-    rmsnorm(k.data(), d, M.kv_norm.data());
-    rope(&k[size_t(d - kRd)], double(t), f);
+    auto k = linear_noted(M.wkv, d, M.D, xt, &em, "wkv");
+    naive::rmsnorm(k.data(), d, M.kv_norm.data());
+    naive::rope_interleaved(&k[size_t(d - kRd)], double(t), f);
     std::copy(k.begin(), k.end(), kv.begin() + t * d);
   }
 
@@ -376,9 +301,9 @@ OracleOut oracle(const Model& M, const std::vector<double>& x, int64_t Tn, const
     const double wscale = 1.0 / (std::sqrt(double(M.dI)) * std::sqrt(double(M.HI)));
     std::vector<std::vector<double>> qis(static_cast<size_t>(Tn)), ws(static_cast<size_t>(Tn));
     for (int64_t t = 0; t < Tn; ++t) {
-      auto qi = lin(M.i_wq_b, M.HI * M.dI, M.q_rank, &cq[size_t(t * M.q_rank)], &eidx, "iwq_b");
-      for (int64_t h = 0; h < M.HI; ++h) rope(&qi[size_t(h * M.dI + M.dI - kRd)], double(t), f);
-      auto w = lin(M.i_wproj, M.HI, M.D, &x[size_t(t * M.D)], &eidx, "iwproj");
+      auto qi = linear_noted(M.i_wq_b, M.HI * M.dI, M.q_rank, &cq[size_t(t * M.q_rank)], &eidx, "iwq_b");
+      for (int64_t h = 0; h < M.HI; ++h) naive::rope_interleaved(&qi[size_t(h * M.dI + M.dI - kRd)], double(t), f);
+      auto w = linear_noted(M.i_wproj, M.HI, M.D, &x[size_t(t * M.D)], &eidx, "iwproj");
       for (double& v : w) v *= wscale;
       qis[size_t(t)] = qi;
       ws[size_t(t)] = w;
@@ -404,12 +329,10 @@ OracleOut oracle(const Model& M, const std::vector<double>& x, int64_t Tn, const
         sc[size_t(j)] = s;
         mag[size_t(j)] = m;
       }
-      std::vector<int32_t> order(static_cast<size_t>(vis));
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(),
-                       [&](int32_t a, int32_t b) { return sc[size_t(a)] > sc[size_t(b)]; });
-      const int64_t k = std::min<int64_t>(M.topk, vis);
-      std::copy_n(order.begin(), k, R.topk.begin() + t * M.topk);
+      std::vector<int32_t> cand(static_cast<size_t>(vis));
+      std::iota(cand.begin(), cand.end(), 0);
+      const std::vector<int32_t> row = naive::topk(sc.data(), std::move(cand), M.topk);
+      std::copy(row.begin(), row.end(), R.topk.begin() + t * M.topk);
       R.isc.push_back(sc);
       R.imag.push_back(mag);
       R.imargin.push_back(margin);
@@ -433,43 +356,22 @@ OracleOut oracle(const Model& M, const std::vector<double>& x, int64_t Tn, const
     }
     std::vector<double> o(size_t(H * d), 0.0);
     for (int64_t h = 0; h < H; ++h) {
-      const double* qh = &q[size_t((t * H + h) * d)];
-      std::vector<double> s(ent.size());
-      double smag = 0, mx = M.sink[size_t(h)];
-      for (size_t j = 0; j < ent.size(); ++j) {
-        double dot = 0, m = 0;
-        for (int64_t i = 0; i < d; ++i) {
-          dot += qh[i] * ent[j][i];
-          m += std::fabs(qh[i] * ent[j][i]);
-        }
-        s[j] = scale * dot;
-        smag = std::max(smag, scale * m);
-        mx = std::max(mx, s[j]);
-      }
-      double z = std::exp(M.sink[size_t(h)] - mx);
-      for (double v : s) z += std::exp(v - mx);
       double* oh = &o[size_t(h * d)];
-      std::vector<double> mag(size_t(d), 0.0);
-      for (size_t j = 0; j < ent.size(); ++j) {
-        const double w = std::exp(s[j] - mx) / z;
-        for (int64_t i = 0; i < d; ++i) {
-          oh[i] += w * ent[j][i];
-          mag[size_t(i)] += w * std::fabs(ent[j][i]);
-        }
-      }
+      naive::AttendStats st;  // this head's score and output magnitudes
+      naive::attend(&q[size_t((t * H + h) * d)], ent, d, d, scale, M.sink[size_t(h)], oh, &st);
       const double r = rms_of(oh, d);
-      em.note("scores", double(d), 2 * smag * max_abs(mag) / r);
-      em.note("p.v", double(ent.size()), max_abs(mag) / r);
-      rope(oh + d - kRd, double(t), f, -1.0);  // §2.6 inverse RoPE
+      em.note("scores", double(d), 2 * st.smag * st.omag / r);
+      em.note("p.v", double(ent.size()), st.omag / r);
+      naive::rope_interleaved(oh + d - kRd, double(t), f, -1.0);  // §2.6 inverse RoPE
     }
     std::vector<double> u(static_cast<size_t>(gr));
     for (int64_t g = 0; g < M.groups; ++g) {
       const std::vector<double> wg(M.wo_a.begin() + g * M.o_rank * M.gw(),
                                    M.wo_a.begin() + (g + 1) * M.o_rank * M.gw());
-      auto ug = lin(wg, M.o_rank, M.gw(), &o[size_t(g * M.gw())], &em, "wo_a");
+      auto ug = linear_noted(wg, M.o_rank, M.gw(), &o[size_t(g * M.gw())], &em, "wo_a");
       std::copy(ug.begin(), ug.end(), u.begin() + g * M.o_rank);
     }
-    auto yt = lin(M.wo_b, M.D, gr, u.data(), &em, "wo_b");
+    auto yt = linear_noted(M.wo_b, M.D, gr, u.data(), &em, "wo_b");
     R.y.insert(R.y.end(), yt.begin(), yt.end());
   }
   return R;
@@ -562,7 +464,7 @@ template <class A, class B>
 }
 
 std::vector<double> make_x(const Model& M, int64_t Tn, uint64_t seed) {
-  return fexact(test::normal(size_t(Tn * M.D), seed));
+  return test::float_exact(test::normal(size_t(Tn * M.D), seed));
 }
 
 template <class T>
@@ -582,10 +484,6 @@ double rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
     den += b[i] * b[i];
   }
   return std::sqrt(num / den);
-}
-template <class T>
-std::vector<double> to_double(const std::vector<T>& v) {
-  return std::vector<double>(v.begin(), v.end());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -5,15 +5,15 @@
 // The oracle below is a naive double-precision loop written from §2.3: per-token
 // projections, one per-channel softmax per entry (CSA: A halves of the previous block and
 // B halves of the current block), RMSNorm, interleaved RoPE on the last 64 dims at the
-// block's first position, then the quantisation simulation. It never calls reference/
-// except for the scalar number-format codecs of reference/formats.h (tested elsewhere);
-// the block / scale logic is written here.
+// block's first position, then the quantisation simulation. It never calls reference/; the
+// spec pieces it shares with other tests (softmax, RMSNorm, the §2.7 compressed RoPE table
+// and interleaved rotation, the normalised Hadamard, the FP8 / FP4 block round trips and
+// their consistency checks) are the ones of tests/support/naive.h.
 #include "reference/compressor.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -24,121 +24,25 @@
 #include <vector>
 
 #include "reference/errors.h"
-#include "reference/formats.h"
 #include "tests/support/compare.h"
+#include "tests/support/naive.h"
 #include "tests/support/random.h"
 #include "tests/support/tolerance.h"
+#include "tests/support/vectors.h"
 
 namespace dsv4 {
 namespace {
 
+namespace naive = test::naive;
+using naive::Fmt;
 using test::all_close;
 using test::bitwise_equal;
 using test::reduction_tol;
+using test::round_to;
 using test::unit_roundoff;
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr int64_t kRd = 64;  // d_r
-
-// ---------------------------------------------------------------------------------------
-// Spec pieces, written independently of reference/ (double precision).
-
-// §2.7, compressed layers: inv_freq_i = 160000^(-2i/64), i = 0..31, YaRN factor 16 with
-// the correction range [15, 25] given in the spec: s_i = 1 - clamp((i - 15) / 10, 0, 1),
-// f_i <- f_i s_i + (f_i / 16)(1 - s_i). No magnitude factor.
-const std::vector<double>& v4_compressed_freq() {
-  static const std::vector<double> f = [] {
-    std::vector<double> v(kRd / 2);
-    for (int64_t i = 0; i < kRd / 2; ++i) {
-      const double base = std::pow(160000.0, -2.0 * double(i) / double(kRd));
-      const double s = 1.0 - std::clamp((double(i) - 15.0) / 10.0, 0.0, 1.0);
-      v[i] = base * s + base / 16.0 * (1.0 - s);
-    }
-    return v;
-  }();
-  return f;
-}
-
-// Interleaved RoPE (pairs 2i, 2i+1) on the last 64 dims of v[0, hd) at position pos.
-void rope_last_interleaved(double* v, int64_t hd, double pos) {
-  const std::vector<double>& freq = v4_compressed_freq();
-  double* r = v + hd - kRd;
-  for (int64_t i = 0; i < kRd / 2; ++i) {
-    const double a = pos * freq[i];
-    const double x0 = r[2 * i], x1 = r[2 * i + 1];
-    r[2 * i] = x0 * std::cos(a) - x1 * std::sin(a);
-    r[2 * i + 1] = x0 * std::sin(a) + x1 * std::cos(a);
-  }
-}
-
-// Normalised Walsh-Hadamard transform, Sylvester order: y_j = sum_i (-1)^{popcount(i&j)}
-// x_i / sqrt(n).
-void hadamard_naive(double* v, int64_t n) {
-  std::vector<double> y(n, 0.0);
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t i = 0; i < n; ++i)
-      y[j] += (std::popcount(uint64_t(i & j)) & 1) ? -v[i] : v[i];
-  const double s = 1.0 / std::sqrt(double(n));
-  for (int64_t j = 0; j < n; ++j) v[j] = y[j] * s;
-}
-
-// The formats of the quantisation simulation (§2.2, §2.3, op-contract quant_fp8/fp4).
-enum class Fmt { fp8, fp4 };
-double fmt_max(Fmt f) { return f == Fmt::fp8 ? 448.0 : 6.0; }
-double fmt_floor(Fmt f) { return f == Fmt::fp8 ? 1e-4 : 6.0 * std::ldexp(1.0, -126); }
-// Rounds a value already divided by the block scale (the scalar codec of formats.h).
-double fmt_round(Fmt f, double v) {
-  return f == Fmt::fp8 ? fmt::e4m3_round(v) : fmt::e2m1_round(v);
-}
-// UE8M0 exponent: the smallest integer e with qmax * 2^e >= max(amax, floor).
-int scale_exp(Fmt f, double amax) {
-  const double a = std::max(amax, fmt_floor(f));
-  int e = int(std::ceil(std::log2(a / fmt_max(f))));
-  while (std::ldexp(fmt_max(f), e) < a) ++e;
-  while (std::ldexp(fmt_max(f), e - 1) >= a) --e;
-  return e;
-}
-double block_amax(const double* v, int64_t n) {
-  double a = 0;
-  for (int64_t i = 0; i < n; ++i) a = std::max(a, std::fabs(v[i]));
-  return a;
-}
-// Round trip of v[0, n) in blocks of `block` (a trailing partial block on its own amax).
-void quant_blocks(Fmt f, double* v, int64_t n, int64_t block) {
-  for (int64_t b0 = 0; b0 < n; b0 += block) {
-    const int64_t len = std::min(block, n - b0);
-    const double s = std::ldexp(1.0, scale_exp(f, block_amax(v + b0, len)));
-    for (int64_t i = 0; i < len; ++i) v[b0 + i] = fmt_round(f, v[b0 + i] / s) * s;
-  }
-}
-// Tight check for a quantised element computed in a precision that errs by <= delta
-// before rounding: `got` must be the round trip of some value in [pre - delta, pre + delta]
-// under some scale between those of amax - delta and amax + delta (rounding is monotone,
-// so for a fixed scale the candidates form [q(pre - delta), q(pre + delta)]). Where that
-// leaves a single candidate, `got` must equal the oracle's own rounding `out` exactly.
-bool quant_consistent(Fmt f, double got, double pre, double amax, double delta, double out) {
-  const int elo = scale_exp(f, std::max(amax - delta, 0.0));
-  const int ehi = scale_exp(f, amax + delta);
-  bool single = true, inside = false;
-  double first = 0;
-  for (int e = elo; e <= ehi; ++e) {
-    const double s = std::ldexp(1.0, e);
-    const double lo = fmt_round(f, (pre - delta) / s) * s;
-    const double hi = fmt_round(f, (pre + delta) / s) * s;
-    if (lo != hi || (e > elo && lo != first)) single = false;
-    if (e == elo) first = lo;
-    if (got >= lo && got <= hi) inside = true;
-  }
-  return inside && (!single || got == out);
-}
-
-// Loose ("ideal") bound on |round trip - x|: half a grid step at |x| for the format.
-//   e4m3: 3 mantissa bits -> <= |x| 2^-4 in the normal range, + half the subnormal step
-//         2^-10 s; e2m1 grid {0, .5, 1, 1.5, 2, 3, 4, 6}: half gap <= max(|x|/4, s/4).
-double ideal_bound(Fmt f, double x, double amax) {
-  const double s = std::ldexp(1.0, scale_exp(f, amax));
-  return f == Fmt::fp8 ? std::fabs(x) / 16 + s / 1024 : std::max(std::fabs(x), s) / 4;
-}
+constexpr double kInf = naive::kInf;
+constexpr int64_t kRd = naive::kRopeDim;  // d_r
 
 // ---------------------------------------------------------------------------------------
 // The compressor oracle (§2.3).
@@ -164,12 +68,6 @@ struct Model {
   Cfg cfg;
   std::vector<double> wkv, wgate, ape, norm;  // [w, D], [w, D], [m, w], [dc]
 };
-
-template <class T>
-std::vector<double> round_to(std::vector<double> v) {
-  for (double& x : v) x = double(T(x));
-  return v;
-}
 
 // Random weights: a = Wkv x ~ O(1/3) for x ~ U(-1, 1); gate logits ~ O(gate) and ape ~
 // O(ape) so that the softmax is far from uniform and ape visibly shifts it.
@@ -231,28 +129,22 @@ void finish_oracle(const Model& M, const double* C, int64_t block, double* pre, 
                    Oracle* stats) {
   const Cfg& c = M.cfg;
   const int64_t dc = c.dc;
-  double ss = 0, cmax = 0;
-  for (int64_t d = 0; d < dc; ++d) {
-    ss += C[d] * C[d];
-    cmax = std::max(cmax, std::fabs(C[d]));
-  }
-  const double rms = std::sqrt(ss / double(dc) + kNormEps);
-  std::vector<double> y(dc);
-  for (int64_t d = 0; d < dc; ++d) y[d] = C[d] / rms * M.norm[d];
-  rope_last_interleaved(y.data(), dc, double(block * c.m));
+  const double cmax = naive::block_amax(C, dc);
+  std::vector<double> y(C, C + dc);
+  const double rms = naive::rmsnorm(y.data(), dc, M.norm.data(), kNormEps);
+  // interleaved RoPE on the last 64 dims
+  naive::rope_interleaved(y.data() + dc - kRd, double(block * c.m), naive::v4_compressed_freqs());
   if (stats) {
     stats->ratio = std::max(stats->ratio, cmax / rms);
     stats->gain = std::max(stats->gain, (1 + cmax / rms) / rms);
-    stats->Ymax = std::max(stats->Ymax, block_amax(y.data(), dc));
-    stats->Wn = block_amax(M.norm.data(), dc);
-    double sa = 0;
-    for (int64_t d = 0; d < dc; ++d) sa += std::fabs(y[d]);
-    stats->Hmag = std::max(stats->Hmag, sa / std::sqrt(double(dc)));
+    stats->Ymax = std::max(stats->Ymax, naive::block_amax(y.data(), dc));
+    stats->Wn = naive::block_amax(M.norm.data(), dc);
+    stats->Hmag = std::max(stats->Hmag, naive::hadamard_magnitude(y.data(), dc));
   }
-  if (c.quant == CompressorQuant::fp4_hadamard) hadamard_naive(y.data(), dc);
+  if (c.quant == CompressorQuant::fp4_hadamard) naive::hadamard(y.data(), dc);
   std::copy(y.begin(), y.end(), pre);
-  if (c.quant == CompressorQuant::fp8) quant_blocks(Fmt::fp8, y.data(), dc - kRd, 64);
-  if (c.quant == CompressorQuant::fp4_hadamard) quant_blocks(Fmt::fp4, y.data(), dc, 32);
+  if (c.quant == CompressorQuant::fp8) naive::quant_blocks(Fmt::fp8, y.data(), dc - kRd, 64);
+  if (c.quant == CompressorQuant::fp4_hadamard) naive::quant_blocks(Fmt::fp4, y.data(), dc, 32);
   std::copy(y.begin(), y.end(), out);
 }
 
@@ -303,18 +195,12 @@ Oracle run_oracle(const Model& M, const std::vector<double>& x, int64_t T) {
         lg.push_back(o.z[s * w + off + ch]);
         val.push_back(o.a[s * w + off + ch]);
       }
-      const double mx = *std::max_element(lg.begin(), lg.end());
-      double den = 0, num = 0;
-      for (size_t k = 0; k < lg.size(); ++k) {
-        const double e = std::exp(lg[k] - mx);
-        den += e;
-        num += e * val[k];
-      }
-      const double Cv = num / den;
+      const std::vector<double> wt = naive::softmax(lg.data(), int64_t(lg.size()));
+      double Cv = 0;
+      for (size_t k = 0; k < lg.size(); ++k) Cv += wt[k] * val[k];
       o.C[i * dc + ch] = Cv;
       double sens = 0;
-      for (size_t k = 0; k < lg.size(); ++k)
-        sens += std::exp(lg[k] - mx) / den * std::fabs(val[k] - Cv);
+      for (size_t k = 0; k < lg.size(); ++k) sens += wt[k] * std::fabs(val[k] - Cv);
       o.sens = std::max(o.sens, sens);
     }
     finish_oracle(M, &o.C[i * dc], i, &o.pre[i * dc], &o.out[i * dc], &o);
@@ -407,12 +293,12 @@ template <class T>
       }
       const int64_t b0 = d / blk * blk;
       const int64_t len = std::min(blk, (c.quant == CompressorQuant::fp8 ? dc - kRd : dc) - b0);
-      const double amax = block_amax(pre + b0, len);
-      if (!quant_consistent(f, g, pre[d], amax, delta, out[d]))
+      const double amax = naive::block_amax(pre + b0, len);
+      if (!naive::quant_consistent(f, g, pre[d], amax, delta, out[d]))
         return ::testing::AssertionFailure()
                << "entry " << i << " dim " << d << ": got " << g << ", not a rounding of "
                << pre[d] << " +- " << delta << " (oracle rounding " << out[d] << ")";
-      if (std::fabs(g - pre[d]) > ideal_bound(f, pre[d], amax) + delta)
+      if (std::fabs(g - pre[d]) > naive::ideal_bound(f, pre[d], amax) + delta)
         return ::testing::AssertionFailure()
                << "entry " << i << " dim " << d << ": got " << g << ", ideal " << pre[d]
                << " beyond half a grid step";
@@ -522,11 +408,6 @@ template <class T>
 }
 
 template <class T>
-std::vector<T> to_t(const std::vector<double>& v) {
-  return std::vector<T>(v.begin(), v.end());
-}
-
-template <class T>
 class Compressor : public ::testing::Test {};
 using Types = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(Compressor, Types);
@@ -577,7 +458,7 @@ TYPED_TEST(Compressor, FinishEntryMatchesOracle) {
       for (int64_t block : {int64_t(0), int64_t(1), int64_t(7), int64_t(3000)}) {
         SCOPED_TRACE(describe(c) + " block " + std::to_string(block));
         const std::vector<double> C = round_to<T>(test::uniform(dc, 7 + block, -2.0, 2.0));
-        std::vector<T> e = to_t<T>(C);
+        std::vector<T> e = test::cast<T>(C);
         ref::compressor_finish_entry<T>(op.params(), block, e.data());
         Oracle o;
         o.nb = 1;
@@ -606,7 +487,7 @@ TYPED_TEST(Compressor, PrefillMatchesOracleEdgeLengths) {
     const Oracle o = run_oracle(M, x, Tmax);
     const double delta = entry_delta<T>(c, o);
     const Op<T> op(M);
-    const std::vector<T> xt = to_t<T>(x);
+    const std::vector<T> xt = test::cast<T>(x);
     for (int64_t T_ : lengths) {
       SCOPED_TRACE(describe(c) + " T=" + std::to_string(T_));
       CompressorState<T> st;
@@ -633,7 +514,7 @@ TYPED_TEST(Compressor, DecodeEmissionRuleAndStateLayout) {
     const Oracle o = run_oracle(M, x, Tmax);
     const double delta = entry_delta<T>(c, o);
     const Op<T> op(M);
-    const std::vector<T> xt = to_t<T>(x);
+    const std::vector<T> xt = test::cast<T>(x);
     const CompressorParams<T> p = op.params();
     CompressorState<T> st =
         ref::compressor_state_init<T>(CompressorShape{c.D, c.dc, c.m, c.overlap});
@@ -666,7 +547,7 @@ TYPED_TEST(Compressor, ShorterThanOneBlockGivesNoEntries) {
     const Model M = random_model<T>(c, 31);
     const std::vector<double> x = round_to<T>(test::uniform(c.m * c.D, 32));
     const Op<T> op(M);
-    const std::vector<T> xt = to_t<T>(x);
+    const std::vector<T> xt = test::cast<T>(x);
     const Oracle o = run_oracle(M, x, c.m - 1);
     for (int64_t T_ : {int64_t(1), c.m - 1}) {
       SCOPED_TRACE(describe(c) + " T=" + std::to_string(T_));
@@ -711,7 +592,7 @@ TYPED_TEST(Compressor, PrefillEqualsDecodeRandomInputs) {
     const double tol_kv = 2 * reduction_tol<T>(double(c.D), o.Ma);
     const double tol_sc = 2 * reduction_tol<T>(double(c.D), o.Mz);
     const Op<T> op(M);
-    const std::vector<T> xt = to_t<T>(x);
+    const std::vector<T> xt = test::cast<T>(x);
     const Decoded<T> d = decode(op, xt, lengths);
     for (size_t li = 0; li < lengths.size(); ++li) {
       const int64_t T_ = lengths[li];
@@ -742,7 +623,7 @@ TYPED_TEST(Compressor, PrefillEqualsDecodeBitwiseOnExactInputs) {
       const Model M = exact_model(c, 51 + c.m);
       const std::vector<double> x = dyadic(Tmax * c.D, 52 + c.m, 2);
       const Op<T> op(M);
-      const std::vector<T> xt = to_t<T>(x);
+      const std::vector<T> xt = test::cast<T>(x);
       const Decoded<T> d = decode(op, xt, lengths);
       for (size_t li = 0; li < lengths.size(); ++li) {
         const int64_t T_ = lengths[li];
@@ -771,7 +652,7 @@ TYPED_TEST(Compressor, ExactInputsGiveExactProjections) {
   const Oracle o = run_oracle(M, x, 7);
   const Op<T> op(M);
   CompressorState<T> st;
-  prefill(op, to_t<T>(x), 7, &st);
+  prefill(op, test::cast<T>(x), 7, &st);
   std::vector<double> kv, score;
   oracle_state(M, o, 7, kv, score);
   EXPECT_TRUE(all_close(st.kv, kv, 0.0));
@@ -837,7 +718,7 @@ TYPED_TEST(Compressor, GateSelectingOneTokenGivesThatTokensProjection) {
       for (int64_t i = 0; i < nb; ++i) expect.push_back({i, chosen[i], 0});
     }
     const Op<T> op(M);
-    const std::vector<T> xt = to_t<T>(x);
+    const std::vector<T> xt = test::cast<T>(x);
     const std::vector<T> e = prefill(op, xt, Tn);
     const Decoded<T> d = decode(op, xt, {Tn});
     for (const auto& [i, s, off] : expect) {
@@ -881,7 +762,7 @@ TYPED_TEST(Compressor, ApeShiftsLogitsPerSlot) {
     const std::vector<double> x = round_to<T>(test::uniform(Tn * c.D, 82));
     const Oracle o = run_oracle(M, x, Tn);
     const Op<T> op(M);
-    const std::vector<T> xt = to_t<T>(x);
+    const std::vector<T> xt = test::cast<T>(x);
     const std::vector<T> e = prefill(op, xt, Tn);
     // Everything agrees with the full oracle...
     EXPECT_TRUE(entries_match<T>(c, e.data(), o, nb, entry_delta<T>(c, o)));
@@ -923,8 +804,8 @@ TYPED_TEST(Compressor, CsaHalvesPoolTheRightBlocks) {
     for (int64_t k = 0; k < c.D; ++k) M2.wkv[ch * c.D + k] = other[ch * c.D + k];
   const std::vector<double> x = round_to<T>(test::uniform(Tn * c.D, 93));
   const Oracle o = run_oracle(M, x, Tn), o2 = run_oracle(M2, x, Tn);
-  const std::vector<T> e = prefill(Op<T>(M), to_t<T>(x), Tn);
-  const std::vector<T> e2 = prefill(Op<T>(M2), to_t<T>(x), Tn);
+  const std::vector<T> e = prefill(Op<T>(M), test::cast<T>(x), Tn);
+  const std::vector<T> e2 = prefill(Op<T>(M2), test::cast<T>(x), Tn);
   EXPECT_TRUE(entries_match<T>(c, e.data(), o, nb, entry_delta<T>(c, o)));
   EXPECT_TRUE(entries_match<T>(c, e2.data(), o2, nb, entry_delta<T>(c, o2)));
   EXPECT_TRUE(bitwise_equal(std::vector<T>(e.begin(), e.begin() + dc),
@@ -953,7 +834,7 @@ void real_shape_case(const Cfg& c, int64_t Tn, uint64_t seed) {
   Oracle o = run_oracle(M, x, Tn);
   o.exact_proj = true;
   const Op<float> op(M);
-  const std::vector<float> xt = to_t<float>(x);
+  const std::vector<float> xt = test::cast<float>(x);
   CompressorState<float> st;
   const std::vector<float> e = prefill(op, xt, Tn, &st);
   ASSERT_EQ(int64_t(e.size()), (Tn / c.m) * c.dc);
@@ -980,7 +861,7 @@ TEST(CompressorBadInput, PrefillEntriesOfWrongShape) {
   const Cfg c{16, 128, 4, true};
   const Model M = random_model<float>(c, 121);
   const Op<float> op(M);
-  const std::vector<float> x = to_t<float>(test::uniform(9 * c.D, 122));
+  const std::vector<float> x = test::cast<float>(test::uniform(9 * c.D, 122));
   std::vector<float> e(4 * c.dc);
   // 9 tokens -> 2 entries of 128.
   EXPECT_THROW(ref::compressor_prefill<float>(op.params(), view2(x.data(), 9, c.D),

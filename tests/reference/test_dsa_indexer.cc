@@ -11,17 +11,17 @@
 //   select  scores[r][j] = sum_h w_h ReLU(q_h . k_j) for j <= pos0 + r (ratio 1: key j is
 //           token j, visible to its own position), -inf otherwise; top-k by descending
 //           score, ties to the lower j, -1 padding.
-// Only the scalar e4m3 codec of reference/formats.h is borrowed (tested elsewhere).
+// The shared oracle pieces (V3 YaRN table and half_split rotation, LayerNorm, Hadamard, FP8
+// round trip, index scores and top-k) live in tests/support/naive.h, the selection checks in
+// tests/support/selection.h; none calls reference/.
 #include "reference/dsa_indexer.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <numbers>
 #include <random>
 #include <set>
 #include <string>
@@ -29,114 +29,33 @@
 #include <vector>
 
 #include "reference/errors.h"
-#include "reference/formats.h"
 #include "tests/support/compare.h"
+#include "tests/support/naive.h"
 #include "tests/support/random.h"
+#include "tests/support/selection.h"
 #include "tests/support/tolerance.h"
+#include "tests/support/vectors.h"
 
 namespace dsv4 {
 namespace {
 
+namespace naive = test::naive;
+using naive::Fmt;
 using test::all_close;
+using test::oracle_scores;
+using test::oracle_topk;
 using test::reduction_tol;
+using test::round_to;
+using test::score_tol;
+using test::selection_invariants;
+using test::selection_within_tol;
 using test::unit_roundoff;
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr int64_t kRd = 64;
+constexpr double kInf = naive::kInf;
 
-template <class T>
-std::vector<double> round_to(std::vector<double> v) {
-  for (double& x : v) x = double(T(x));
-  return v;
-}
-template <class T>
-std::vector<T> to_t(const std::vector<double>& v) {
-  return std::vector<T>(v.begin(), v.end());
-}
-
-// ---------------------------------------------------------------------------------------
-// V3 YaRN table (§1.2: theta 1e4, YaRN x40 from 4096, beta 32 / 1), the standard YaRN
-// construction: f_i = theta^(-2i/64); the correction range
-//   low  = floor(64 ln(orig / (beta_fast 2 pi)) / (2 ln theta)),
-//   high = ceil (64 ln(orig / (beta_slow 2 pi)) / (2 ln theta)), clamped to [0, 63];
-//   s_i = 1 - clamp((i - low) / (high - low), 0, 1);  f_i <- f_i s_i + f_i / 40 (1 - s_i).
-void v3_range(int64_t* low, int64_t* high) {
-  auto dim = [](double beta) {
-    return 64.0 * std::log(4096.0 / (beta * 2 * std::numbers::pi)) / (2 * std::log(10000.0));
-  };
-  *low = std::max<int64_t>(0, int64_t(std::floor(dim(32.0))));
-  *high = std::min<int64_t>(63, int64_t(std::ceil(dim(1.0))));
-}
-const std::vector<double>& v3_freq() {
-  static const std::vector<double> f = [] {
-    int64_t low, high;
-    v3_range(&low, &high);
-    std::vector<double> v(kRd / 2);
-    for (int64_t i = 0; i < kRd / 2; ++i) {
-      const double base = std::pow(10000.0, -2.0 * double(i) / double(kRd));
-      const double s = 1.0 - std::clamp(double(i - low) / double(high - low), 0.0, 1.0);
-      v[i] = base * s + base / 40.0 * (1.0 - s);
-    }
-    return v;
-  }();
-  return f;
-}
-
-// Non-interleaved RoPE on the FIRST 64 dims of a head: pairs (i, i + 32).
+// Non-interleaved RoPE on the FIRST 64 dims of a head (pairs (i, i + 32)), V3 table.
 void rope_first_half_split(double* v, double pos) {
-  const std::vector<double>& f = v3_freq();
-  for (int64_t i = 0; i < kRd / 2; ++i) {
-    const double a = pos * f[i], x0 = v[i], x1 = v[i + kRd / 2];
-    v[i] = x0 * std::cos(a) - x1 * std::sin(a);
-    v[i + kRd / 2] = x0 * std::sin(a) + x1 * std::cos(a);
-  }
-}
-
-void hadamard_naive(double* v, int64_t n) {
-  std::vector<double> y(n, 0.0);
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t i = 0; i < n; ++i)
-      y[j] += (std::popcount(uint64_t(i & j)) & 1) ? -v[i] : v[i];
-  const double s = 1.0 / std::sqrt(double(n));
-  for (int64_t j = 0; j < n; ++j) v[j] = y[j] * s;
-}
-
-// FP8 e4m3 with UE8M0 block scale: e = smallest integer with 448 2^e >= max(amax, 1e-4).
-int fp8_scale_exp(double amax) {
-  const double a = std::max(amax, 1e-4);
-  int e = int(std::ceil(std::log2(a / 448.0)));
-  while (std::ldexp(448.0, e) < a) ++e;
-  while (std::ldexp(448.0, e - 1) >= a) --e;
-  return e;
-}
-double block_amax(const double* v, int64_t n) {
-  double a = 0;
-  for (int64_t i = 0; i < n; ++i) a = std::max(a, std::fabs(v[i]));
-  return a;
-}
-void fp8_blocks(double* v, int64_t n, int64_t block) {
-  for (int64_t b0 = 0; b0 < n; b0 += block) {
-    const int64_t len = std::min(block, n - b0);
-    const double s = std::ldexp(1.0, fp8_scale_exp(block_amax(v + b0, len)));
-    for (int64_t i = 0; i < len; ++i) v[b0 + i] = fmt::e4m3_round(v[b0 + i] / s) * s;
-  }
-}
-// `got` must be an FP8 rounding of a value within delta of `pre` under a scale between
-// those of amax -+ delta (rounding is monotone); with a single candidate it must equal the
-// oracle's own rounding `out`.
-bool fp8_consistent(double got, double pre, double amax, double delta, double out) {
-  const int elo = fp8_scale_exp(std::max(amax - delta, 0.0)), ehi = fp8_scale_exp(amax + delta);
-  bool single = true, inside = false;
-  double first = 0;
-  for (int e = elo; e <= ehi; ++e) {
-    const double s = std::ldexp(1.0, e);
-    const double lo = fmt::e4m3_round((pre - delta) / s) * s;
-    const double hi = fmt::e4m3_round((pre + delta) / s) * s;
-    if (lo != hi || (e > elo && lo != first)) single = false;
-    if (e == elo) first = lo;
-    if (got >= lo && got <= hi) inside = true;
-  }
-  return inside && (!single || got == out);
+  naive::rope_half_split(v, pos, naive::v3_freqs());
 }
 
 // Compares rows of dI (heads or keys): plain within delta, or FP8-consistent when quant.
@@ -157,14 +76,13 @@ template <class T>
     }
     const int64_t b0 = int64_t(at) / 128 * 128, row0 = int64_t(at) / dI * dI;
     const int64_t len = std::min<int64_t>(128, row0 + dI - b0);
-    const double amax = block_amax(&pre[b0], len);
-    if (!fp8_consistent(g, pre[at], amax, delta, out[at]))
+    const double amax = naive::block_amax(&pre[b0], len);
+    if (!naive::quant_consistent(Fmt::fp8, g, pre[at], amax, delta, out[at]))
       return ::testing::AssertionFailure() << "[" << at << "]: got " << g
                                            << ", not an FP8 rounding of " << pre[at] << " +- "
                                            << delta << " (oracle " << out[at] << ")";
     // ideal bound: half an e4m3 step, <= |x| 2^-4 + half the subnormal step
-    const double s = std::ldexp(1.0, fp8_scale_exp(amax));
-    if (std::fabs(g - pre[at]) > std::fabs(pre[at]) / 16 + s / 1024 + delta)
+    if (std::fabs(g - pre[at]) > naive::ideal_bound(Fmt::fp8, pre[at], amax) + delta)
       return ::testing::AssertionFailure() << "[" << at << "] beyond half an FP8 step";
   }
   return ::testing::AssertionSuccess();
@@ -178,52 +96,32 @@ struct KOracle {
   double Mk = 0, sd_min = kInf, ratio = 0, Ymax = 0, Wn = 0, Bn = 0;
   double Hmag = 0;  // max over rows of sum_i |y_i| / sqrt(dI), before the Hadamard
 };
-// max(acc, sum_i |v_i| / sqrt(n))
-double hmag(double acc, const double* v, int64_t n) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += std::fabs(v[i]);
-  return std::max(acc, s / std::sqrt(double(n)));
-}
-
 KOracle key_oracle(int64_t T, int64_t D, int64_t dI, int64_t pos0, bool quant,
                    const std::vector<double>& x, const std::vector<double>& wk,
                    const std::vector<double>& nw, const std::vector<double>& nb) {
   KOracle o;
   o.pre.assign(T * dI, 0.0);
-  o.Wn = block_amax(nw.data(), dI);
-  o.Bn = block_amax(nb.data(), dI);
+  o.Wn = naive::block_amax(nw.data(), dI);
+  o.Bn = naive::block_amax(nb.data(), dI);
   for (int64_t j = 0; j < T; ++j) {
     double* y = &o.pre[j * dI];
-    for (int64_t c = 0; c < dI; ++c) {
-      double s = 0, ms = 0;
-      for (int64_t i = 0; i < D; ++i) {
-        s += wk[c * D + i] * x[j * D + i];
-        ms += std::fabs(wk[c * D + i] * x[j * D + i]);
-      }
-      y[c] = s;
-      o.Mk = std::max(o.Mk, ms);
-    }
-    double mu = 0;
-    for (int64_t c = 0; c < dI; ++c) mu += y[c];
-    mu /= double(dI);
-    double var = 0, dmax = 0;
-    for (int64_t c = 0; c < dI; ++c) {
-      var += (y[c] - mu) * (y[c] - mu);
-      dmax = std::max(dmax, std::fabs(y[c] - mu));
-    }
-    var /= double(dI);
-    const double sd = std::sqrt(var + kNormEps);
-    o.sd_min = std::min(o.sd_min, sd);
-    o.ratio = std::max(o.ratio, dmax / sd);
-    for (int64_t c = 0; c < dI; ++c) y[c] = (y[c] - mu) / sd * nw[c] + nb[c];
+    double mk = 0;
+    const std::vector<double> k = naive::linear(wk.data(), dI, D, &x[j * D], &mk);
+    o.Mk = std::max(o.Mk, mk);
+    std::copy(k.begin(), k.end(), y);
+    const naive::LayerNormStats st = naive::layernorm(y, dI, nw.data(), nb.data(), kNormEps);
+    double dmax = 0;  // max |k - mu|, from the projection kept in k
+    for (int64_t c = 0; c < dI; ++c) dmax = std::max(dmax, std::fabs(k[c] - st.mean));
+    o.sd_min = std::min(o.sd_min, st.sd);
+    o.ratio = std::max(o.ratio, dmax / st.sd);
     rope_first_half_split(y, double(pos0 + j));
-    o.Ymax = std::max(o.Ymax, block_amax(y, dI));
-    o.Hmag = hmag(o.Hmag, y, dI);
-    hadamard_naive(y, dI);
+    o.Ymax = std::max(o.Ymax, naive::block_amax(y, dI));
+    o.Hmag = std::max(o.Hmag, naive::hadamard_magnitude(y, dI));
+    naive::hadamard(y, dI);
   }
   o.k = o.pre;
   if (quant)
-    for (int64_t j = 0; j < T; ++j) fp8_blocks(&o.k[j * dI], dI, 128);
+    for (int64_t j = 0; j < T; ++j) naive::quant_blocks(Fmt::fp8, &o.k[j * dI], dI, 128);
   return o;
 }
 
@@ -255,35 +153,26 @@ QOracle query_oracle(int64_t T, int64_t D, int64_t qr, int64_t HI, int64_t dI, i
   o.pre.assign(T * W, 0.0);
   o.w.assign(T * HI, 0.0);
   for (int64_t r = 0; r < T; ++r) {
-    for (int64_t c = 0; c < W; ++c) {
-      double s = 0, ms = 0;
-      for (int64_t i = 0; i < qr; ++i) {
-        s += wqb[c * qr + i] * cq[r * qr + i];
-        ms += std::fabs(wqb[c * qr + i] * cq[r * qr + i]);
-      }
-      o.pre[r * W + c] = s;
-      o.Mq = std::max(o.Mq, ms);
-    }
+    double mq = 0;
+    const std::vector<double> qrow = naive::linear(wqb.data(), W, qr, &cq[r * qr], &mq);
+    o.Mq = std::max(o.Mq, mq);
+    std::copy(qrow.begin(), qrow.end(), o.pre.begin() + r * W);
     for (int64_t h = 0; h < HI; ++h) {
       double* v = &o.pre[r * W + h * dI];
       rope_first_half_split(v, double(pos0 + r));
-      o.Qmax = std::max(o.Qmax, block_amax(v, dI));
-      o.Hmag = hmag(o.Hmag, v, dI);
-      hadamard_naive(v, dI);
+      o.Qmax = std::max(o.Qmax, naive::block_amax(v, dI));
+      o.Hmag = std::max(o.Hmag, naive::hadamard_magnitude(v, dI));
+      naive::hadamard(v, dI);
     }
-    for (int64_t h = 0; h < HI; ++h) {
-      double s = 0, ms = 0;
-      for (int64_t i = 0; i < D; ++i) {
-        s += wproj[h * D + i] * x[r * D + i];
-        ms += std::fabs(wproj[h * D + i] * x[r * D + i]);
-      }
-      o.w[r * HI + h] = s / std::sqrt(double(HI)) / std::sqrt(double(dI));
-      o.Mw = std::max(o.Mw, ms);
-    }
+    double mw = 0;
+    const std::vector<double> wrow = naive::linear(wproj.data(), HI, D, &x[r * D], &mw);
+    o.Mw = std::max(o.Mw, mw);
+    for (int64_t h = 0; h < HI; ++h)
+      o.w[r * HI + h] = wrow[h] / std::sqrt(double(HI)) / std::sqrt(double(dI));
   }
   o.q = o.pre;
   if (quant)
-    for (int64_t h = 0; h < T * HI; ++h) fp8_blocks(&o.q[h * dI], dI, 128);
+    for (int64_t h = 0; h < T * HI; ++h) naive::quant_blocks(Fmt::fp8, &o.q[h * dI], dI, 128);
   return o;
 }
 
@@ -304,7 +193,7 @@ TEST(DsaRopeTable, V3CorrectionRange) {
   // By hand: 64 ln(4096 / 64 pi) / (2 ln 1e4) = 10.47 -> 10;
   //          64 ln(4096 / 2 pi) / (2 ln 1e4)  = 22.51 -> 23.
   int64_t low, high;
-  v3_range(&low, &high);
+  naive::yarn_range(10000.0, 4096.0, 32.0, 1.0, &low, &high);
   EXPECT_EQ(low, 10);
   EXPECT_EQ(high, 23);
 }
@@ -344,7 +233,7 @@ TYPED_TEST(DsaIndexer, KeysMatchOracle) {
       const std::vector<double> nw = round_to<T>(test::uniform(c.dI, seed + 2, 0.5, 1.5));
       const std::vector<double> nb = round_to<T>(test::uniform(c.dI, seed + 3, -0.5, 0.5));
       const KOracle o = key_oracle(c.T, c.D, c.dI, c.pos0, c.quant, x, wk, nw, nb);
-      const std::vector<T> k = run_keys<T>(c, to_t<T>(x), to_t<T>(wk), to_t<T>(nw), to_t<T>(nb));
+      const std::vector<T> k = run_keys<T>(c, test::cast<T>(x), test::cast<T>(wk), test::cast<T>(nw), test::cast<T>(nb));
       EXPECT_TRUE(rows_match(k, o.pre, o.k, c.dI, c.quant, key_delta<T>(c.D, c.dI, o)));
       // Non-vacuity: the bias, the norm weight and the RoPE position all matter.
       const std::vector<double> zeros(c.dI, 0.0), ones(c.dI, 1.0);
@@ -401,7 +290,7 @@ TYPED_TEST(DsaIndexer, QueriesMatchOracle) {
       const std::vector<double> wp = round_to<T>(test::uniform(c.HI * c.D, seed + 3, -sd, sd));
       const QOracle o = query_oracle(c.T, c.D, c.qr, c.HI, c.dI, c.pos0, c.quant, cq, x, wqb, wp);
       std::vector<T> q, w;
-      run_query<T>(c, to_t<T>(cq), to_t<T>(x), to_t<T>(wqb), to_t<T>(wp), q, w);
+      run_query<T>(c, test::cast<T>(cq), test::cast<T>(x), test::cast<T>(wqb), test::cast<T>(wp), q, w);
       EXPECT_TRUE(rows_match(q, o.pre, o.q, c.dI, c.quant, query_delta<T>(c.qr, c.dI, o)));
       const double scale = 1.0 / std::sqrt(double(c.HI)) / std::sqrt(double(c.dI));
       EXPECT_TRUE(all_close(w, o.w, scale * reduction_tol<T>(double(c.D), o.Mw),
@@ -420,60 +309,16 @@ TYPED_TEST(DsaIndexer, QueriesMatchOracle) {
 
 struct Case {
   int64_t T, N, HI, dI, topk, pos0;
+  // ratio 1: key j is token j, visible to its own position.
+  bool visible(int64_t r, int64_t j) const { return j < N && j <= pos0 + r; }
 };
 std::string describe(const Case& c) {
   return "T=" + std::to_string(c.T) + " N=" + std::to_string(c.N) + " HI=" +
          std::to_string(c.HI) + " dI=" + std::to_string(c.dI) + " topk=" +
          std::to_string(c.topk) + " pos0=" + std::to_string(c.pos0);
 }
-bool visible(const Case& c, int64_t r, int64_t j) { return j < c.N && j <= c.pos0 + r; }
-int64_t n_visible(const Case& c, int64_t r) {
-  return std::clamp<int64_t>(c.pos0 + r + 1, 0, c.N);
-}
-
-void oracle_scores(const Case& c, const std::vector<double>& q, const std::vector<double>& k,
-                   const std::vector<double>& w, std::vector<double>& scores,
-                   std::vector<double>& mag) {
-  scores.assign(c.T * c.N, -kInf);
-  mag.assign(c.T, 0.0);
-  for (int64_t r = 0; r < c.T; ++r)
-    for (int64_t j = 0; j < c.N; ++j) {
-      if (!visible(c, r, j)) continue;
-      double s = 0, ms = 0;
-      for (int64_t h = 0; h < c.HI; ++h) {
-        double dot = 0, md = 0;
-        for (int64_t i = 0; i < c.dI; ++i) {
-          const double t = q[r * c.HI * c.dI + h * c.dI + i] * k[j * c.dI + i];
-          dot += t;
-          md += std::fabs(t);
-        }
-        s += w[r * c.HI + h] * std::max(0.0, dot);
-        ms += std::fabs(w[r * c.HI + h]) * md;
-      }
-      scores[r * c.N + j] = s;
-      mag[r] = std::max(mag[r], ms);
-    }
-}
-
-std::vector<int32_t> oracle_topk(const Case& c, const std::vector<double>& scores) {
-  std::vector<int32_t> out(c.T * c.topk, -1);
-  for (int64_t r = 0; r < c.T; ++r) {
-    std::vector<int32_t> vis;
-    for (int64_t j = 0; j < c.N; ++j)
-      if (visible(c, r, j)) vis.push_back(int32_t(j));
-    const double* s = &scores[r * c.N];
-    std::stable_sort(vis.begin(), vis.end(), [&](int32_t a, int32_t b) { return s[a] > s[b]; });
-    for (int64_t i = 0; i < std::min<int64_t>(c.topk, int64_t(vis.size())); ++i)
-      out[r * c.topk + i] = vis[i];
-  }
-  return out;
-}
-
-// length-dI dot products and a length-HI head sum: see test_indexer.cc.
-template <class T>
-double score_tol(const Case& c, double mag) {
-  return reduction_tol<T>(2.0 * double(c.dI + c.HI), mag);
-}
+// Scores, top-k, score_tol (length-dI dot products and a length-HI head sum) and the
+// selection checks: tests/support/selection.h.
 
 template <class T>
 struct Out {
@@ -503,50 +348,6 @@ Out<T> run(const Case& c, const std::vector<T>& q, const std::vector<T>& k,
   return o;
 }
 
-::testing::AssertionResult selection_invariants(const Case& c, const std::vector<int32_t>& idx) {
-  for (int64_t r = 0; r < c.T; ++r) {
-    const int64_t k = std::min(c.topk, n_visible(c, r));
-    std::set<int32_t> seen;
-    for (int64_t i = 0; i < c.topk; ++i) {
-      const int32_t j = idx[r * c.topk + i];
-      if (i < k) {
-        if (j < 0 || !visible(c, r, j))
-          return ::testing::AssertionFailure() << "row " << r << " slot " << i << ": index "
-                                               << j << " not visible (future token?)";
-        if (!seen.insert(j).second)
-          return ::testing::AssertionFailure() << "row " << r << ": index " << j << " twice";
-      } else if (j != -1) {
-        return ::testing::AssertionFailure() << "row " << r << " slot " << i
-                                             << ": expected -1 padding, found " << j;
-      }
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
-
-// Float vs double: differences only among scores within 2 tol (see test_indexer.cc).
-::testing::AssertionResult selection_within_tol(const Case& c, const std::vector<int32_t>& idx,
-                                                const std::vector<double>& os,
-                                                const std::vector<double>& tol) {
-  for (int64_t r = 0; r < c.T; ++r) {
-    const double* s = &os[r * c.N];
-    const int32_t* id = &idx[r * c.topk];
-    const int64_t k = std::min(c.topk, n_visible(c, r));
-    const std::set<int32_t> sel(id, id + k);
-    double min_sel = kInf, max_unsel = -kInf;
-    for (int32_t j : sel) min_sel = std::min(min_sel, s[j]);
-    for (int64_t j = 0; j < c.N; ++j)
-      if (visible(c, r, j) && !sel.count(int32_t(j))) max_unsel = std::max(max_unsel, s[j]);
-    if (min_sel < max_unsel - 2 * tol[r])
-      return ::testing::AssertionFailure() << "row " << r << ": selected " << min_sel
-                                           << " below unselected " << max_unsel;
-    for (int64_t i = 0; i + 1 < k; ++i)
-      if (s[id[i]] < s[id[i + 1]] - 2 * tol[r])
-        return ::testing::AssertionFailure() << "row " << r << ": order off at slot " << i;
-  }
-  return ::testing::AssertionSuccess();
-}
-
 template <class T>
 void check_case(const Case& c, const std::vector<double>& q, const std::vector<double>& k,
                 const std::vector<double>& w) {
@@ -555,7 +356,7 @@ void check_case(const Case& c, const std::vector<double>& q, const std::vector<d
   oracle_scores(c, q, k, w, os, mag);
   std::vector<double> tol(c.T);
   for (int64_t r = 0; r < c.T; ++r) tol[r] = score_tol<T>(c, mag[r]);
-  const Out<T> o = run<T>(c, to_t<T>(q), to_t<T>(k), to_t<T>(w));
+  const Out<T> o = run<T>(c, test::cast<T>(q), test::cast<T>(k), test::cast<T>(w));
   EXPECT_TRUE(selection_invariants(c, o.idx));
   for (int64_t r = 0; r < c.T; ++r)
     EXPECT_TRUE(all_close(&o.scores[r * c.N], &os[r * c.N], c.N, tol[r])) << "row " << r;
@@ -604,9 +405,9 @@ TYPED_TEST(DsaIndexer, RandomPropertySweep) {
 TYPED_TEST(DsaIndexer, KeyOfTheCurrentTokenIsVisible) {
   using T = TypeParam;
   const Case c{8, 8, 2, 16, 3, 0};
-  const Out<T> o = run<T>(c, to_t<T>(test::uniform(c.T * c.HI * c.dI, 63)),
-                          to_t<T>(test::uniform(c.N * c.dI, 64)),
-                          to_t<T>(test::uniform(c.T * c.HI, 65)));
+  const Out<T> o = run<T>(c, test::cast<T>(test::uniform(c.T * c.HI * c.dI, 63)),
+                          test::cast<T>(test::uniform(c.N * c.dI, 64)),
+                          test::cast<T>(test::uniform(c.T * c.HI, 65)));
   EXPECT_EQ(o.idx[0], 0);
   EXPECT_EQ(o.idx[1], -1);
   EXPECT_EQ(o.idx[2], -1);
@@ -633,20 +434,20 @@ TYPED_TEST(DsaIndexer, ExactTiesGoToTheLowerIndex) {
   for (int64_t i = 0; i < HI * dI; ++i) q[i] = double(i % 3 + 1);
   for (int64_t h = 0; h < HI; ++h) w[h] = double(h + 2);
   const Case c{1, N, HI, dI, 12, 20};
-  const Out<T> o = run<T>(c, to_t<T>(q), to_t<T>(k), to_t<T>(w));
+  const Out<T> o = run<T>(c, test::cast<T>(q), test::cast<T>(k), test::cast<T>(w));
   const std::vector<int32_t> expect = {1, 2, 5, 8, 0, 4, 7, 3, 6, 9, -1, -1};
   EXPECT_EQ(o.idx, expect);
   // And a row that sees only keys 0..4 (pos0 = 4).
   const Case c2{1, N, HI, dI, 3, 4};
-  const Out<T> o2 = run<T>(c2, to_t<T>(q), to_t<T>(k), to_t<T>(w));
+  const Out<T> o2 = run<T>(c2, test::cast<T>(q), test::cast<T>(k), test::cast<T>(w));
   EXPECT_EQ(o2.idx, (std::vector<int32_t>{1, 2, 0}));
 }
 
 TYPED_TEST(DsaIndexer, NoKeys) {
   using T = TypeParam;
   const Case c{2, 0, 2, 8, 4, 5};
-  const Out<T> o = run<T>(c, to_t<T>(test::uniform(c.T * c.HI * c.dI, 66)), std::vector<T>(),
-                          to_t<T>(test::uniform(c.T * c.HI, 67)));
+  const Out<T> o = run<T>(c, test::cast<T>(test::uniform(c.T * c.HI * c.dI, 66)), std::vector<T>(),
+                          test::cast<T>(test::uniform(c.T * c.HI, 67)));
   for (int32_t j : o.idx) EXPECT_EQ(j, -1);
 }
 

@@ -7,18 +7,17 @@
 //                  (m j + m - 1 <= pos0 + r and j < N), -inf otherwise;
 //   indices[r]   = visible j by descending score, ties to the lower j, the first
 //                  min(topk, #visible) of them, padded with -1.
-// Only the scalar codecs of reference/formats.h are borrowed (tested elsewhere); the
-// block / scale logic of the FP4 / FP8 round trips is written here.
+// The shared oracle pieces (index scores and top-k, RoPE table and rotation, Hadamard,
+// FP4 / FP8 round trips) live in tests/support/naive.h, the selection checks in
+// tests/support/selection.h; none calls reference/.
 #include "reference/indexer.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <numeric>
 #include <random>
 #include <set>
 #include <string>
@@ -26,97 +25,44 @@
 #include <vector>
 
 #include "reference/errors.h"
-#include "reference/formats.h"
 #include "tests/support/compare.h"
+#include "tests/support/naive.h"
 #include "tests/support/random.h"
+#include "tests/support/selection.h"
 #include "tests/support/tolerance.h"
+#include "tests/support/vectors.h"
 
 namespace dsv4 {
 namespace {
 
+namespace naive = test::naive;
+using naive::Fmt;
 using test::all_close;
+using test::n_visible;
+using test::oracle_scores;
+using test::oracle_topk;
 using test::reduction_tol;
+using test::round_to;
+using test::score_tol;
+using test::selection_invariants;
+using test::selection_within_tol;
 using test::unit_roundoff;
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr int64_t kRd = 64;
-
-template <class T>
-std::vector<double> round_to(std::vector<double> v) {
-  for (double& x : v) x = double(T(x));
-  return v;
-}
-template <class T>
-std::vector<T> to_t(const std::vector<double>& v) {
-  return std::vector<T>(v.begin(), v.end());
-}
+constexpr int64_t kRd = naive::kRopeDim;
 
 // ---------------------------------------------------------------------------------------
-// Selection oracle.
+// Selection (oracle: naive::index_scores / index_topk through tests/support/selection.h).
 
 struct Case {
   int64_t T, N, HI, dI, m, topk, pos0;
+  // §2.8: compressed key j is visible to row r once its block is complete.
+  bool visible(int64_t r, int64_t j) const { return j < N && m * j + m - 1 <= pos0 + r; }
 };
 std::string describe(const Case& c) {
   return "T=" + std::to_string(c.T) + " N=" + std::to_string(c.N) + " HI=" +
          std::to_string(c.HI) + " dI=" + std::to_string(c.dI) + " m=" + std::to_string(c.m) +
          " topk=" + std::to_string(c.topk) + " pos0=" + std::to_string(c.pos0);
 }
-bool visible(const Case& c, int64_t r, int64_t j) {
-  return j < c.N && c.m * j + c.m - 1 <= c.pos0 + r;
-}
-int64_t n_visible(const Case& c, int64_t r) {
-  int64_t v = 0;
-  for (int64_t j = 0; j < c.N; ++j) v += visible(c, r, j);
-  return v;
-}
-
-// scores [T, N]; mag[r] = max_j sum_h |w_h| sum_i |q_hi k_ji| (for the tolerance).
-void oracle_scores(const Case& c, const std::vector<double>& q, const std::vector<double>& k,
-                   const std::vector<double>& w, std::vector<double>& scores,
-                   std::vector<double>& mag) {
-  scores.assign(c.T * c.N, -kInf);
-  mag.assign(c.T, 0.0);
-  for (int64_t r = 0; r < c.T; ++r)
-    for (int64_t j = 0; j < c.N; ++j) {
-      if (!visible(c, r, j)) continue;
-      double s = 0, ms = 0;
-      for (int64_t h = 0; h < c.HI; ++h) {
-        double dot = 0, md = 0;
-        for (int64_t i = 0; i < c.dI; ++i) {
-          const double t = q[r * c.HI * c.dI + h * c.dI + i] * k[j * c.dI + i];
-          dot += t;
-          md += std::fabs(t);
-        }
-        s += w[r * c.HI + h] * std::max(0.0, dot);
-        ms += std::fabs(w[r * c.HI + h]) * md;
-      }
-      scores[r * c.N + j] = s;
-      mag[r] = std::max(mag[r], ms);
-    }
-}
-
-std::vector<int32_t> oracle_topk(const Case& c, const std::vector<double>& scores) {
-  std::vector<int32_t> out(c.T * c.topk, -1);
-  for (int64_t r = 0; r < c.T; ++r) {
-    std::vector<int32_t> vis;
-    for (int64_t j = 0; j < c.N; ++j)
-      if (visible(c, r, j)) vis.push_back(int32_t(j));
-    const double* s = &scores[r * c.N];
-    std::stable_sort(vis.begin(), vis.end(), [&](int32_t a, int32_t b) { return s[a] > s[b]; });
-    const int64_t k = std::min<int64_t>(c.topk, int64_t(vis.size()));
-    for (int64_t i = 0; i < k; ++i) out[r * c.topk + i] = vis[i];
-  }
-  return out;
-}
-
-// Score tolerance of row r for an op in T: each q.k is a length-dI reduction and the head
-// sum a length-HI one, so |err| <= (sqrt(dI) + sqrt(HI)) c u M_r <= sqrt(2 (dI + HI)) c u M_r.
-template <class T>
-double score_tol(const Case& c, double mag) {
-  return reduction_tol<T>(2.0 * double(c.dI + c.HI), mag);
-}
-
 template <class T>
 struct Out {
   std::vector<T> scores;
@@ -146,30 +92,6 @@ Out<T> run(const Case& c, const std::vector<T>& q, const std::vector<T>& k,
   return o;
 }
 
-// Structural invariants of one selection: the first min(topk, #visible) entries are
-// distinct visible indices, the rest -1.
-::testing::AssertionResult selection_invariants(const Case& c, const std::vector<int32_t>& idx) {
-  for (int64_t r = 0; r < c.T; ++r) {
-    const int64_t k = std::min(c.topk, n_visible(c, r));
-    std::set<int32_t> seen;
-    for (int64_t i = 0; i < c.topk; ++i) {
-      const int32_t j = idx[r * c.topk + i];
-      if (i < k) {
-        if (j < 0 || j >= c.N || !visible(c, r, j))
-          return ::testing::AssertionFailure()
-                 << "row " << r << " slot " << i << ": index " << j << " is not visible";
-        if (!seen.insert(j).second)
-          return ::testing::AssertionFailure() << "row " << r << ": index " << j << " twice";
-      } else if (j != -1) {
-        return ::testing::AssertionFailure()
-               << "row " << r << " slot " << i << ": expected -1 padding, found " << j
-               << " (" << k << " visible of topk " << c.topk << ")";
-      }
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
-
 // The op's order must follow its own scores exactly: descending, ties to the lower index,
 // and nothing unselected above the last selected one.
 template <class T>
@@ -186,40 +108,9 @@ template <class T>
     if (k == 0) continue;
     std::set<int32_t> sel(id, id + k);
     for (int64_t j = 0; j < c.N; ++j)
-      if (visible(c, r, j) && !sel.count(int32_t(j)) && before(int32_t(j), id[k - 1]))
+      if (c.visible(r, j) && !sel.count(int32_t(j)) && before(int32_t(j), id[k - 1]))
         return ::testing::AssertionFailure()
                << "row " << r << ": unselected " << j << " ranks above selected " << id[k - 1];
-  }
-  return ::testing::AssertionSuccess();
-}
-
-// Float op vs the double oracle: the selected set may differ from the oracle's only among
-// indices whose oracle scores lie within 2 tol of each other (each side errs by <= tol):
-// every selected score >= every unselected visible score - 2 tol, and consecutive selected
-// scores are ordered up to 2 tol. Counts the rows whose set is not the oracle's exactly.
-::testing::AssertionResult selection_within_tol(const Case& c, const std::vector<int32_t>& idx,
-                                                const std::vector<double>& oscores,
-                                                const std::vector<double>& tol,
-                                                int64_t* rows_differing) {
-  const std::vector<int32_t> exact = oracle_topk(c, oscores);
-  for (int64_t r = 0; r < c.T; ++r) {
-    const double* s = &oscores[r * c.N];
-    const int32_t* id = &idx[r * c.topk];
-    const int64_t k = std::min(c.topk, n_visible(c, r));
-    const std::set<int32_t> sel(id, id + k);
-    if (sel != std::set<int32_t>(&exact[r * c.topk], &exact[r * c.topk] + k)) ++*rows_differing;
-    double min_sel = kInf, max_unsel = -kInf;
-    for (int32_t j : sel) min_sel = std::min(min_sel, s[j]);
-    for (int64_t j = 0; j < c.N; ++j)
-      if (visible(c, r, j) && !sel.count(int32_t(j))) max_unsel = std::max(max_unsel, s[j]);
-    if (min_sel < max_unsel - 2 * tol[r])
-      return ::testing::AssertionFailure()
-             << "row " << r << ": selected score " << min_sel << " below unselected "
-             << max_unsel << " by more than 2 tol = " << 2 * tol[r];
-    for (int64_t i = 0; i + 1 < k; ++i)
-      if (s[id[i]] < s[id[i + 1]] - 2 * tol[r])
-        return ::testing::AssertionFailure() << "row " << r << ": order of " << id[i] << ", "
-                                             << id[i + 1] << " off by more than 2 tol";
   }
   return ::testing::AssertionSuccess();
 }
@@ -247,7 +138,7 @@ void check_case(const Case& c, uint64_t seed, int64_t* rows_differing = nullptr)
   oracle_scores(c, q, k, w, os, mag);
   std::vector<double> tol(c.T);
   for (int64_t r = 0; r < c.T; ++r) tol[r] = score_tol<T>(c, mag[r]);
-  const Out<T> o = run<T>(c, to_t<T>(q), to_t<T>(k), to_t<T>(w));
+  const Out<T> o = run<T>(c, test::cast<T>(q), test::cast<T>(k), test::cast<T>(w));
   EXPECT_TRUE(selection_invariants(c, o.idx));
   EXPECT_TRUE(scores_close(c, o.scores, os, tol));
   EXPECT_TRUE(order_follows_own_scores(c, o));
@@ -325,7 +216,7 @@ TYPED_TEST(Indexer, ExactTiesGoToTheLowerIndex) {
   for (int64_t topk : {int64_t(5), int64_t(14), int64_t(20)}) {
     const Case c{1, N, HI, dI, 4, topk, 4 * N};
     SCOPED_TRACE(describe(c));
-    const Out<T> o = run<T>(c, to_t<T>(q), to_t<T>(k), to_t<T>(w));
+    const Out<T> o = run<T>(c, test::cast<T>(q), test::cast<T>(k), test::cast<T>(w));
     for (int64_t i = 0; i < topk; ++i)
       EXPECT_EQ(o.idx[i], i < N ? order[i] : -1) << "slot " << i;
     std::vector<double> os, mag;
@@ -341,7 +232,7 @@ TYPED_TEST(Indexer, ExactTiesGoToTheLowerIndex) {
   std::vector<double> q2(2 * HI * dI), w2(2 * HI);
   for (int64_t i = 0; i < 2 * HI * dI; ++i) q2[i] = q[i % (HI * dI)];
   for (int64_t i = 0; i < 2 * HI; ++i) w2[i] = w[i % HI];
-  const Out<T> o2 = run<T>(c, to_t<T>(q2), to_t<T>(same), to_t<T>(w2));
+  const Out<T> o2 = run<T>(c, test::cast<T>(q2), test::cast<T>(same), test::cast<T>(w2));
   for (int64_t i = 0; i < 6; ++i) {
     EXPECT_EQ(o2.idx[i], i);
     EXPECT_EQ(o2.idx[6 + i], i);
@@ -357,7 +248,7 @@ TYPED_TEST(Indexer, TopkLargerThanVisiblePadsWithMinusOne) {
   const std::vector<double> q = test::uniform(c.T * c.HI * c.dI, 78);
   const std::vector<double> k = test::uniform(c.N * c.dI, 79);
   const std::vector<double> w = test::uniform(c.T * c.HI, 80);
-  const Out<T> o = run<T>(c, to_t<T>(q), to_t<T>(k), to_t<T>(w));
+  const Out<T> o = run<T>(c, test::cast<T>(q), test::cast<T>(k), test::cast<T>(w));
   const int64_t expect_k[] = {2, 2, 3, 3};
   for (int64_t r = 0; r < c.T; ++r)
     for (int64_t i = 0; i < c.topk; ++i)
@@ -370,9 +261,9 @@ TYPED_TEST(Indexer, NoVisibleEntry) {
   for (int64_t m : {int64_t(4), int64_t(128)}) {
     const Case c{m - 1, 5, 2, 16, m, 3, 0};
     SCOPED_TRACE(describe(c));
-    const Out<T> o = run<T>(c, to_t<T>(test::uniform(c.T * c.HI * c.dI, 81)),
-                            to_t<T>(test::uniform(c.N * c.dI, 82)),
-                            to_t<T>(test::uniform(c.T * c.HI, 83)));
+    const Out<T> o = run<T>(c, test::cast<T>(test::uniform(c.T * c.HI * c.dI, 81)),
+                            test::cast<T>(test::uniform(c.N * c.dI, 82)),
+                            test::cast<T>(test::uniform(c.T * c.HI, 83)));
     for (int32_t j : o.idx) ASSERT_EQ(j, -1);
     for (T s : o.scores) ASSERT_TRUE(std::isinf(s) && s < 0);
   }
@@ -382,8 +273,8 @@ TYPED_TEST(Indexer, NoKeys) {
   using T = TypeParam;
   const Case c{3, 0, 2, 16, 4, 4, 100};
   const std::vector<T> k;  // N = 0
-  const Out<T> o = run<T>(c, to_t<T>(test::uniform(c.T * c.HI * c.dI, 84)), k,
-                          to_t<T>(test::uniform(c.T * c.HI, 85)));
+  const Out<T> o = run<T>(c, test::cast<T>(test::uniform(c.T * c.HI * c.dI, 84)), k,
+                          test::cast<T>(test::uniform(c.T * c.HI, 85)));
   for (int32_t j : o.idx) EXPECT_EQ(j, -1);
   EXPECT_TRUE(o.scores.empty());
 }
@@ -391,9 +282,9 @@ TYPED_TEST(Indexer, NoKeys) {
 TYPED_TEST(Indexer, ScoresOutputIsOptional) {
   using T = TypeParam;
   const Case c{5, 30, 3, 16, 4, 6, 50};
-  const std::vector<T> q = to_t<T>(test::uniform(c.T * c.HI * c.dI, 86));
-  const std::vector<T> k = to_t<T>(test::uniform(c.N * c.dI, 87));
-  const std::vector<T> w = to_t<T>(test::uniform(c.T * c.HI, 88));
+  const std::vector<T> q = test::cast<T>(test::uniform(c.T * c.HI * c.dI, 86));
+  const std::vector<T> k = test::cast<T>(test::uniform(c.N * c.dI, 87));
+  const std::vector<T> w = test::cast<T>(test::uniform(c.T * c.HI, 88));
   const Out<T> with = run<T>(c, q, k, w, true);
   const Out<T> without = run<T>(c, q, k, w, false);
   EXPECT_EQ(with.idx, without.idx);
@@ -414,7 +305,7 @@ TYPED_TEST(Indexer, StridedViews) {
     for (int64_t i = 0; i < c.dI; ++i) k[j * c.dI + i] = ks[j * kld + i];
   std::vector<double> os, mag;
   oracle_scores(c, q, k, w, os, mag);
-  const std::vector<T> qt = to_t<T>(qs), kt = to_t<T>(ks), wt = to_t<T>(w);
+  const std::vector<T> qt = test::cast<T>(qs), kt = test::cast<T>(ks), wt = test::cast<T>(w);
   std::vector<T> sc(c.T * c.N, std::numeric_limits<T>::quiet_NaN());
   std::vector<int32_t> idx(c.T * c.topk, kPoisonIdx);
   IndexerParams<T> p;
@@ -439,16 +330,7 @@ TYPED_TEST(Indexer, StridedViews) {
 // ---------------------------------------------------------------------------------------
 // Normalised Hadamard: with quant = false, rotating every query head and every key by the
 // same orthonormal H leaves every q . k, hence the scores, unchanged. An invariant of the
-// scoring op (the rotation is this file's own naive transform).
-
-void hadamard_naive(double* v, int64_t n) {
-  std::vector<double> y(n, 0.0);
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t i = 0; i < n; ++i)
-      y[j] += (std::popcount(uint64_t(i & j)) & 1) ? -v[i] : v[i];
-  const double s = 1.0 / std::sqrt(double(n));
-  for (int64_t j = 0; j < n; ++j) v[j] = y[j] * s;
-}
+// scoring op (the rotation is the naive transform of tests/support/naive.h).
 
 TEST(IndexerInvariant, HadamardOnQueriesAndKeysLeavesScoresUnchanged) {
   const Case c{4, 40, 4, 64, 4, 10, 150};
@@ -456,8 +338,8 @@ TEST(IndexerInvariant, HadamardOnQueriesAndKeysLeavesScoresUnchanged) {
   std::vector<double> k = test::uniform(c.N * c.dI, 93);
   const std::vector<double> w = test::uniform(c.T * c.HI, 94);
   const Out<double> plain = run<double>(c, q, k, w);
-  for (int64_t r = 0; r < c.T * c.HI; ++r) hadamard_naive(&q[r * c.dI], c.dI);
-  for (int64_t j = 0; j < c.N; ++j) hadamard_naive(&k[j * c.dI], c.dI);
+  for (int64_t r = 0; r < c.T * c.HI; ++r) naive::hadamard(&q[r * c.dI], c.dI);
+  for (int64_t j = 0; j < c.N; ++j) naive::hadamard(&k[j * c.dI], c.dI);
   const Out<double> rotated = run<double>(c, q, k, w);
   std::vector<double> os, mag;
   oracle_scores(c, q, k, w, os, mag);
@@ -483,7 +365,7 @@ TEST(IndexerRealShape, V4Flash) {
   oracle_scores(c, q, k, w, os, mag);
   std::vector<double> tol(c.T);
   for (int64_t r = 0; r < c.T; ++r) tol[r] = score_tol<float>(c, mag[r]);
-  const Out<float> o = run<float>(c, to_t<float>(q), to_t<float>(k), to_t<float>(w));
+  const Out<float> o = run<float>(c, test::cast<float>(q), test::cast<float>(k), test::cast<float>(w));
   EXPECT_TRUE(selection_invariants(c, o.idx));
   EXPECT_TRUE(scores_close(c, o.scores, os, tol));
   EXPECT_TRUE(order_follows_own_scores(c, o));
@@ -498,65 +380,8 @@ TEST(IndexerRealShape, V4Flash) {
 }
 
 // ---------------------------------------------------------------------------------------
-// indexer_query (§2.4 steps 1-2).
-
-const std::vector<double>& v4_compressed_freq() {
-  // §2.7: theta 160000, YaRN factor 16, correction range [15, 25], no mscale.
-  static const std::vector<double> f = [] {
-    std::vector<double> v(kRd / 2);
-    for (int64_t i = 0; i < kRd / 2; ++i) {
-      const double base = std::pow(160000.0, -2.0 * double(i) / double(kRd));
-      const double s = 1.0 - std::clamp((double(i) - 15.0) / 10.0, 0.0, 1.0);
-      v[i] = base * s + base / 16.0 * (1.0 - s);
-    }
-    return v;
-  }();
-  return f;
-}
-
-enum class Fmt { fp8, fp4 };
-double fmt_max(Fmt f) { return f == Fmt::fp8 ? 448.0 : 6.0; }
-double fmt_floor(Fmt f) { return f == Fmt::fp8 ? 1e-4 : 6.0 * std::ldexp(1.0, -126); }
-double fmt_round(Fmt f, double v) {
-  return f == Fmt::fp8 ? fmt::e4m3_round(v) : fmt::e2m1_round(v);
-}
-int scale_exp(Fmt f, double amax) {
-  const double a = std::max(amax, fmt_floor(f));
-  int e = int(std::ceil(std::log2(a / fmt_max(f))));
-  while (std::ldexp(fmt_max(f), e) < a) ++e;
-  while (std::ldexp(fmt_max(f), e - 1) >= a) --e;
-  return e;
-}
-double block_amax(const double* v, int64_t n) {
-  double a = 0;
-  for (int64_t i = 0; i < n; ++i) a = std::max(a, std::fabs(v[i]));
-  return a;
-}
-void quant_blocks(Fmt f, double* v, int64_t n, int64_t block) {
-  for (int64_t b0 = 0; b0 < n; b0 += block) {
-    const int64_t len = std::min(block, n - b0);
-    const double s = std::ldexp(1.0, scale_exp(f, block_amax(v + b0, len)));
-    for (int64_t i = 0; i < len; ++i) v[b0 + i] = fmt_round(f, v[b0 + i] / s) * s;
-  }
-}
-// See test_compressor.cc: `got` must be a rounding of some value within delta of `pre`
-// under a scale between those of amax -+ delta; where only one candidate exists it must be
-// the oracle's own rounding `out`.
-bool quant_consistent(Fmt f, double got, double pre, double amax, double delta, double out) {
-  const int elo = scale_exp(f, std::max(amax - delta, 0.0));
-  const int ehi = scale_exp(f, amax + delta);
-  bool single = true, inside = false;
-  double first = 0;
-  for (int e = elo; e <= ehi; ++e) {
-    const double s = std::ldexp(1.0, e);
-    const double lo = fmt_round(f, (pre - delta) / s) * s;
-    const double hi = fmt_round(f, (pre + delta) / s) * s;
-    if (lo != hi || (e > elo && lo != first)) single = false;
-    if (e == elo) first = lo;
-    if (got >= lo && got <= hi) inside = true;
-  }
-  return inside && (!single || got == out);
-}
+// indexer_query (§2.4 steps 1-2). RoPE table (§2.7 compressed), rotation, Hadamard and the
+// FP8 / FP4 round trips: tests/support/naive.h.
 
 struct QCase {
   int64_t T, D, qr, HI, dI, pos0;
@@ -580,47 +405,31 @@ QOracle query_oracle(const QCase& c, const std::vector<double>& cq, const std::v
   const int64_t W = c.HI * c.dI;
   o.pre.assign(c.T * W, 0.0);
   o.w.assign(c.T * c.HI, 0.0);
-  const std::vector<double>& freq = v4_compressed_freq();
   for (int64_t r = 0; r < c.T; ++r) {
     std::vector<double> in(cq.begin() + r * c.qr, cq.begin() + (r + 1) * c.qr);
-    if (c.act_quant) quant_blocks(Fmt::fp8, in.data(), c.qr, 128);
+    if (c.act_quant) naive::quant_blocks(Fmt::fp8, in.data(), c.qr, 128);
+    double mq = 0;
+    const std::vector<double> qrow = naive::linear(wqb.data(), W, c.qr, in.data(), &mq);
+    o.Mq = std::max(o.Mq, mq);
     double* qr = &o.pre[r * W];
-    for (int64_t o_ = 0; o_ < W; ++o_) {
-      double s = 0, ms = 0;
-      for (int64_t i = 0; i < c.qr; ++i) {
-        s += wqb[o_ * c.qr + i] * in[i];
-        ms += std::fabs(wqb[o_ * c.qr + i] * in[i]);
-      }
-      qr[o_] = s;
-      o.Mq = std::max(o.Mq, ms);
-    }
+    std::copy(qrow.begin(), qrow.end(), qr);
     const double pos = double(c.pos0 + r);
     for (int64_t h = 0; h < c.HI; ++h) {
-      double* v = qr + h * c.dI + c.dI - kRd;  // last 64 dims, interleaved pairs
-      for (int64_t i = 0; i < kRd / 2; ++i) {
-        const double a = pos * freq[i], x0 = v[2 * i], x1 = v[2 * i + 1];
-        v[2 * i] = x0 * std::cos(a) - x1 * std::sin(a);
-        v[2 * i + 1] = x0 * std::sin(a) + x1 * std::cos(a);
-      }
-      o.Qmax = std::max(o.Qmax, block_amax(qr + h * c.dI, c.dI));
-      double sa = 0;
-      for (int64_t i = 0; i < c.dI; ++i) sa += std::fabs(qr[h * c.dI + i]);
-      o.Hmag = std::max(o.Hmag, sa / std::sqrt(double(c.dI)));
-      if (c.quant) hadamard_naive(qr + h * c.dI, c.dI);
+      // last 64 dims, interleaved pairs
+      naive::rope_interleaved(qr + h * c.dI + c.dI - kRd, pos, naive::v4_compressed_freqs());
+      o.Qmax = std::max(o.Qmax, naive::block_amax(qr + h * c.dI, c.dI));
+      o.Hmag = std::max(o.Hmag, naive::hadamard_magnitude(qr + h * c.dI, c.dI));
+      if (c.quant) naive::hadamard(qr + h * c.dI, c.dI);
     }
-    for (int64_t h = 0; h < c.HI; ++h) {
-      double s = 0, ms = 0;
-      for (int64_t i = 0; i < c.D; ++i) {
-        s += wproj[h * c.D + i] * x[r * c.D + i];
-        ms += std::fabs(wproj[h * c.D + i] * x[r * c.D + i]);
-      }
-      o.w[r * c.HI + h] = s / (std::sqrt(double(c.dI)) * std::sqrt(double(c.HI)));
-      o.Mw = std::max(o.Mw, ms);
-    }
+    double mw = 0;
+    const std::vector<double> wrow = naive::linear(wproj.data(), c.HI, c.D, &x[r * c.D], &mw);
+    o.Mw = std::max(o.Mw, mw);
+    for (int64_t h = 0; h < c.HI; ++h)
+      o.w[r * c.HI + h] = wrow[h] / (std::sqrt(double(c.dI)) * std::sqrt(double(c.HI)));
   }
   o.q = o.pre;
   if (c.quant)
-    for (int64_t h = 0; h < c.T * c.HI; ++h) quant_blocks(Fmt::fp4, &o.q[h * c.dI], c.dI, 32);
+    for (int64_t h = 0; h < c.T * c.HI; ++h) naive::quant_blocks(Fmt::fp4, &o.q[h * c.dI], c.dI, 32);
   return o;
 }
 
@@ -681,14 +490,13 @@ template <class T>
         continue;
       }
       const int64_t b0 = hrow * c.dI + i / 32 * 32;
-      const double amax = block_amax(&o.pre[b0], 32);
-      if (!quant_consistent(Fmt::fp4, g, o.pre[at], amax, delta, o.q[at]))
+      const double amax = naive::block_amax(&o.pre[b0], 32);
+      if (!naive::quant_consistent(Fmt::fp4, g, o.pre[at], amax, delta, o.q[at]))
         return ::testing::AssertionFailure() << "q[" << at << "]: got " << g
                                              << ", not an FP4 rounding of " << o.pre[at]
                                              << " +- " << delta << " (oracle " << o.q[at] << ")";
       // ideal bound: half an e2m1 grid step, <= max(|x|, scale) / 4
-      const double s = std::ldexp(1.0, scale_exp(Fmt::fp4, amax));
-      if (std::fabs(g - o.pre[at]) > std::max(std::fabs(o.pre[at]), s) / 4 + delta)
+      if (std::fabs(g - o.pre[at]) > naive::ideal_bound(Fmt::fp4, o.pre[at], amax) + delta)
         return ::testing::AssertionFailure() << "q[" << at << "] beyond half an FP4 step";
     }
   return ::testing::AssertionSuccess();
@@ -723,7 +531,7 @@ TYPED_TEST(IndexerQuery, MatchesOracle) {
         wqb = round_to<T>(wqb);
         const std::vector<double> wproj = round_to<T>(test::uniform(c.HI * c.D, seed + 3, -sd, sd));
         const QOracle o = query_oracle(c, cq, x, wqb, wproj);
-        const QOut<T> out = run_query<T>(c, to_t<T>(cq), to_t<T>(x), to_t<T>(wqb), to_t<T>(wproj));
+        const QOut<T> out = run_query<T>(c, test::cast<T>(cq), test::cast<T>(x), test::cast<T>(wqb), test::cast<T>(wproj));
         EXPECT_TRUE(q_match(c, out.q, o, q_delta<T>(c, o)));
         const double sc = 1.0 / (std::sqrt(double(c.dI)) * std::sqrt(double(c.HI)));
         EXPECT_TRUE(all_close(out.w, o.w, sc * reduction_tol<T>(double(c.D), o.Mw),
@@ -750,10 +558,10 @@ TYPED_TEST(IndexerQuery, MatchesOracle) {
 TYPED_TEST(IndexerQuery, PositionsFollowPos0) {
   using T = TypeParam;
   const QCase c{4, 16, 128, 2, 128, 77, false, false};
-  const std::vector<T> cq = to_t<T>(test::uniform(c.T * c.qr, 401));
-  const std::vector<T> x = to_t<T>(test::uniform(c.T * c.D, 402));
-  const std::vector<T> wqb = to_t<T>(test::uniform(c.HI * c.dI * c.qr, 403, -0.1, 0.1));
-  const std::vector<T> wp = to_t<T>(test::uniform(c.HI * c.D, 404, -0.2, 0.2));
+  const std::vector<T> cq = test::cast<T>(test::uniform(c.T * c.qr, 401));
+  const std::vector<T> x = test::cast<T>(test::uniform(c.T * c.D, 402));
+  const std::vector<T> wqb = test::cast<T>(test::uniform(c.HI * c.dI * c.qr, 403, -0.1, 0.1));
+  const std::vector<T> wp = test::cast<T>(test::uniform(c.HI * c.D, 404, -0.2, 0.2));
   const QOut<T> all = run_query<T>(c, cq, x, wqb, wp);
   const int64_t W = c.HI * c.dI;
   for (int64_t r = 0; r < c.T; ++r) {
@@ -778,9 +586,9 @@ TYPED_TEST(IndexerQuery, PositionsFollowPos0) {
 
 TEST(IndexerBadInput, WrongWeightShapeAndTopk) {
   const Case c{3, 10, 2, 8, 4, 4, 20};
-  const std::vector<float> q = to_t<float>(test::uniform(c.T * c.HI * c.dI, 501));
-  const std::vector<float> k = to_t<float>(test::uniform(c.N * c.dI, 502));
-  const std::vector<float> w = to_t<float>(test::uniform(c.T * (c.HI + 1), 503));
+  const std::vector<float> q = test::cast<float>(test::uniform(c.T * c.HI * c.dI, 501));
+  const std::vector<float> k = test::cast<float>(test::uniform(c.N * c.dI, 502));
+  const std::vector<float> w = test::cast<float>(test::uniform(c.T * (c.HI + 1), 503));
   std::vector<int32_t> idx(c.T * 8);
   auto params = [&] {
     IndexerParams<float> p;

@@ -2,8 +2,10 @@
 //   ref::query_path   (reference/query_path.h)
 //   ref::window_kv    (reference/window_kv.h)
 //   ref::output_proj  (reference/output_proj.h)
-// Oracles: naive double loops written from the spec, with their own RoPE table (§2.7) and
-// their own FP8 e4m3 round trip (§2.2 step 3, §9.4); they never call a reference op.
+// Oracles: naive double loops written from the spec, built from the shared pieces of
+// tests/support/naive.h (RoPE table §2.7 and rotation, RMSNorm, the FP8 e4m3 round trip of
+// §2.2 step 3 / §9.4 with its own scalar grid, attention with a sink) and the error model of
+// tests/support/error_model.h; they never call a reference op.
 // The SHIFT test at the end is an invariant that ties query_path + window_kv + attention +
 // output_proj together (§2.6: with the inverse RoPE, y depends on relative positions only).
 #include <gtest/gtest.h>
@@ -12,7 +14,6 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -21,136 +22,39 @@
 #include "reference/query_path.h"
 #include "reference/rope.h"
 #include "reference/window_kv.h"
+#include "tests/support/attention_weights.h"
 #include "tests/support/compare.h"
+#include "tests/support/error_model.h"
+#include "tests/support/naive.h"
 #include "tests/support/random.h"
 #include "tests/support/tolerance.h"
+#include "tests/support/vectors.h"
 
 namespace dsv4 {
 namespace {
 
+namespace naive = test::naive;
+using test::ErrModel;
+using test::float_exact;
+using test::max_abs;
+using test::max_abs_diff;
+
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr int64_t kRd = 64;  // §2.7: RoPE on the last 64 dims of every head
+constexpr int64_t kRd = naive::kRopeDim;  // §2.7: RoPE on the last 64 dims of every head
 
 // ---------------------------------------------------------------------------------------
-// Naive building blocks, from the spec.
+// Naive building blocks, from the spec (tests/support/naive.h).
 
-// §2.7 RoPE frequencies: f_i = theta^(-2i/64), i = 0..31. Compressed layers (theta 160000):
-// YaRN with factor 16 and correction range [15, 25] (given in §2.7):
-//   s_i = 1 - clamp((i - 15) / 10, 0, 1),  f_i <- f_i s_i + (f_i / 16)(1 - s_i).
-// Window-only layers: theta 10000, plain.
-std::vector<double> spec_freqs(bool compressed) {
-  const double theta = compressed ? 160000.0 : 10000.0;
-  std::vector<double> f(kRd / 2);
-  for (int64_t i = 0; i < kRd / 2; ++i) {
-    f[size_t(i)] = std::pow(theta, -2.0 * double(i) / double(kRd));
-    if (compressed) {
-      const double s = 1.0 - std::clamp((double(i) - 15.0) / 10.0, 0.0, 1.0);
-      f[size_t(i)] = f[size_t(i)] * s + f[size_t(i)] / 16.0 * (1.0 - s);
-    }
-  }
-  return f;
+// §2.7 RoPE frequencies: compressed layers theta 160000 with YaRN factor 16 over [15, 25];
+// window-only layers theta 10000, plain.
+const std::vector<double>& spec_freqs(bool compressed) {
+  return compressed ? naive::v4_compressed_freqs() : naive::v4_window_freqs();
 }
 
-// Interleaved rotation of v[0..64) (pairs 2i, 2i+1) by angle sign * pos * f_i.
-void spec_rope(double* v, double pos, const std::vector<double>& f, double sign = 1.0) {
-  for (int64_t i = 0; i < kRd / 2; ++i) {
-    const double a = sign * pos * f[size_t(i)];
-    const double x0 = v[2 * i], x1 = v[2 * i + 1];
-    v[2 * i] = x0 * std::cos(a) - x1 * std::sin(a);
-    v[2 * i + 1] = x0 * std::sin(a) + x1 * std::cos(a);
-  }
-}
-
-void spec_rmsnorm(double* v, int64_t n, const double* w, double eps = 1e-6) {
-  double ss = 0;
-  for (int64_t i = 0; i < n; ++i) ss += v[i] * v[i];
-  const double inv = 1.0 / std::sqrt(ss / double(n) + eps);
-  for (int64_t i = 0; i < n; ++i) v[i] = v[i] * inv * (w ? w[i] : 1.0);
-}
-
-// e4m3fn rounding of a value already scaled into [-448, 448]: 3 mantissa bits, smallest
-// normal exponent -6 (subnormal step 2^-9), round to nearest even.
-double e4m3(double v) {
-  const double a = std::fabs(v);
-  if (a == 0) return v;
-  int ex = std::ilogb(a);
-  ex = std::max(ex, -6);
-  const double step = std::ldexp(1.0, ex - 3);
-  const double q = std::min(std::nearbyint(a / step) * step, 448.0);
-  return std::copysign(q, v);
-}
-
-// FP8 round trip of v[0..n) in blocks of `block`: scale 2^e with e the smallest integer such
-// that 448 * 2^e >= max(amax, 1e-4) (= ceil(log2(amax / 448)), computed exactly).
+// FP8 round trip of v[0..n) in blocks of `block`: UE8M0 scale 2^e with e the smallest integer
+// such that 448 * 2^e >= max(amax, 1e-4), e4m3fn rounding (to nearest even) of v / 2^e.
 void spec_fp8(double* v, int64_t n, int64_t block) {
-  for (int64_t b = 0; b < n; b += block) {
-    const int64_t len = std::min(block, n - b);
-    double amax = 1e-4;
-    for (int64_t i = 0; i < len; ++i) amax = std::max(amax, std::fabs(v[b + i]));
-    int e = int(std::ceil(std::log2(amax / 448.0)));
-    while (std::ldexp(448.0, e) < amax) ++e;
-    while (std::ldexp(448.0, e - 1) >= amax) --e;
-    for (int64_t i = 0; i < len; ++i) v[b + i] = std::ldexp(e4m3(std::ldexp(v[b + i], -e)), e);
-  }
-}
-
-// Error model shared by every comparison in this file.
-// Each linear stage y = W x in precision T errs, relative to the RMS of its output row, by
-// at most reduction_tol<T>(K, kappa), kappa = max_i sum_j |W_ij x_j| / rms(y) (measured by
-// the oracle). Relative errors of consecutive stages add: RMSNorm and RoPE are
-// well-conditioned (condition ~1), and a random linear map carries an input error with the
-// same gain as the signal. The final absolute tolerance is rel * max|y|.
-struct ErrModel {
-  std::map<std::string, std::pair<double, double>> stages;  // name -> (K, max kappa)
-  void note(const std::string& name, double K, double kappa) {
-    auto& s = stages[name];
-    s.first = K;
-    s.second = std::max(s.second, kappa);
-  }
-  template <class T>
-  double rel() const {
-    double r = 0;
-    for (const auto& [name, s] : stages) r += test::reduction_tol<T>(s.first, s.second);
-    return r;
-  }
-};
-
-// y = W x for one row, W [out, in]; notes the stage's kappa.
-std::vector<double> spec_linear(const std::vector<double>& W, int64_t out, int64_t in,
-                                const double* x, ErrModel* em, const std::string& name) {
-  std::vector<double> y(static_cast<size_t>(out)), mag(static_cast<size_t>(out));
-  double ss = 0;
-  for (int64_t i = 0; i < out; ++i) {
-    double acc = 0, m = 0;
-    for (int64_t j = 0; j < in; ++j) {
-      acc += W[size_t(i * in + j)] * x[j];
-      m += std::fabs(W[size_t(i * in + j)] * x[j]);
-    }
-    y[size_t(i)] = acc;
-    mag[size_t(i)] = m;
-    ss += acc * acc;
-  }
-  const double rms = std::sqrt(ss / double(out));
-  if (em && rms > 0)
-    for (double m : mag) em->note(name, double(in), m / rms);
-  return y;
-}
-
-double max_abs(const std::vector<double>& v) {
-  double m = 0;
-  for (double x : v) m = std::max(m, std::fabs(x));
-  return m;
-}
-
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
-}
-
-std::vector<double> float_exact(std::vector<double> v) {
-  for (double& x : v) x = double(float(x));
-  return v;
+  naive::quant_blocks(naive::Fmt::fp8, v, n, block);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -164,22 +68,10 @@ struct Layer {
   int64_t gw() const { return (H / groups) * d; }
 };
 
-std::vector<double> weights(int64_t out, int64_t in, uint64_t seed) {
-  const double a = std::sqrt(3.0 / double(in));
-  return float_exact(test::uniform(size_t(out * in), seed, -a, a));
-}
-
 Layer make_layer(uint64_t seed, int64_t head_dim = 128) {
   Layer L;
   L.d = head_dim;
-  L.wq_a = weights(L.q_rank, L.D, seed + 1);
-  L.q_norm = float_exact(test::uniform(size_t(L.q_rank), seed + 2, 0.5, 1.5));
-  L.wq_b = weights(L.H * L.d, L.q_rank, seed + 3);
-  L.wkv = weights(L.d, L.D, seed + 4);
-  L.kv_norm = float_exact(test::uniform(size_t(L.d), seed + 5, 0.5, 1.5));
-  L.wo_a = weights(L.groups * L.o_rank, L.gw(), seed + 6);
-  L.wo_b = weights(L.D, L.groups * L.o_rank, seed + 7);
-  L.sink = float_exact(test::uniform(size_t(L.H), seed + 8, -1.0, 1.0));
+  test::fill_attention_path_weights(L, seed);  // seeds seed + 1 .. seed + 8
   return L;
 }
 
@@ -200,14 +92,14 @@ QRef spec_query(const Layer& L, const std::vector<double>& x, int64_t T, int64_t
   for (int64_t t = 0; t < T; ++t) {
     std::vector<double> xi(x.begin() + t * L.D, x.begin() + (t + 1) * L.D);
     if (qz.wq_a) spec_fp8(xi.data(), L.D, 128);
-    std::vector<double> cq = spec_linear(L.wq_a, L.q_rank, L.D, xi.data(), &r.em_cq, "wq_a");
-    spec_rmsnorm(cq.data(), L.q_rank, L.q_norm.data());
+    std::vector<double> cq = test::linear_noted(L.wq_a, L.q_rank, L.D, xi.data(), &r.em_cq, "wq_a");
+    naive::rmsnorm(cq.data(), L.q_rank, L.q_norm.data());
     r.cq.insert(r.cq.end(), cq.begin(), cq.end());
     if (qz.wq_b) spec_fp8(cq.data(), L.q_rank, 128);
-    std::vector<double> q = spec_linear(L.wq_b, L.H * L.d, L.q_rank, cq.data(), &r.em_q, "wq_b");
+    std::vector<double> q = test::linear_noted(L.wq_b, L.H * L.d, L.q_rank, cq.data(), &r.em_q, "wq_b");
     for (int64_t h = 0; h < L.H; ++h) {
-      spec_rmsnorm(&q[size_t(h * L.d)], L.d, nullptr);
-      spec_rope(&q[size_t(h * L.d + L.d - kRd)], double(pos0 + t), f);
+      naive::rmsnorm(&q[size_t(h * L.d)], L.d, nullptr);
+      naive::rope_interleaved(&q[size_t(h * L.d + L.d - kRd)], double(pos0 + t), f);
     }
     r.q.insert(r.q.end(), q.begin(), q.end());
   }
@@ -224,9 +116,9 @@ std::vector<double> spec_kv(const Layer& L, const std::vector<double>& x, int64_
   for (int64_t t = 0; t < T; ++t) {
     std::vector<double> xi(x.begin() + t * L.D, x.begin() + (t + 1) * L.D);
     if (qz.wkv) spec_fp8(xi.data(), L.D, 128);
-    std::vector<double> kv = spec_linear(L.wkv, L.d, L.D, xi.data(), em, "wkv");
-    spec_rmsnorm(kv.data(), L.d, L.kv_norm.data());
-    spec_rope(&kv[size_t(L.d - kRd)], double(pos0 + t), f);
+    std::vector<double> kv = test::linear_noted(L.wkv, L.d, L.D, xi.data(), em, "wkv");
+    naive::rmsnorm(kv.data(), L.d, L.kv_norm.data());
+    naive::rope_interleaved(&kv[size_t(L.d - kRd)], double(pos0 + t), f);
     if (qz.kv) spec_fp8(kv.data(), L.d - kRd, kv_block);
     out.insert(out.end(), kv.begin(), kv.end());
   }
@@ -243,7 +135,7 @@ std::vector<double> spec_output(const Layer& L, const std::vector<double>& o, in
   for (int64_t t = 0; t < T; ++t) {
     std::vector<double> ot(o.begin() + t * L.H * L.d, o.begin() + (t + 1) * L.H * L.d);
     for (int64_t h = 0; h < L.H; ++h)
-      spec_rope(&ot[size_t(h * L.d + L.d - kRd)], double(pos0 + t), f, -1.0);  // angle -p
+      naive::rope_interleaved(&ot[size_t(h * L.d + L.d - kRd)], double(pos0 + t), f, -1.0);  // angle -p
     std::vector<double> u(static_cast<size_t>(gr));
     for (int64_t g = 0; g < L.groups; ++g) {
       // group g: heads [g*H/g, (g+1)*H/g) concatenated, rows [g*r, (g+1)*r) of wo_a
@@ -251,11 +143,11 @@ std::vector<double> spec_output(const Layer& L, const std::vector<double>& o, in
       if (qz.wo_a) spec_fp8(cat.data(), L.gw(), 128);
       std::vector<double> wg(L.wo_a.begin() + g * L.o_rank * L.gw(),
                              L.wo_a.begin() + (g + 1) * L.o_rank * L.gw());
-      std::vector<double> ug = spec_linear(wg, L.o_rank, L.gw(), cat.data(), em, "wo_a");
+      std::vector<double> ug = test::linear_noted(wg, L.o_rank, L.gw(), cat.data(), em, "wo_a");
       std::copy(ug.begin(), ug.end(), u.begin() + g * L.o_rank);
     }
     if (qz.wo_b) spec_fp8(u.data(), gr, 128);
-    std::vector<double> yt = spec_linear(L.wo_b, L.D, gr, u.data(), em, "wo_b");
+    std::vector<double> yt = test::linear_noted(L.wo_b, L.D, gr, u.data(), em, "wo_b");
     y.insert(y.end(), yt.begin(), yt.end());
   }
   return y;
@@ -579,36 +471,17 @@ std::vector<double> spec_window_layer(const Layer& L, const std::vector<double>&
   const double scale = 1.0 / std::sqrt(double(L.d));
   for (int64_t t = 0; t < Tn; ++t)
     for (int64_t h = 0; h < L.H; ++h) {
-      const double* qh = &q.q[size_t((t * L.H + h) * L.d)];
-      const int64_t j0 = std::max<int64_t>(0, t - kWindow + 1);
-      std::vector<double> s;
-      double smag = 0;
-      for (int64_t j = j0; j <= t; ++j) {
-        double dot = 0, m = 0;
-        for (int64_t i = 0; i < L.d; ++i) {
-          dot += qh[i] * kv[size_t(j * L.d + i)];
-          m += std::fabs(qh[i] * kv[size_t(j * L.d + i)]);
-        }
-        s.push_back(scale * dot);
-        smag = std::max(smag, scale * m);
-      }
-      double z = std::exp(L.sink[size_t(h)]);
-      for (double v : s) z += std::exp(v);
+      std::vector<const double*> ent;  // the causal window
+      for (int64_t j = std::max<int64_t>(0, t - kWindow + 1); j <= t; ++j)
+        ent.push_back(&kv[size_t(j * L.d)]);
       double* oh = &o[size_t((t * L.H + h) * L.d)];
-      std::vector<double> mag(size_t(L.d), 0.0);
-      for (int64_t j = j0; j <= t; ++j) {
-        const double w = std::exp(s[size_t(j - j0)]) / z;
-        for (int64_t i = 0; i < L.d; ++i) {
-          oh[i] += w * kv[size_t(j * L.d + i)];
-          mag[size_t(i)] += w * std::fabs(kv[size_t(j * L.d + i)]);
-        }
-      }
-      double ss = 0;
-      for (int64_t i = 0; i < L.d; ++i) ss += oh[i] * oh[i];
-      const double rms = std::sqrt(ss / double(L.d));
+      naive::AttendStats st;  // this head's score and output magnitudes
+      naive::attend(&q.q[size_t((t * L.H + h) * L.d)], ent, L.d, L.d, scale, L.sink[size_t(h)],
+                    oh, &st);
+      const double rms = test::rms_of(oh, L.d);
       // scores: abs error -> relative weight error (x2), times sum w|e| relative to rms(o)
-      em->note("scores", double(L.d), 2 * smag * max_abs(mag) / rms);
-      em->note("p.v", double(s.size()), max_abs(mag) / rms);
+      em->note("scores", double(L.d), 2 * st.smag * st.omag / rms);
+      em->note("p.v", double(ent.size()), st.omag / rms);
     }
   const auto y = spec_output(L, o, Tn, pos0, compressed, {}, em);
   return y;

@@ -7,6 +7,7 @@
 //             M[i][k] = a2 mu_{2n + n i + k} + b_{2n + n i + k} -> sinkhorn; u = sum_j pre_j X_j.
 //   hc_head:  pre = sigmoid(a mu + b) + eps with Phi [n, nD]; u = sum_j pre_j X_j.
 //   hc_post:  y_k = post_k f + sum_j comb[j][k] X_j.
+// (sigmoid and the row softmax: the shared naive:: ones of tests/support/naive.h.)
 //
 // Tolerances (derivations beside each use):
 //   sinkhorn_tol<T>: 2 * iters normalisations, each a division by an (n+1)-term sum of entries
@@ -22,14 +23,20 @@
 #include "reference/hc_pre.h"
 #include "reference/sinkhorn.h"
 #include "tests/support/compare.h"
+#include "tests/support/naive.h"
 #include "tests/support/random.h"
 #include "tests/support/tolerance.h"
+#include "tests/support/vectors.h"
 
 namespace {
 
 using namespace dsv4;
+namespace naive = dsv4::test::naive;
 using dsv4::test::all_close;
+using dsv4::test::nan_vec;
 using dsv4::test::reduction_tol;
+using dsv4::test::to_double;
+using naive::sigmoid;
 
 template <class T>
 double sinkhorn_tol(int64_t n, int64_t iters) {
@@ -44,11 +51,8 @@ std::vector<double> sinkhorn_naive(const std::vector<double>& L, int64_t items, 
   for (int64_t r = 0; r < items; ++r) {
     std::vector<std::vector<double>> M(n, std::vector<double>(n));
     for (int64_t i = 0; i < n; ++i) {
-      double mx = -INFINITY;
-      for (int64_t j = 0; j < n; ++j) mx = std::max(mx, L[r * n * n + i * n + j]);
-      double s = 0;
-      for (int64_t j = 0; j < n; ++j) s += std::exp(L[r * n * n + i * n + j] - mx);
-      for (int64_t j = 0; j < n; ++j) M[i][j] = std::exp(L[r * n * n + i * n + j] - mx) / s + eps;
+      const std::vector<double> p = naive::softmax(&L[r * n * n + i * n], n);
+      for (int64_t j = 0; j < n; ++j) M[i][j] = p[j] + eps;
     }
     auto cols = [&] {
       for (int64_t j = 0; j < n; ++j) {
@@ -74,8 +78,6 @@ std::vector<double> sinkhorn_naive(const std::vector<double>& L, int64_t items, 
   }
   return out;
 }
-
-double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
 
 struct PreOut {
   std::vector<double> u, post, comb;
@@ -149,15 +151,6 @@ std::vector<double> hc_post_naive(const std::vector<double>& x, const std::vecto
   return y;
 }
 
-template <class T>
-std::vector<T> nan_vec(size_t n) {
-  return std::vector<T>(n, std::numeric_limits<T>::quiet_NaN());
-}
-
-template <class T>
-std::vector<double> dbl(const std::vector<T>& v) {
-  return std::vector<double>(v.begin(), v.end());
-}
 
 template <class T>
 std::vector<T> run_sinkhorn(const std::vector<T>& L, int64_t items, int64_t n, int64_t iters,
@@ -198,7 +191,7 @@ TYPED_TEST(Mhc, SinkhornMatchesNaiveSequence) {
       const int64_t items = 16;
       const auto L = test::normal<T>(size_t(items * n * n), 10 * n + iters);
       const auto m = run_sinkhorn(L, items, n, iters);
-      EXPECT_TRUE(all_close(m, sinkhorn_naive(dbl(L), items, n, iters, 1e-6),
+      EXPECT_TRUE(all_close(m, sinkhorn_naive(to_double(L), items, n, iters, 1e-6),
                             sinkhorn_tol<T>(n, iters)));
     }
   }
@@ -227,7 +220,7 @@ TYPED_TEST(Mhc, SinkhornPeakedLogitsFollowTheSequenceNotConvergence) {
   for (int64_t k = 0; k < n * n; ++k) L[k] = T(0);
   L[0 * n + 0] = L[1 * n + 0] = L[2 * n + 0] = L[3 * n + 1] = T(50);
   const auto m = run_sinkhorn(L, items, n, 20);
-  const auto want = sinkhorn_naive(dbl(L), items, n, 20, 1e-6);
+  const auto want = sinkhorn_naive(to_double(L), items, n, 20, 1e-6);
   // Entries span 1e-8 .. 1; the same sinkhorn_tol bound holds (measured float error
   // ~1.4e-7 against a bound of 6.7e-6).
   EXPECT_TRUE(all_close(m, want, sinkhorn_tol<T>(n, 20)));
@@ -286,7 +279,7 @@ TYPED_TEST(Mhc, HcPreMatchesNaive) {
   p.post = view2(post.data(), Tn, n);
   p.comb = view2(comb.data(), Tn, n * n);
   ref::hc_pre(p);
-  const PreOut o = hc_pre_naive(dbl(x), dbl(fn), dbl(base), dbl(scale), Tn, n, D, iters, eps,
+  const PreOut o = hc_pre_naive(to_double(x), to_double(fn), to_double(base), to_double(scale), Tn, n, D, iters, eps,
                                 norm_eps, false);
   // mu errs by the length-nD reduction (Phi v, and the mean square inside r):
   const double dmu = 2 * reduction_tol<T>(double(n * D), o.mu_mag);
@@ -354,7 +347,7 @@ TYPED_TEST(Mhc, HcHeadMatchesNaive) {
   p.n = n;
   p.u = view2(u.data(), Tn, D);
   ref::hc_head(p);
-  const PreOut o = hc_pre_naive(dbl(x), dbl(fn), dbl(base), dbl(scale), Tn, n, D, 1, 1e-6, 1e-6,
+  const PreOut o = hc_pre_naive(to_double(x), to_double(fn), to_double(base), to_double(scale), Tn, n, D, 1, 1e-6, 1e-6,
                                 true);
   const double dmu = 2 * reduction_tol<T>(double(n * D), o.mu_mag);
   double xsum = 0;
@@ -379,7 +372,7 @@ TYPED_TEST(Mhc, HcPostMatchesNaive) {
                     view2(y.data(), Tn, n * D)};
   ref::hc_post(p);
   std::vector<double> mag;
-  const auto want = hc_post_naive(dbl(x), dbl(f), dbl(post), dbl(comb), Tn, n, D, &mag);
+  const auto want = hc_post_naive(to_double(x), to_double(f), to_double(post), to_double(comb), Tn, n, D, &mag);
   double mmax = 0;
   for (double m : mag) mmax = std::max(mmax, m);
   // An (n+1)-term sum per element.
@@ -389,7 +382,7 @@ TYPED_TEST(Mhc, HcPostMatchesNaive) {
   for (int64_t t = 0; t < Tn; ++t)
     for (int64_t j = 0; j < n; ++j)
       for (int64_t k = 0; k < n; ++k) combT[t * n * n + j * n + k] = comb[t * n * n + k * n + j];
-  EXPECT_FALSE(all_close(y, hc_post_naive(dbl(x), dbl(f), dbl(post), combT, Tn, n, D, &mag),
+  EXPECT_FALSE(all_close(y, hc_post_naive(to_double(x), to_double(f), to_double(post), combT, Tn, n, D, &mag),
                          reduction_tol<T>(double(n + 1), mmax)));
 }
 

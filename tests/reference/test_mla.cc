@@ -7,6 +7,8 @@
 //   duplicated index counting twice; s_j = scale * q . kv_j over all dl + dr dims;
 //   o = sum_j softmax_j(s) kv_j[0:dl] (values = the latent part; no sink);
 //   lse = ln sum_j exp(s_j); nothing attended -> o = 0, lse = -inf.
+// The per-head softmax (naive::attend with no sink) and its tolerances are the shared ones
+// of tests/support/naive.h.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,11 +24,17 @@
 #include "reference/mla.h"
 #include "reference/rope.h"
 #include "tests/support/compare.h"
+#include "tests/support/naive.h"
 #include "tests/support/random.h"
 #include "tests/support/tolerance.h"
+#include "tests/support/vectors.h"
 
 namespace dsv4 {
 namespace {
+
+namespace naive = test::naive;
+using test::float_exact;
+using test::max_abs_diff;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -40,11 +48,6 @@ struct Case {
   std::vector<int32_t> idx;
   int64_t dk() const { return dl + dr; }
 };
-
-std::vector<double> float_exact(std::vector<double> v) {
-  for (double& x : v) x = double(float(x));
-  return v;
-}
 
 // q, kv ~ N(0, 1): scores q.kv/sqrt(dk) of unit spread.
 Case make_case(int64_t T, int64_t Tk, int64_t H, int64_t dl, int64_t dr, int64_t pos0,
@@ -78,6 +81,7 @@ Ref oracle(const Case& c, bool dedupe = false) {
   const int64_t dk = c.dk();
   const double scale = c.scale > 0 ? c.scale : 1.0 / std::sqrt(double(dk));
   Ref r;
+  naive::AttendStats st;
   r.o.assign(size_t(c.T * c.H * c.dl), 0.0);
   r.lse.assign(size_t(c.T * c.H), -kInf);
   for (int64_t row = 0; row < c.T; ++row) {
@@ -95,39 +99,17 @@ Ref oracle(const Case& c, bool dedupe = false) {
     }
     r.nmax = std::max<int64_t>(r.nmax, int64_t(ent.size()));
     if (ent.empty()) continue;  // o = 0, lse = -inf
+    std::vector<const double*> rows;  // keys [0, dk), values their first dl dims
+    for (int64_t j : ent) rows.push_back(&c.kv[size_t(j * dk)]);
     for (int64_t h = 0; h < c.H; ++h) {
-      const double* q = &c.q[size_t((row * c.H + h) * dk)];
-      std::vector<double> s(ent.size());
-      double m = -kInf;
-      for (size_t e = 0; e < ent.size(); ++e) {
-        const double* kv = &c.kv[size_t(ent[e] * dk)];
-        double dot = 0, mag = 0;
-        for (int64_t i = 0; i < dk; ++i) {
-          dot += q[i] * kv[i];
-          mag += std::fabs(q[i] * kv[i]);
-        }
-        s[e] = scale * dot;
-        r.smag = std::max(r.smag, scale * mag);
-        m = std::max(m, s[e]);
-      }
-      double z = 0;
-      for (double v : s) z += std::exp(v - m);
-      const double lse = m + std::log(z);
+      const double lse = naive::attend(&c.q[size_t((row * c.H + h) * dk)], rows, dk, c.dl, scale,
+                                       -kInf, &r.o[size_t((row * c.H + h) * c.dl)], &st);
       r.lse[size_t(row * c.H + h)] = lse;
       r.lsemax = std::max(r.lsemax, std::fabs(lse));
-      double* o = &r.o[size_t((row * c.H + h) * c.dl)];
-      std::vector<double> mag(size_t(c.dl), 0.0);
-      for (size_t e = 0; e < ent.size(); ++e) {
-        const double w = std::exp(s[e] - lse);
-        const double* kv = &c.kv[size_t(ent[e] * dk)];
-        for (int64_t i = 0; i < c.dl; ++i) {
-          o[i] += w * kv[i];
-          mag[size_t(i)] += w * std::fabs(kv[i]);
-        }
-      }
-      for (double v : mag) r.omag = std::max(r.omag, v);
     }
   }
+  r.smag = st.smag;
+  r.omag = st.omag;
   return r;
 }
 
@@ -156,20 +138,15 @@ Out<T> run(const Case& c) {
   return out;
 }
 
-// Tolerances (same derivation as test_attention.cc): a score is a length-dk dot product,
-// abs error ds <= reduction_tol<T>(dk, smag), smag = scale * sum|q_i kv_i|; each weight
-// then errs relatively by <= 2 ds, so o[i] errs by <= 2 ds omag, omag = sum_j w_j |v_j[i]|,
-// plus the length-n weighted sum, reduction_tol<T>(n, omag). lse: ds, the relative error of
-// Z (reduction_tol<T>(n)), and the rounding of lse itself.
+// Tolerances: naive::attend_tol_o / attend_tol_lse (derivation in tests/support/naive.h),
+// with dk-long scores and Z of n terms (no sink).
 template <class T>
 double tol_o(const Ref& r, int64_t dk) {
-  return 2 * test::reduction_tol<T>(double(dk), r.smag) * r.omag +
-         test::reduction_tol<T>(double(r.nmax), r.omag);
+  return naive::attend_tol_o<T>(r.smag, r.omag, dk, r.nmax);
 }
 template <class T>
 double tol_lse(const Ref& r, int64_t dk) {
-  return test::reduction_tol<T>(double(dk), r.smag) + test::reduction_tol<T>(double(r.nmax), 1.0) +
-         test::reduction_tol<T>(1.0, r.lsemax);
+  return naive::attend_tol_lse<T>(r.smag, r.lsemax, dk, r.nmax);
 }
 
 template <class T>
@@ -181,12 +158,6 @@ void expect_matches_oracle(const Case& c, const Ref& r) {
 template <class T>
 void expect_matches_oracle(const Case& c) {
   expect_matches_oracle<T>(c, oracle(c));
-}
-
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
 }
 
 template <class T>

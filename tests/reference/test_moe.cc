@@ -29,23 +29,20 @@
 #include "reference/moe.h"
 #include "reference/moe_route.h"
 #include "tests/support/compare.h"
+#include "tests/support/naive.h"
 #include "tests/support/random.h"
 #include "tests/support/tolerance.h"
+#include "tests/support/vectors.h"
 
 namespace {
 
 using namespace dsv4;
+namespace naive = dsv4::test::naive;
 using dsv4::test::all_close;
+using dsv4::test::nan_vec;
 using dsv4::test::reduction_tol;
+using dsv4::test::to_double;
 
-template <class T>
-std::vector<T> nan_vec(size_t n) {
-  return std::vector<T>(n, std::numeric_limits<T>::quiet_NaN());
-}
-template <class T>
-std::vector<double> dbl(const std::vector<T>& v) {
-  return std::vector<double>(v.begin(), v.end());
-}
 
 // ---- router oracle ----------------------------------------------------------------------
 
@@ -73,12 +70,10 @@ RouteOut route_naive(const std::vector<double>& x, const std::vector<double>& ga
       }
     }
     if (func == ScoreFunc::softmax) {
-      double mx = *std::max_element(s.begin(), s.end()), sum = 0;
-      for (int64_t e = 0; e < E; ++e) sum += std::exp(s[e] - mx);
-      for (int64_t e = 0; e < E; ++e) score[e] = std::exp(s[e] - mx) / sum;
+      score = naive::softmax(s.data(), E);
     } else {
       for (int64_t e = 0; e < E; ++e)
-        score[e] = func == ScoreFunc::sigmoid ? 1.0 / (1.0 + std::exp(-s[e]))
+        score[e] = func == ScoreFunc::sigmoid ? naive::sigmoid(s[e])
                                               : std::sqrt(std::log1p(std::exp(s[e])));
     }
     std::vector<int32_t> pick(k);
@@ -87,10 +82,9 @@ RouteOut route_naive(const std::vector<double>& x, const std::vector<double>& ga
     } else {
       std::vector<double> sel(E);
       for (int64_t e = 0; e < E; ++e) sel[e] = score[e] + (bias ? (*bias)[e] : 0.0);
-      std::vector<int32_t> order(E);
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(),
-                       [&](int32_t a, int32_t b) { return sel[a] > sel[b]; });  // stable: lower id first
+      std::vector<int32_t> ids_(E);
+      std::iota(ids_.begin(), ids_.end(), 0);
+      const std::vector<int32_t> order = naive::rank_desc(sel.data(), ids_);  // ties: lower id first
       for (int64_t c = 0; c < k; ++c) pick[c] = order[c];
       for (int64_t c = 0; c < std::min(k + 1, E) - 1; ++c)
         o.min_gap = std::min(o.min_gap, sel[order[c]] - sel[order[c + 1]]);
@@ -234,9 +228,9 @@ TYPED_TEST(Moe, ScoreRoutingMatchesNaive) {
   const auto bias = test::normal<T>(size_t(E), 12, 0.1);
   for (ScoreFunc f : {ScoreFunc::sqrt_softplus, ScoreFunc::sigmoid, ScoreFunc::softmax}) {
     SCOPED_TRACE(::testing::Message() << "score func " << int(f));
-    const auto bd = dbl(bias);
+    const auto bd = to_double(bias);
     const auto want =
-        route_naive<T>(dbl(x), dbl(gate), &bd, nullptr, nullptr, Tn, D, E, k, scale, f);
+        route_naive<T>(to_double(x), to_double(gate), &bd, nullptr, nullptr, Tn, D, E, k, scale, f);
     // The test data must separate the top k+1 by more than the score error, or the
     // comparison of ids would depend on rounding.
     ASSERT_GT(want.min_gap, 4 * want.dscore_max);
@@ -269,8 +263,8 @@ TYPED_TEST(Moe, BiasSelectsButWeightsComeFromUnbiasedScores) {
   std::vector<T> bias = test::uniform<T>(size_t(E), 22, -0.01, 0.01);
   bias[5] = T(10);
   bias[2] = T(-10);
-  const auto bd = dbl(bias);
-  const auto want = route_naive<T>(dbl(x), dbl(gate), &bd, nullptr, nullptr, Tn, D, E, k, scale,
+  const auto bd = to_double(bias);
+  const auto want = route_naive<T>(to_double(x), to_double(gate), &bd, nullptr, nullptr, Tn, D, E, k, scale,
                                    ScoreFunc::sqrt_softplus);
   ASSERT_GT(want.min_gap, 4 * want.dscore_max);
   const auto got = run_route(x, gate, bias.data(), nullptr, nullptr, Tn, D, E, k, scale,
@@ -300,7 +294,7 @@ TYPED_TEST(Moe, ExactTiesGoToTheLowerId) {
   auto copy_row = [&](int64_t to, int64_t from) {
     for (int64_t d = 0; d < D; ++d) gate[to * D + d] = gate[from * D + d];
   };
-  const auto xd = dbl(x);
+  const auto xd = to_double(x);
   auto s0 = [&](int64_t e) {
     double s = 0;
     for (int64_t d = 0; d < D; ++d) s += double(gate[e * D + d]) * xd[d];
@@ -339,7 +333,7 @@ TYPED_TEST(Moe, HashRoutingKeepsTableOrderAndIgnoresBias) {
   for (int64_t v = 0; v < V; ++v)  // distinct experts per row, in no sorted order
     for (int64_t c = 0; c < k; ++c) table[v * k + c] = (v * 5 + c * 7 + 3) % E;
   const std::vector<int64_t> ids = {4, 0, 8, 4, 2};
-  const auto want = route_naive<T>(dbl(x), dbl(gate), nullptr, &table, &ids, Tn, D, E, k, scale,
+  const auto want = route_naive<T>(to_double(x), to_double(gate), nullptr, &table, &ids, Tn, D, E, k, scale,
                                    ScoreFunc::sqrt_softplus);
   const auto got = run_route(x, gate, nullptr, &table, &ids, Tn, D, E, k, scale,
                              ScoreFunc::sqrt_softplus, V);
@@ -431,17 +425,17 @@ TYPED_TEST(Moe, ExpertSwigluClampHitsBothSides) {
   std::vector<T> rw = {T(0.7), T(NAN), T(0.2), T(NAN), T(1.3), T(NAN), T(0.05)};
   const std::vector<double> rwd = {0.7, 0.2, 1.3, 0.05};
   int hits[4] = {0, 0, 0, 0};
-  const auto want = expert_naive<T>(dbl(x), dbl(w1).data(), dbl(w3).data(), dbl(w2).data(), Tn,
+  const auto want = expert_naive<T>(to_double(x), to_double(w1).data(), to_double(w3).data(), to_double(w2).data(), Tn,
                                     D, I, rwd.data(), limit, hits);
   for (int h = 0; h < 4; ++h) ASSERT_GT(hits[h], 2) << "clamp case " << h << " not exercised";
   const auto y = run_expert(x, w1, w3, w2, Tn, D, I, rw.data(), 2, limit);
   EXPECT_TRUE(within_bounds(y, want.y, want.bound));
   // g is clamped from above only: clamping it from below too (SiLU(-10) = -4.5e-4 instead
   // of ~0 for g << -10) would be a different answer, and so would no clamp at all.
-  const auto sym = expert_naive<T>(dbl(x), dbl(w1).data(), dbl(w3).data(), dbl(w2).data(), Tn,
+  const auto sym = expert_naive<T>(to_double(x), to_double(w1).data(), to_double(w3).data(), to_double(w2).data(), Tn,
                                    D, I, rwd.data(), limit, nullptr, /*clamp_g_below=*/true);
   EXPECT_FALSE(within_bounds(y, sym.y, sym.bound));
-  const auto none = expert_naive<T>(dbl(x), dbl(w1).data(), dbl(w3).data(), dbl(w2).data(), Tn,
+  const auto none = expert_naive<T>(to_double(x), to_double(w1).data(), to_double(w3).data(), to_double(w2).data(), Tn,
                                     D, I, rwd.data(), 0.0);
   EXPECT_FALSE(within_bounds(y, none.y, none.bound));
 }
@@ -453,9 +447,9 @@ TYPED_TEST(Moe, ExpertLimitZeroOrNegativeDisablesClamp) {
   const auto w1 = test::normal<T>(size_t(I * D), 61, 15.0 / std::sqrt(double(D)));
   const auto w3 = test::normal<T>(size_t(I * D), 62, 15.0 / std::sqrt(double(D)));
   const auto w2 = test::normal<T>(size_t(D * I), 63, 1.0 / std::sqrt(double(I)));
-  const auto free = expert_naive<T>(dbl(x), dbl(w1).data(), dbl(w3).data(), dbl(w2).data(), Tn,
+  const auto free = expert_naive<T>(to_double(x), to_double(w1).data(), to_double(w3).data(), to_double(w2).data(), Tn,
                                     D, I, nullptr, 0.0);
-  const auto clamped = expert_naive<T>(dbl(x), dbl(w1).data(), dbl(w3).data(), dbl(w2).data(),
+  const auto clamped = expert_naive<T>(to_double(x), to_double(w1).data(), to_double(w3).data(), to_double(w2).data(),
                                        Tn, D, I, nullptr, 10.0);
   for (double limit : {0.0, -1.0}) {
     const auto y = run_expert(x, w1, w3, w2, Tn, D, I, nullptr, 1, limit);
@@ -477,7 +471,7 @@ TYPED_TEST(Moe, ExpertRouteWeightMultipliesBeforeW2) {
   for (auto& v : w2) v = T(double(v) * big);
   const std::vector<T> rw(size_t(Tn), T(1.0 / 1024));
   const std::vector<double> rwd(size_t(Tn), 1.0 / 1024);
-  const auto want = expert_naive<T>(dbl(x), dbl(w1).data(), dbl(w3).data(), dbl(w2).data(), Tn,
+  const auto want = expert_naive<T>(to_double(x), to_double(w1).data(), to_double(w3).data(), to_double(w2).data(), Tn,
                                     D, I, rwd.data(), 10.0);
   for (double v : want.mag) ASSERT_GT(v * 1024, double(std::numeric_limits<T>::max()));
   const auto y = run_expert(x, w1, w3, w2, Tn, D, I, rw.data(), 1, 10.0);
@@ -502,9 +496,9 @@ TYPED_TEST(Moe, MoeIsWeightedSumOfChosenExpertsPlusShared) {
   const auto s1 = test::normal<T>(size_t(I * D), 86, sw);
   const auto s3 = test::normal<T>(size_t(I * D), 87, sw);
   const auto s2 = test::normal<T>(size_t(D * I), 88, 1.0 / std::sqrt(double(I)));
-  const auto bd = dbl(bias);
-  const auto xd = dbl(x), w1d = dbl(w1), w3d = dbl(w3), w2d = dbl(w2);
-  const auto route = route_naive<T>(xd, dbl(gate), &bd, nullptr, nullptr, Tn, D, E, k, scale,
+  const auto bd = to_double(bias);
+  const auto xd = to_double(x), w1d = to_double(w1), w3d = to_double(w3), w2d = to_double(w2);
+  const auto route = route_naive<T>(xd, to_double(gate), &bd, nullptr, nullptr, Tn, D, E, k, scale,
                                     ScoreFunc::sqrt_softplus);
   ASSERT_GT(route.min_gap, 4 * route.dscore_max);
 
@@ -527,7 +521,7 @@ TYPED_TEST(Moe, MoeIsWeightedSumOfChosenExpertsPlusShared) {
         }
       }
       if (shared) {
-        const auto o = expert_naive<T>(xt, dbl(s1).data(), dbl(s3).data(), dbl(s2).data(), 1, D,
+        const auto o = expert_naive<T>(xt, to_double(s1).data(), to_double(s3).data(), to_double(s2).data(), 1, D,
                                        I, nullptr, limit);
         for (int64_t d = 0; d < D; ++d) {
           want[t * D + d] += o.y[d];

@@ -15,30 +15,29 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include "reference/layernorm.h"
 #include "reference/rmsnorm.h"
 #include "tests/support/compare.h"
+#include "tests/support/naive.h"
 #include "tests/support/random.h"
 #include "tests/support/tolerance.h"
+#include "tests/support/vectors.h"
 
 namespace {
 
 using namespace dsv4;
+namespace naive = dsv4::test::naive;
 using dsv4::test::all_close;
+using dsv4::test::nan_vec;
 using dsv4::test::reduction_tol;
 
+// naive::rmsnorm row by row.
 std::vector<double> rms_oracle(const std::vector<double>& x, const std::vector<double>* w,
                                int64_t R, int64_t d, double eps) {
-  std::vector<double> y(x.size());
-  for (int64_t r = 0; r < R; ++r) {
-    double ss = 0;
-    for (int64_t c = 0; c < d; ++c) ss += x[r * d + c] * x[r * d + c];
-    const double inv = 1.0 / std::sqrt(ss / double(d) + eps);
-    for (int64_t c = 0; c < d; ++c) y[r * d + c] = x[r * d + c] * inv * (w ? (*w)[c] : 1.0);
-  }
+  std::vector<double> y = x;
+  for (int64_t r = 0; r < R; ++r) naive::rmsnorm(&y[r * d], d, w ? w->data() : nullptr, eps);
   return y;
 }
 
@@ -47,7 +46,7 @@ std::vector<double> rms_oracle(const std::vector<double>& x, const std::vector<d
 std::vector<double> ln_oracle(const std::vector<double>& x, const std::vector<double>& w,
                               const std::vector<double>& b, int64_t R, int64_t d, double eps,
                               double* magnitude) {
-  std::vector<double> y(x.size());
+  std::vector<double> y = x;
   double wmax = 0, bmax = 0;
   for (int64_t c = 0; c < d; ++c) {
     wmax = std::max(wmax, std::fabs(w[c]));
@@ -55,17 +54,13 @@ std::vector<double> ln_oracle(const std::vector<double>& x, const std::vector<do
   }
   *magnitude = 0;
   for (int64_t r = 0; r < R; ++r) {
-    double mu = 0;
-    for (int64_t c = 0; c < d; ++c) mu += x[r * d + c];
-    mu /= double(d);
-    double var = 0, spread = 0, xmax = 0;
+    const naive::LayerNormStats st = naive::layernorm(&y[r * d], d, w.data(), b.data(), eps);
+    double spread = 0, xmax = 0;
     for (int64_t c = 0; c < d; ++c) {
-      var += (x[r * d + c] - mu) * (x[r * d + c] - mu);
-      spread = std::max(spread, std::fabs(x[r * d + c] - mu));
+      spread = std::max(spread, std::fabs(x[r * d + c] - st.mean));
       xmax = std::max(xmax, std::fabs(x[r * d + c]));
     }
-    const double inv = 1.0 / std::sqrt(var / double(d) + eps);
-    for (int64_t c = 0; c < d; ++c) y[r * d + c] = (x[r * d + c] - mu) * inv * w[c] + b[c];
+    const double inv = 1.0 / st.sd;
     *magnitude = std::max(*magnitude, (xmax + spread) * inv * wmax + bmax);
   }
   return y;
@@ -75,11 +70,6 @@ template <class T>
 class Norm : public ::testing::Test {};
 using Types = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(Norm, Types);
-
-template <class T>
-std::vector<T> nan_vec(size_t n) {
-  return std::vector<T>(n, std::numeric_limits<T>::quiet_NaN());
-}
 
 // Runs rmsnorm (out of place or in place) and checks it against the oracle.
 template <class T>

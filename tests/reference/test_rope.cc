@@ -8,6 +8,7 @@
 //   V4 window-only: theta 10000, no YaRN.  V3: theta 1e4, factor 40, orig 4096.
 //   Rotation at position p, angle a_i = p f_i: interleaved pairs (2i, 2i+1) on the LAST 64
 //   dims of each head (V4, V3); half_split pairs (i, i+32) on the FIRST 64 (V3.2 indexer).
+//   (Range, table and rotations: the shared naive:: ones of tests/support/naive.h.)
 //
 // Tolerances:
 //   - tables: the op and the oracle evaluate the same closed form in double; a few ulp:
@@ -22,23 +23,24 @@
 
 #include <cmath>
 #include <limits>
-#include <numbers>
 #include <vector>
 
 #include "reference/constants.h"
 #include "reference/errors.h"
 #include "reference/rope.h"
 #include "tests/support/compare.h"
+#include "tests/support/naive.h"
 #include "tests/support/random.h"
 #include "tests/support/tolerance.h"
 
 namespace {
 
 using namespace dsv4;
+namespace naive = dsv4::test::naive;
 using dsv4::test::reduction_tol;
 
 constexpr double kTableRtol = 8 * std::numeric_limits<double>::epsilon();
-constexpr int64_t kDr = 64;  // rope dims in every table of the spec
+constexpr int64_t kDr = naive::kRopeDim;  // rope dims in every table of the spec
 
 struct Table {
   std::vector<double> f;
@@ -48,20 +50,8 @@ struct Table {
 Table spec_table(double theta, double factor, double orig, double beta_fast = 32.0,
                  double beta_slow = 1.0) {
   Table t;
-  for (int64_t i = 0; i < kDr / 2; ++i) t.f.push_back(std::pow(theta, -2.0 * double(i) / kDr));
-  if (factor > 1) {
-    const double pi = std::numbers::pi;
-    const double lo = kDr * std::log(orig / (beta_fast * 2 * pi)) / (2 * std::log(theta));
-    const double hi = kDr * std::log(orig / (beta_slow * 2 * pi)) / (2 * std::log(theta));
-    t.low = std::max<int64_t>(int64_t(std::floor(lo)), 0);
-    t.high = std::min<int64_t>(int64_t(std::ceil(hi)), kDr - 1);
-    for (int64_t i = 0; i < kDr / 2; ++i) {
-      const double ramp =
-          std::min(1.0, std::max(0.0, double(i - t.low) / double(t.high - t.low)));
-      const double s = 1.0 - ramp;
-      t.f[i] = t.f[i] * s + t.f[i] / factor * (1.0 - s);
-    }
-  }
+  if (factor > 1) naive::yarn_range(theta, orig, beta_fast, beta_slow, &t.low, &t.high);
+  t.f = naive::rope_freqs(theta, factor, t.low, t.high);
   return t;
 }
 
@@ -79,15 +69,13 @@ std::vector<double> rotate_oracle(const std::vector<double>& x, int64_t R, int64
   const int64_t start = first ? 0 : hd - kDr;
   for (int64_t r = 0; r < R; ++r) {
     const double p = double(pos0 + r * step);
-    for (int64_t h = 0; h < heads; ++h)
-      for (int64_t i = 0; i < kDr / 2; ++i) {
-        const double a = (inverse ? -p : p) * f[i];
-        const int64_t base = r * heads * hd + h * hd + start;
-        const int64_t i0 = half_split ? base + i : base + 2 * i;
-        const int64_t i1 = half_split ? base + i + kDr / 2 : base + 2 * i + 1;
-        y[i0] = x[i0] * std::cos(a) - x[i1] * std::sin(a);
-        y[i1] = x[i0] * std::sin(a) + x[i1] * std::cos(a);
-      }
+    for (int64_t h = 0; h < heads; ++h) {
+      double* v = &y[size_t(r * heads * hd + h * hd + start)];
+      if (half_split)
+        naive::rope_half_split(v, p, f, inverse ? -1.0 : 1.0);
+      else
+        naive::rope_interleaved(v, p, f, inverse ? -1.0 : 1.0);
+    }
   }
   return y;
 }
