@@ -10,6 +10,7 @@
 #include "reference/quant_fp4.h"
 #include "reference/quant_fp8.h"
 #include "reference/rmsnorm.h"
+#include "reference/window_kv.h"
 
 namespace dsv4::ref {
 
@@ -64,8 +65,9 @@ void compressor_finish_entry(const CompressorParams<T>& p, int64_t block, T* ent
   switch (p.quant) {
     case CompressorQuant::none:
       break;
-    case CompressorQuant::fp8:
+    case CompressorQuant::fp8:  // as a window entry: FP8 non-RoPE dims, BF16 RoPE dims
       quant_fp8<T>({e, e, kFp8KvBlock, dc - p.rope.rope_dim});
+      round_bf16_tail(e, dc - p.rope.rope_dim);
       break;
     case CompressorQuant::fp4_hadamard:
       hadamard<T>({e, e});

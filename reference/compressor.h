@@ -11,7 +11,8 @@
 // Then C_i <- RMSNorm_w(C_i); RoPE on C_i[dc - d_r, dc) at position i*m; then the
 // quantisation simulation of `quant`:
 //   none          nothing
-//   fp8           FP8 e4m3 round trip on dims [0, dc - d_r) in blocks of 64 (main entries)
+//   fp8           FP8 e4m3 round trip on dims [0, dc - d_r) in blocks of 64 and BF16
+//                 rounding of the RoPE dims (main entries; as window_kv's quant)
 //   fp4_hadamard  normalised Hadamard of the whole entry, then FP4 round trip in blocks of
 //                 32 (indexer keys; the rotation is kept: keys live in the rotated basis)
 // Entry i exists once token m*i + m - 1 has been ingested.

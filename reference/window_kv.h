@@ -2,7 +2,10 @@
 //
 //   kv = RMSNorm_w(Wkv x)              [T, d]   one vector is key and value of all heads
 //   RoPE on kv[d - d_r, d) at position pos0 + r
-//   quant (official numerics): FP8 round trip of kv[0, d - d_r) in blocks of 64;
+//   quant (official numerics): FP8 round trip of kv[0, d - d_r) in blocks of 64 and BF16
+//   rounding of the RoPE dims kv[d - d_r, d) (the official code holds them in BF16; the
+//   584-byte deployment entry stores them so) — every cached value then has an exact
+//   FP8 / BF16 encoding;
 //   act_quant: FP8 round trip (1x128) of x before Wkv.
 // Shapes: x [T, D], wkv [d, D], kv_norm [d] -> kv [T, d]. Overwrites kv.
 #pragma once
@@ -32,6 +35,9 @@ struct WindowKvParams {
 namespace ref {
 template <class T>
 void window_kv(const WindowKvParams<T>& p);
+// Rounds columns [from, cols) of every row to BF16 (the RoPE dims of a cached entry).
+template <class T>
+void round_bf16_tail(View2<T> v, int64_t from);
 }  // namespace ref
 
 }  // namespace dsv4

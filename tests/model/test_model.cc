@@ -182,3 +182,33 @@ TEST(Model, DecodeSpeedOnTheTinyPreset) {
 
 }  // namespace
 }  // namespace dsv4
+
+namespace dsv4 {
+namespace {
+
+// Under official numerics every cached value is on the FP8 (main entries, dims 0:448) or
+// FP4 (indexer keys) grid, and both grids are exactly representable in BF16. So the BF16
+// layout and the 584 B / 68 B deployment layout hold the same values, bit for bit: the FP8
+// encodings lose nothing. Against the f32 layout they differ only by the BF16 rounding of
+// the 64 RoPE dims of each entry (the official code keeps them in BF16 too).
+TEST(ModelKvLayouts, DeploymentLayoutReproducesTheSimulation) {
+  const auto ids = tokens(300, 9);
+  auto run = [&](KvLayout l) {
+    Model m = tiny_model(Numerics::official, l);
+    Sequence s = m.new_sequence();
+    m.prefill(s, std::vector<int32_t>(ids.begin(), ids.begin() + 260), 64);
+    std::vector<float> all;
+    for (size_t t = 260; t < ids.size(); ++t) {
+      const auto lg = m.decode(s, ids[t]);
+      all.insert(all.end(), lg.begin(), lg.end());
+    }
+    return all;
+  };
+  const auto fp8 = run(KvLayout::fp8), bf16 = run(KvLayout::bf16), f32 = run(KvLayout::f32);
+  EXPECT_TRUE(test::bitwise_equal(fp8, bf16));
+  // BF16 rounding of RoPE dims moves scores by ~2^-9 relative; allow 2 % of the logit scale.
+  EXPECT_TRUE(test::all_close(fp8, f32, 0.02 * max_abs(f32)));
+}
+
+}  // namespace
+}  // namespace dsv4
