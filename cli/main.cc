@@ -3,7 +3,8 @@
 //   dsv4 run [--out DIR] [--quick]       the default harness run (docs/run.md)
 //   dsv4 config show PRESET|PATH         a model configuration
 //   dsv4 init --preset P --seed S --out DIR  a random checkpoint (model/checkpoint.h)
-//   dsv4 kv --preset P --context L        KV-cache bytes (spec §4)
+//   dsv4 kv --preset P --context L        KV-cache bytes (spec §4); --table: the claims
+//   dsv4 flops --preset P --context L     decode FLOPs per token (spec §5); --table
 //   dsv4 forward --model DIR ... --out F  logits of every position to a file
 //   dsv4 generate --model DIR --prompt T  text generation
 #include <CLI/CLI.hpp>
@@ -75,6 +76,13 @@ int main(int argc, char** argv) {
   kvc->add_option("--layout", kv.layout, "fp8 (deployment) | bf16 | f32")->default_str(kv.layout);
   kvc->add_flag("--json", kv.json, "one machine-readable object");
   kvc->add_flag("--measure", kv.measure, "also allocate the real cache and compare");
+  kvc->add_flag("--table", kv.table, "the paper-claims reproduction over 4K..1M");
+  dsv4::cli::FlopsArgs fl;
+  auto* flc = app.add_subcommand("flops", "decode FLOPs per token by part, and the ratio to V3.2 and V3");
+  flc->add_option("--preset", fl.preset, "preset name or config.json")->default_str(fl.preset);
+  flc->add_option("--context", fl.context, "tokens")->default_str(std::to_string(fl.context));
+  flc->add_flag("--json", fl.json, "one machine-readable object");
+  flc->add_flag("--table", fl.table, "the paper-claims reproduction over 4K..1M");
 
   dsv4::cli::ModelRunArgs fwd, gen;
   auto model_options = [](CLI::App* c, dsv4::cli::ModelRunArgs& a) {
@@ -137,6 +145,7 @@ int main(int argc, char** argv) {
   if (showc->parsed()) return dsv4::cli::config_show(config_what, config_json);
   if (initc->parsed()) return dsv4::cli::init_command(init);
   if (kvc->parsed()) return dsv4::cli::kv_report(kv);
+  if (flc->parsed()) return dsv4::cli::flops_report(fl);
   if (fwdc->parsed()) return dsv4::cli::forward_command(fwd);
   if (genc->parsed()) return dsv4::cli::generate_command(gen);
   return kBadInput;

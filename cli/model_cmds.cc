@@ -4,6 +4,8 @@
 
 #include <boost/json.hpp>
 
+#include "bench/claims.h"
+#include "bench/flops.h"
 #include "model/config.h"
 #include "model/kv_cache.h"
 #include "reference/errors.h"
@@ -45,6 +47,10 @@ boost::json::object bytes_json(const KvBytes& b, int64_t L) {
 
 int kv_report(const KvArgs& a) {
   try {
+    if (a.table) {
+      fmt::print("{}\n", a.json ? kv_table_json() : kv_table_text());
+      return 0;
+    }
     const ModelConfig c = config_load(a.preset);
     const KvLayout layout = kv_layout_from_name(a.layout);
     if (a.context <= 0) throw InputError("--context must be positive, found " + std::to_string(a.context));
@@ -104,6 +110,38 @@ int kv_report(const KvArgs& a) {
     return 0;
   } catch (const InputError& e) {
     fmt::print(stderr, "dsv4 kv: {}\n", e.what());
+    return 2;
+  }
+}
+
+int flops_report(const FlopsArgs& a) {
+  try {
+    if (a.table) {
+      fmt::print("{}\n", a.json ? flops_table_json() : flops_table_text());
+      return 0;
+    }
+    const ModelConfig c = config_load(a.preset);
+    if (a.context <= 0) throw InputError("--context must be positive, found " + std::to_string(a.context));
+    const auto f = decode_flops(c, a.context);
+    const double v32 = decode_flops(config_preset("v3.2"), a.context).total();
+    const double v3 = decode_flops(config_preset("v3"), a.context).total();
+    if (a.json) {
+      fmt::print("{}\n", boost::json::serialize(boost::json::object{
+                              {"model", c.name}, {"context", a.context}, {"linear", f.linear}, {"attention", f.attention},
+                              {"indexer", f.indexer}, {"compressor", f.compressor}, {"total", f.total()},
+                              {"active_parameters", active_parameters(c)}, {"ratio_to_v3.2", f.total() / v32},
+                              {"ratio_to_v3", f.total() / v3}, {"convention", flops_convention()}}));
+      return 0;
+    }
+    fmt::print("Decode FLOPs per token of {} at context {}\n({})\n\n", c.name, a.context, flops_convention());
+    for (const auto& [name, v] : {std::pair{"linear", f.linear}, {"attention", f.attention}, {"indexer", f.indexer},
+                                  {"compressor", f.compressor}, {"total", f.total()}})
+      fmt::print("{:<12} {:>12.4f} GFLOP\n", name, v / 1e9);
+    fmt::print("\nactive parameters {:.2f} B; V3.2 at this context {:.4f} TFLOP -> {:.1f}% ({:.2f}x); V3 {:.4f} TFLOP -> {:.1f}%\n",
+               active_parameters(c) / 1e9, v32 / 1e12, 100 * f.total() / v32, v32 / f.total(), v3 / 1e12, 100 * f.total() / v3);
+    return 0;
+  } catch (const InputError& e) {
+    fmt::print(stderr, "dsv4 flops: {}\n", e.what());
     return 2;
   }
 }

@@ -19,7 +19,18 @@ struct KvArgs {
   std::string layout = "fp8";
   bool json = false;
   bool measure = false;
+  bool table = false;  // the paper-claims reproduction over 4K..1M
 };
 int kv_report(const KvArgs& a);
+
+// dsv4 flops --preset NAME|PATH --context L [--json]: decode FLOPs per token by part and the
+// ratio to V3.2 and V3; with --table the paper-claims reproduction over 4K..1M (bench/).
+struct FlopsArgs {
+  std::string preset = "v4-pro";
+  int64_t context = 1048576;
+  bool json = false;
+  bool table = false;
+};
+int flops_report(const FlopsArgs& a);
 
 }  // namespace dsv4::cli
