@@ -67,6 +67,16 @@ inline double round_to_format(double a, int mant_bits, int min_exp) {
   return std::nearbyint(a / step) * step;  // exact division; FE_TONEAREST: ties to even
 }
 
+// Rounds a finite double straight to the nearest BF16 value (RNE), without going through
+// float (which would round twice); overflow goes to +-inf as bf16_encode does.
+inline double bf16_round_value(double x) {
+  if (std::isnan(x) || std::isinf(x)) return x;
+  constexpr double kBf16Max = 3.3895313892515355e38;  // (2 - 2^-7) * 2^127
+  const double q = round_to_format(std::fabs(x), 7, -126);
+  const double r = q > kBf16Max ? std::numeric_limits<double>::infinity() : q;
+  return std::signbit(x) ? -r : r;
+}
+
 // ---- f16 --------------------------------------------------------------------------------
 inline uint16_t f16_encode(float f) {
   const uint16_t sign = (bits_of(f) >> 16) & 0x8000u;

@@ -11,7 +11,7 @@ namespace dsv4::ref {
 template <class T>
 void round_bf16_tail(View2<T> v, int64_t from) {
   for (int64_t r = 0; r < v.rows; ++r)
-    for (int64_t c = from; c < v.cols; ++c) v(r, c) = T(fmt::bf16_round(float(v(r, c))));
+    for (int64_t c = from; c < v.cols; ++c) v(r, c) = T(fmt::bf16_round_value(double(v(r, c))));
 }
 template void round_bf16_tail<float>(View2<float>, int64_t);
 template void round_bf16_tail<double>(View2<double>, int64_t);

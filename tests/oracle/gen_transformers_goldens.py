@@ -44,12 +44,15 @@ import argparse
 import inspect
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-PINNED = {"torch": "2.15", "transformers": "5.24", "safetensors": "0.8"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Shared with gen_transformers_model_golden.py: version pins, the spec RoPE tables, the float64
+# replacements of the port's float32 islands, the deterministic safetensors writer.
+from tf_common import (PINNED, Float64Numerics, ProbeFailure, fmt, layer_inv_freq,  # noqa: E402
+                       spec_inv_freq, write_safetensors)
+from tf_common import check_versions as _check_versions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "tests" / "data" / "transformers_v4_attn.safetensors"
@@ -148,68 +151,13 @@ def expected_shapes(g: dict, ratio: int) -> dict:
     return s
 
 
-class ProbeFailure(RuntimeError):
-    pass
-
-
-def fmt(x: float) -> str:
-    """Stable short form for recorded error figures (2 significant digits)."""
-    return f"{float(x):.2g}"
-
-
-# ---------------------------------------------------------------------------------------
-# Versions
-# ---------------------------------------------------------------------------------------
 def check_versions(force: bool) -> dict:
-    import numpy
-    import safetensors
-    import torch
-    import transformers
-
-    found = {"torch": torch.__version__, "transformers": transformers.__version__,
-             "safetensors": safetensors.__version__}
-    bad = []
-    for k, pin in PINNED.items():
-        mm = ".".join(found[k].split("+")[0].split(".")[:2])
-        if mm != pin:
-            bad.append(f"{k} {found[k]} (pinned {pin}.x)")
-    if bad and not force:
-        sys.exit("gen_transformers_goldens: version mismatch: " + ", ".join(bad) +
-                 ". Re-run the probes and review docs/oracles.md before trusting another "
-                 "version; pass --force to run anyway.")
-    found["numpy"] = numpy.__version__
-    found["python"] = sys.version.split()[0]
-    found["forced"] = bool(bad)
-    return found
+    return _check_versions("gen_transformers_goldens", force)
 
 
 # ---------------------------------------------------------------------------------------
 # Independent numpy math, written from docs/v4-architecture.md (float64).
 # ---------------------------------------------------------------------------------------
-def spec_inv_freq(rope_dim: int, theta: float, yarn: dict | None):
-    """§2.7: f_i = theta^(-2i/d_r); YaRN blends f_i and f_i/factor over [low, high]."""
-    import numpy as np
-    i = np.arange(rope_dim // 2, dtype=np.float64)
-    f = theta ** (-2.0 * i / rope_dim)
-    if yarn is not None:
-        def corr(rot):
-            return rope_dim * math.log(yarn["orig"] / (rot * 2 * math.pi)) / (2 * math.log(theta))
-        low = max(math.floor(corr(yarn["beta_fast"])), 0)
-        high = min(math.ceil(corr(yarn["beta_slow"])), rope_dim - 1)
-        span = 0.001 if high == low else float(high - low)
-        s = 1.0 - np.clip((i - low) / span, 0.0, 1.0)
-        f = f * s + f / yarn["factor"] * (1.0 - s)
-    return f
-
-
-def layer_inv_freq(g: dict, ratio: int):
-    if ratio == 0:
-        return spec_inv_freq(g["rope_dim"], g["rope_theta"], None)
-    return spec_inv_freq(g["rope_dim"], g["compress_rope_theta"],
-                         {"factor": g["yarn_factor"], "orig": g["yarn_orig"],
-                          "beta_fast": g["beta_fast"], "beta_slow": g["beta_slow"]})
-
-
 def np_rope(x, pos, inv_freq, rope_dim):
     """Interleaved rotation of the last rope_dim dims of x [..., n] at positions pos [rows]."""
     import numpy as np
@@ -698,149 +646,6 @@ def check_visibility(g, ratios, caps, T, what) -> dict:
 # ---------------------------------------------------------------------------------------
 # Golden
 # ---------------------------------------------------------------------------------------
-class Float64Numerics:
-    """Scoped removal of transformers' float32 islands, for the golden run only (the probes
-    and the 'port' run use the code as shipped). Each replacement computes the same function
-    as the shipped one in float64; check() proves it on random inputs (agreement to a few
-    float32 ulp) before use:
-      DeepseekV4RMSNorm.forward            shipped: casts the input to float32
-      DeepseekV4UnweightedRMSNorm.forward  shipped: rsqrt of the mean square in float32
-      apply_rotary_pos_emb                 shipped: rotates float32 copies of the input
-      Tensor.softmax(dtype=float32)        shipped compressors ask for float32 weights
-      DeepseekV4RotaryEmbedding.forward    shipped: float32 inv_freq and angles; replaced by
-                                           the spec table (probe B checked the shipped one
-                                           equal to it to 2 float32 ulp) in float64
-    Not replaced: the indexer scorer's float32 scores (they only choose entries; the
-    generator requires a clear score gap at the k-th entry) and the mHC / router float32
-    steps (they only shape the attention input, which is stored)."""
-
-    def __init__(self, g):
-        self.g = g
-        self.saved = None
-
-    # -- replacements ---------------------------------------------------------------
-    @staticmethod
-    def rmsnorm(self, h):
-        import torch
-        var = h.pow(2).mean(-1, keepdim=True)
-        return self.weight * (h * torch.rsqrt(var + self.variance_epsilon))
-
-    @staticmethod
-    def unweighted_rmsnorm(self, x):
-        import torch
-        return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps)
-
-    @staticmethod
-    def rotary_apply(x, cos, sin, unsqueeze_dim=1):
-        import torch
-        from transformers.models.deepseek_v4 import modeling_deepseek_v4 as M
-        cos = cos.repeat_interleave(2, dim=-1).unsqueeze(unsqueeze_dim)
-        sin = sin.repeat_interleave(2, dim=-1).unsqueeze(unsqueeze_dim)
-        rd = cos.shape[-1]
-        nope, rope = x[..., :-rd], x[..., -rd:]
-        return torch.cat([nope, rope * cos + M.rotate_half(rope) * sin], dim=-1)
-
-    @staticmethod
-    def rotary_forward(self, x, position_ids, layer_type=None):
-        import torch
-        inv = getattr(self, f"{layer_type}_inv_freq").to(torch.float64)
-        scale = getattr(self, f"{layer_type}_attention_scaling")
-        freqs = position_ids[..., None].to(torch.float64) * inv
-        return (freqs.cos() * scale).to(x.dtype), (freqs.sin() * scale).to(x.dtype)
-
-    def install_tables(self, model):
-        """The spec's float64 tables in every rotary module of model."""
-        import torch
-        from transformers.models.deepseek_v4 import modeling_deepseek_v4 as M
-        tables = {"main": layer_inv_freq(self.g, 0), "compress": layer_inv_freq(self.g, 4)}
-        for mod in model.modules():
-            if isinstance(mod, M.DeepseekV4RotaryEmbedding):
-                for kind, tab in tables.items():
-                    new = torch.tensor(tab, dtype=torch.float64)
-                    got = getattr(mod, f"{kind}_inv_freq").double()
-                    if float((got / new - 1).abs().max()) > 4e-7:
-                        raise ProbeFailure("RoPE table differs from the spec table")
-                    setattr(mod, f"{kind}_inv_freq", new)
-
-    # -- scope ----------------------------------------------------------------------
-    def __enter__(self):
-        import torch
-        from transformers.models.deepseek_v4 import modeling_deepseek_v4 as M
-        self.saved = (M.DeepseekV4RMSNorm.forward, M.DeepseekV4UnweightedRMSNorm.forward,
-                      M.apply_rotary_pos_emb, torch.Tensor.softmax,
-                      M.DeepseekV4RotaryEmbedding.forward)
-        shipped_softmax = torch.Tensor.softmax
-
-        def softmax64(t, dim=None, dtype=None):
-            if t.dtype == torch.float64 and dtype == torch.float32:
-                dtype = None
-            return shipped_softmax(t, dim=dim, dtype=dtype)
-
-        M.DeepseekV4RMSNorm.forward = Float64Numerics.rmsnorm
-        M.DeepseekV4UnweightedRMSNorm.forward = Float64Numerics.unweighted_rmsnorm
-        M.apply_rotary_pos_emb = Float64Numerics.rotary_apply
-        torch.Tensor.softmax = softmax64
-        M.DeepseekV4RotaryEmbedding.forward = Float64Numerics.rotary_forward
-        return self
-
-    def __exit__(self, *exc):
-        import torch
-        from transformers.models.deepseek_v4 import modeling_deepseek_v4 as M
-        (M.DeepseekV4RMSNorm.forward, M.DeepseekV4UnweightedRMSNorm.forward,
-         M.apply_rotary_pos_emb, torch.Tensor.softmax,
-         M.DeepseekV4RotaryEmbedding.forward) = self.saved
-        self.saved = None
-        return False
-
-    def check(self, seed) -> dict:
-        """Each replacement equals the shipped function to a few float32 ulp (relative to
-        the output's largest element); RoPE to the float32-angle bound of probe B."""
-        import torch
-        from transformers.models.deepseek_v4 import modeling_deepseek_v4 as M
-        gen = torch.Generator().manual_seed(seed)
-        rnd = lambda *shape: torch.randn(*shape, generator=gen, dtype=torch.float64)
-        rel = lambda a, b: float((a - b).abs().max() / b.abs().max())
-        res, u32 = {}, 2.0 ** -24
-        norm = M.DeepseekV4RMSNorm(128, eps=1e-6).double()
-        with torch.no_grad():
-            norm.weight.copy_(rnd(128).abs() + 0.5)
-        unw = M.DeepseekV4UnweightedRMSNorm(eps=1e-6)
-        x = rnd(3, 5, 128)
-        cos_sin_angles = rnd(1, 5, 32) * 3
-        logits = rnd(2, 8, 4, 16) * 3
-        cfg, model = build_model(self.g, [0, 4], seed)
-        rot = model.rotary_emb
-        pos = torch.arange(T_GOLDEN)[None]
-        shipped = {
-            "rmsnorm": norm(x), "unweighted_rmsnorm": unw(x),
-            "rotary_apply": M.apply_rotary_pos_emb(x[None],
-                                                   cos_sin_angles.cos(), cos_sin_angles.sin()),
-            "softmax_f32": logits.softmax(dim=2, dtype=torch.float32).to(torch.float64),
-            "rope_cos_sin": torch.cat(rot(x, pos, "compress") + rot(x, pos, "main"), -1),
-        }
-        self.install_tables(model)
-        with self:
-            mine = {
-                "rmsnorm": norm(x), "unweighted_rmsnorm": unw(x),
-                "rotary_apply": M.apply_rotary_pos_emb(x[None],
-                                                       cos_sin_angles.cos(), cos_sin_angles.sin()),
-                "softmax_f32": logits.softmax(dim=2, dtype=torch.float32),
-                "rope_cos_sin": torch.cat(rot(x, pos, "compress") + rot(x, pos, "main"), -1),
-            }
-            if mine["softmax_f32"].dtype != torch.float64:
-                raise ProbeFailure("float64 softmax replacement not active")
-        bounds = {"rmsnorm": 8 * u32, "unweighted_rmsnorm": 8 * u32, "rotary_apply": 8 * u32,
-                  "softmax_f32": 8 * u32, "rope_cos_sin": 4.0 * T_GOLDEN * u32 + 1e-6}
-        for k in shipped:
-            e = rel(shipped[k].to(torch.float64), mine[k])
-            res[k] = fmt(e)
-            if not e <= bounds[k]:
-                raise ProbeFailure(f"float64 replacement of {k} differs from the shipped code by {e:.3g}")
-            if k != "rope_cos_sin" and e == 0.0:
-                raise ProbeFailure(f"float64 replacement of {k} is not active")
-        return res
-
-
 def official_weights(model, g, ratios) -> dict:
     """layers.L.attn.<official> -> float32 numpy, through NAME_MAP, shape-checked."""
     import numpy as np
@@ -940,7 +745,9 @@ def golden(g, versions, probes, out_path: Path) -> dict:
     import torch
     ratios, T = g["ratios"], T_GOLDEN
     f64 = Float64Numerics(g)
-    checks = {"float64_replacements_max_rel_diff_vs_shipped": f64.check(BASE_SEED + 3000)}
+    _, rot_model = build_model(g, [0, 4], BASE_SEED + 3000)
+    checks = {"float64_replacements_max_rel_diff_vs_shipped":
+              f64.check(BASE_SEED + 3000, rot_model.rotary_emb, T_GOLDEN)}
     chosen = None
     for attempt in range(MAX_SEED_TRIES):
         seed = BASE_SEED + attempt
@@ -1043,49 +850,6 @@ def golden(g, versions, probes, out_path: Path) -> dict:
     }
     write_safetensors(tensors, meta, out_path)
     return {"seed": seed, "checks": checks, "bytes": out_path.stat().st_size}
-
-
-def write_safetensors(tensors: dict, meta: dict, path: Path):
-    """Deterministic safetensors writer (the library's metadata order is a hash map's, so
-    two runs would differ): sorted names, sorted metadata, header padded to 8 bytes.
-    The result is read back with the safetensors library and compared."""
-    import numpy as np
-    from safetensors.numpy import load_file
-    from safetensors import safe_open
-    dt = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32", np.dtype(np.int32): "I32"}
-    header, blobs, off = {"__metadata__": dict(sorted(meta.items()))}, [], 0
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name])
-        b = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {"dtype": dt[a.dtype], "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".safetensors")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(len(h).to_bytes(8, "little"))
-            f.write(h)
-            for b in blobs:
-                f.write(b)
-            f.flush()
-            os.fsync(f.fileno())
-        back = load_file(tmp)
-        with safe_open(tmp, "np") as f:
-            if f.metadata() != meta:
-                raise ProbeFailure("safetensors read-back: metadata differs")
-        if sorted(back) != sorted(tensors) or any(
-                back[k].dtype != tensors[k].dtype or not np.array_equal(back[k], tensors[k])
-                for k in tensors):
-            raise ProbeFailure("safetensors read-back differs from what was written")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def main():

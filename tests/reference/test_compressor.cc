@@ -5,7 +5,8 @@
 // The oracle below is a naive double-precision loop written from §2.3: per-token
 // projections, one per-channel softmax per entry (CSA: A halves of the previous block and
 // B halves of the current block), RMSNorm, interleaved RoPE on the last 64 dims at the
-// block's first position, then the quantisation simulation. It never calls reference/; the
+// block's first position, then the quantisation simulation (fp8: FP8 round trip of the
+// non-RoPE dims in blocks of 64, then BF16 rounding of the RoPE dims). It never calls reference/; the
 // spec pieces it shares with other tests (softmax, RMSNorm, the §2.7 compressed RoPE table
 // and interleaved rotation, the normalised Hadamard, the FP8 / FP4 block round trips and
 // their consistency checks) are the ones of tests/support/naive.h.
@@ -143,7 +144,10 @@ void finish_oracle(const Model& M, const double* C, int64_t block, double* pre, 
   }
   if (c.quant == CompressorQuant::fp4_hadamard) naive::hadamard(y.data(), dc);
   std::copy(y.begin(), y.end(), pre);
-  if (c.quant == CompressorQuant::fp8) naive::quant_blocks(Fmt::fp8, y.data(), dc - kRd, 64);
+  if (c.quant == CompressorQuant::fp8) {  // main entries: FP8 non-RoPE dims, BF16 RoPE dims
+    naive::quant_blocks(Fmt::fp8, y.data(), dc - kRd, 64);
+    naive::round_bf16_all(y.data() + dc - kRd, kRd);
+  }
   if (c.quant == CompressorQuant::fp4_hadamard) naive::quant_blocks(Fmt::fp4, y.data(), dc, 32);
   std::copy(y.begin(), y.end(), out);
 }
@@ -260,7 +264,9 @@ double entry_delta(const Cfg& c, const Oracle& o, double extra_C = 0.0) {
 
 // Compares nb op entries with the oracle: plain dims within delta; quantised dims
 // (fp8: [0, dc-64), fp4_hadamard: all) must be a rounding of a value within delta of the
-// oracle's pre-rounding value (tight), and within the format's half step of it (ideal).
+// oracle's pre-rounding value (tight), and within the format's half step of it (ideal);
+// the RoPE dims [dc-64, dc) of fp8 entries likewise for BF16 (naive::bf16_consistent:
+// a BF16 value, the rounding of some value within delta of pre; and half a BF16 step).
 template <class T>
 ::testing::AssertionResult entries_match(const Cfg& c, const T* got, const Oracle& o,
                                          int64_t nb, double delta) {
@@ -273,6 +279,17 @@ template <class T>
       const double g = double(got[i * dc + d]);
       if (!std::isfinite(g))
         return ::testing::AssertionFailure() << "entry " << i << " dim " << d << " is " << g;
+      if (c.quant == CompressorQuant::fp8 && d >= dc - kRd) {
+        if (!naive::bf16_consistent(g, pre[d], delta, out[d]))
+          return ::testing::AssertionFailure()
+                 << "entry " << i << " dim " << d << ": got " << g << ", not a BF16 rounding of "
+                 << pre[d] << " +- " << delta << " (oracle rounding " << out[d] << ")";
+        if (std::fabs(g - pre[d]) > naive::bf16_ideal_bound(pre[d]) + delta)
+          return ::testing::AssertionFailure()
+                 << "entry " << i << " dim " << d << ": got " << g << ", ideal " << pre[d]
+                 << " beyond half a BF16 step";
+        continue;
+      }
       bool q = false;
       Fmt f = Fmt::fp8;
       int64_t blk = 0;
@@ -471,6 +488,41 @@ TYPED_TEST(Compressor, FinishEntryMatchesOracle) {
       }
     }
   }
+}
+
+// fp8 (main entries, as a window entry §2.2 step 3): the RoPE dims [dc-64, dc) of every
+// entry are BF16 values, and the comparison tells the BF16 step apart: an output with the
+// RoPE dims left unrounded is rejected, and so is an oracle without the BF16 step (both
+// under entries_match and under the plain |diff| <= delta check the RoPE dims had before).
+TYPED_TEST(Compressor, Fp8EntryRopeDimsAreBf16) {
+  using T = TypeParam;
+  const Cfg c{48, 128, 4, true, CompressorQuant::fp8};
+  const int64_t Tn = 64, nb = Tn / c.m, dc = c.dc;
+  const Model M = random_model<T>(c, 141);
+  const std::vector<double> x = round_to<T>(test::uniform(Tn * c.D, 142));
+  const Oracle o = run_oracle(M, x, Tn);
+  const double delta = entry_delta<T>(c, o);
+  const std::vector<T> e = prefill(Op<T>(M), test::cast<T>(x), Tn);
+  ASSERT_EQ(int64_t(e.size()), nb * dc);
+  EXPECT_TRUE(entries_match<T>(c, e.data(), o, nb, delta));
+  int64_t pre_not_bf16 = 0;
+  std::vector<T> unrounded = e;
+  Oracle old = o;  // the previous semantics: RoPE dims not rounded
+  std::vector<double> got_rope, old_rope;
+  for (int64_t i = 0; i < nb; ++i)
+    for (int64_t d = dc - kRd; d < dc; ++d) {
+      const double g = double(e[i * dc + d]), pre = o.pre[i * dc + d];
+      EXPECT_EQ(naive::round_bf16(g), g) << "entry " << i << " dim " << d << " not BF16";
+      if (naive::round_bf16(pre) != pre) ++pre_not_bf16;
+      unrounded[i * dc + d] = T(pre);
+      old.out[i * dc + d] = pre;
+      got_rope.push_back(g);
+      old_rope.push_back(pre);
+    }
+  EXPECT_GT(pre_not_bf16, nb * kRd / 2);  // the rounding is not vacuous
+  EXPECT_FALSE(entries_match<T>(c, unrounded.data(), o, nb, delta)) << "unrounded RoPE dims";
+  EXPECT_FALSE(entries_match<T>(c, e.data(), old, nb, delta)) << "oracle without BF16";
+  EXPECT_FALSE(all_close(got_rope, old_rope, delta)) << "oracle without BF16, plain check";
 }
 
 // Prefill vs the oracle over the edge lengths (entries and the state left behind).

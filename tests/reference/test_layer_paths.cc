@@ -107,10 +107,10 @@ QRef spec_query(const Layer& L, const std::vector<double>& x, int64_t T, int64_t
   return r;
 }
 
-// §2.2
+// §2.2 (pre, when non-null, receives the rows before the step-3 rounding)
 std::vector<double> spec_kv(const Layer& L, const std::vector<double>& x, int64_t T, int64_t pos0,
                             bool compressed_table, const Quant& qz, ErrModel* em,
-                            int64_t kv_block = 64) {
+                            int64_t kv_block = 64, std::vector<double>* pre = nullptr) {
   const auto f = spec_freqs(compressed_table);
   std::vector<double> out;
   for (int64_t t = 0; t < T; ++t) {
@@ -119,7 +119,11 @@ std::vector<double> spec_kv(const Layer& L, const std::vector<double>& x, int64_
     std::vector<double> kv = test::linear_noted(L.wkv, L.d, L.D, xi.data(), em, "wkv");
     naive::rmsnorm(kv.data(), L.d, L.kv_norm.data());
     naive::rope_interleaved(&kv[size_t(L.d - kRd)], double(pos0 + t), f);
-    if (qz.kv) spec_fp8(kv.data(), L.d - kRd, kv_block);
+    if (pre) pre->insert(pre->end(), kv.begin(), kv.end());  // before the rounding
+    if (qz.kv) {  // step 3: FP8 non-RoPE dims in blocks, BF16 RoPE dims
+      spec_fp8(kv.data(), L.d - kRd, kv_block);
+      naive::round_bf16_all(&kv[size_t(L.d - kRd)], kRd);
+    }
     out.insert(out.end(), kv.begin(), kv.end());
   }
   return out;
@@ -308,6 +312,39 @@ TYPED_TEST(LayerPaths, QueryPathActQuantMatchesOracle) {
 // ---------------------------------------------------------------------------------------
 // §2.2 window KV.
 
+// Quantised KV rows [T, d] vs the oracle (§2.2 step 3), tol the derived bound on the op's
+// error before the rounding: the FP8 dims [0, d-64) within tol of the oracle's rounding r
+// (as all_close); the RoPE dims [d-64, d) BF16 values that round some value within tol of
+// the oracle's pre-rounding value (naive::bf16_consistent: a float computation near a BF16
+// rounding boundary may land on either neighbour; elsewhere exactly r), and within half a
+// BF16 step + tol of it.
+template <class T>
+::testing::AssertionResult kv_quant_close(const std::vector<T>& kv, const std::vector<double>& pre,
+                                          const std::vector<double>& r, int64_t d, double tol) {
+  if (kv.size() != r.size() || pre.size() != r.size())
+    return ::testing::AssertionFailure() << "size " << kv.size() << " != " << r.size();
+  std::vector<double> got, want;
+  for (size_t k = 0; k < kv.size(); ++k) {
+    const double g = double(kv[k]);
+    if (int64_t(k) % d < d - kRd) {
+      got.push_back(g);
+      want.push_back(r[k]);
+      continue;
+    }
+    if (!std::isfinite(g) || !naive::bf16_consistent(g, pre[k], tol, r[k]))
+      return ::testing::AssertionFailure()
+             << "row " << int64_t(k) / d << " dim " << int64_t(k) % d << ": got " << g
+             << ", not a BF16 rounding of " << pre[k] << " +- " << tol << " (oracle " << r[k] << ")";
+    if (std::fabs(g - pre[k]) > naive::bf16_ideal_bound(pre[k]) + tol)
+      return ::testing::AssertionFailure()
+             << "row " << int64_t(k) / d << " dim " << int64_t(k) % d << ": got " << g
+             << ", ideal " << pre[k] << " beyond half a BF16 step";
+  }
+  auto res = test::all_close(got, want, tol);
+  if (!res) return res << " (FP8 dims)";
+  return ::testing::AssertionSuccess();
+}
+
 TYPED_TEST(LayerPaths, WindowKvMatchesOracle) {
   using T = TypeParam;
   const Layer L = make_layer(300);
@@ -321,8 +358,8 @@ TYPED_TEST(LayerPaths, WindowKvMatchesOracle) {
   }
 }
 
-// FP8 on dims [0, d - 64) in blocks of 64 (RoPE dims untouched), with and without the
-// act_quant round trip of x before wkv. d = 512 as in V4: 448 FP8 dims = 7 blocks of 64.
+// FP8 on dims [0, d - 64) in blocks of 64, BF16 rounding of the RoPE dims, with and without
+// the act_quant round trip of x before wkv. d = 512 as in V4: 448 FP8 dims = 7 blocks of 64.
 TYPED_TEST(LayerPaths, WindowKvQuantMatchesOracle) {
   using T = TypeParam;
   const Layer L = make_layer(400, kHeadDim);
@@ -333,17 +370,23 @@ TYPED_TEST(LayerPaths, WindowKvQuantMatchesOracle) {
     qz.kv = true;
     qz.wkv = act;
     ErrModel em;
-    const auto r = spec_kv(L, x, kT, 33, true, qz, &em);
+    std::vector<double> pre;
+    const auto r = spec_kv(L, x, kT, 33, true, qz, &em, 64, &pre);
     const auto kv = run_kv<T>(L, x, kT, 33, true, true, act);
-    const double tol = em.rel<T>() * max_abs(r);
-    EXPECT_TRUE(test::all_close(kv, r, tol));
+    const double tol = em.rel<T>() * max_abs(pre);
+    EXPECT_TRUE(kv_quant_close(kv, pre, r, L.d, tol));
     const auto exact = spec_kv(L, x, kT, 33, true, {}, nullptr);
     EXPECT_GT(max_abs_diff(r, exact), 100 * tol);
-    // the RoPE dims are not FP8-rounded (only the act_quant of x reaches them)
+    // the RoPE dims are BF16 roundings of the unquantised values, not FP8 roundings (only
+    // the act_quant of x reaches them beyond that)
     if (!act) {
       for (int64_t t = 0; t < kT; ++t)
-        for (int64_t i = L.d - kRd; i < L.d; ++i)
-          EXPECT_NEAR(double(kv[size_t(t * L.d + i)]), exact[size_t(t * L.d + i)], tol);
+        for (int64_t i = L.d - kRd; i < L.d; ++i) {
+          const double e = exact[size_t(t * L.d + i)];
+          EXPECT_TRUE(naive::bf16_consistent(double(kv[size_t(t * L.d + i)]), e, tol,
+                                             naive::round_bf16(e)))
+              << "t " << t << " dim " << i;
+        }
     }
   }
   // Blocks of 64, not larger: FP8 is a floating format, so a block's power-of-two scale
@@ -356,9 +399,10 @@ TYPED_TEST(LayerPaths, WindowKvQuantMatchesOracle) {
     Quant qz;
     qz.kv = true;
     ErrModel em;
-    const auto r = spec_kv(small, x, kT, 33, true, qz, &em);
+    std::vector<double> pre;
+    const auto r = spec_kv(small, x, kT, 33, true, qz, &em, 64, &pre);
     const auto kv = run_kv<T>(small, x, kT, 33, true, true, false);
-    EXPECT_TRUE(test::all_close(kv, r, em.rel<T>() * max_abs(r)));
+    EXPECT_TRUE(kv_quant_close(kv, pre, r, L.d, em.rel<T>() * max_abs(pre)));
     // The small dims on their own scale (the error model is relative, so it applies to
     // them with their own magnitude); an oracle with one FP8 block of 128 is rejected.
     const auto r128 = spec_kv(small, x, kT, 33, true, qz, nullptr, 128);
@@ -380,6 +424,40 @@ TYPED_TEST(LayerPaths, WindowKvQuantMatchesOracle) {
   const auto r = spec_kv(L, x, kT, 33, true, qa, &em);
   const auto kv = run_kv<T>(L, x, kT, 33, true, false, true);
   EXPECT_TRUE(test::all_close(kv, r, em.rel<T>() * max_abs(r)));
+}
+
+// §2.2 step 3: the RoPE dims of a quantised window entry are BF16 values, and the
+// comparison tells the BF16 step apart: an output with the RoPE dims left unrounded is
+// rejected, and so is an oracle without the BF16 step (under kv_quant_close and under the
+// plain all_close the quant test used before).
+TYPED_TEST(LayerPaths, WindowKvQuantRopeDimsAreBf16) {
+  using T = TypeParam;
+  const Layer L = make_layer(450, kHeadDim);
+  const auto x = float_exact(test::normal(size_t(kT * L.D), 451));
+  Quant qz;
+  qz.kv = true;
+  ErrModel em;
+  std::vector<double> pre;
+  const auto r = spec_kv(L, x, kT, 4000, false, qz, &em, 64, &pre);
+  const auto kv = run_kv<T>(L, x, kT, 4000, false, true, false);
+  const double tol = em.rel<T>() * max_abs(pre);
+  EXPECT_TRUE(kv_quant_close(kv, pre, r, L.d, tol));
+  int64_t pre_not_bf16 = 0;
+  std::vector<T> unrounded = kv;
+  std::vector<double> old = r;  // the previous semantics: RoPE dims not rounded
+  for (int64_t t = 0; t < kT; ++t)
+    for (int64_t i = L.d - kRd; i < L.d; ++i) {
+      const size_t k = size_t(t * L.d + i);
+      const double g = double(kv[k]);
+      EXPECT_EQ(naive::round_bf16(g), g) << "t " << t << " dim " << i << " not BF16";
+      if (naive::round_bf16(pre[k]) != pre[k]) ++pre_not_bf16;
+      unrounded[k] = T(pre[k]);
+      old[k] = pre[k];
+    }
+  EXPECT_GT(pre_not_bf16, kT * kRd / 2);  // the rounding is not vacuous
+  EXPECT_FALSE(kv_quant_close(unrounded, pre, r, L.d, tol)) << "unrounded RoPE dims";
+  EXPECT_FALSE(kv_quant_close(kv, pre, old, L.d, tol)) << "oracle without BF16";
+  EXPECT_FALSE(test::all_close(kv, old, tol)) << "oracle without BF16, plain check";
 }
 
 // ---------------------------------------------------------------------------------------

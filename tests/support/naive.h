@@ -193,7 +193,8 @@ inline double hadamard_magnitude(const double* v, int64_t n) {
 
 // ---------------------------------------------------------------------------------------
 // FP8 / FP4 block quantisation simulation (§2.2 step 3, §2.3, §2.4, §9.4; op-contract
-// quant_fp8 / quant_fp4). The scalar grids are written here from the format definitions.
+// quant_fp8 / quant_fp4) and the BF16 rounding of the RoPE dims of cached entries (§2.2
+// step 3). The scalar grids are written here from the format definitions.
 
 // Rounds x to a binary float grid with `mant` mantissa bits whose smallest normal exponent is
 // emin (below it the subnormal step 2^(emin - mant)), to nearest, ties to even, saturating
@@ -264,6 +265,37 @@ inline bool quant_consistent(Fmt f, double got, double pre, double amax, double 
   }
   return inside && (!single || got == out);
 }
+
+// BF16 (1-8-7: float's exponent range, 7 stored mantissa bits) rounding of x: to nearest,
+// ties to even, on the grid of round_minifloat with 7 mantissa bits and smallest normal
+// exponent -126 (subnormal step 2^-133); a magnitude beyond the largest finite value
+// (2 - 2^-7) 2^127 after rounding overflows to inf, as RNE does. NaN and inf are kept.
+// §2.2 step 3 / §2.3: the RoPE dims of a cached entry under the official numerics.
+inline constexpr double kBf16Max = (2.0 - 1.0 / 128.0) * 0x1p127;
+inline double round_bf16(double x) {
+  if (std::isnan(x) || std::isinf(x)) return x;
+  const double q = round_minifloat(x, 7, -126, kInf);
+  return std::fabs(q) > kBf16Max ? std::copysign(kInf, x) : q;
+}
+
+// round_bf16 of v[0, n) in place.
+inline void round_bf16_all(double* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) v[i] = round_bf16(v[i]);
+}
+
+// Tight check of one BF16-rounded element whose pre-rounding value was computed with error
+// <= delta: `got` must be a BF16 value and the rounding of some value in [pre - delta,
+// pre + delta], i.e. (rounding is monotone) a BF16 value in [r(pre - delta), r(pre + delta)].
+// Where that interval is a single value, `got` must equal the oracle's rounding `out`.
+inline bool bf16_consistent(double got, double pre, double delta, double out) {
+  const double lo = round_bf16(pre - delta), hi = round_bf16(pre + delta);
+  if (round_bf16(got) != got || got < lo || got > hi) return false;
+  return lo != hi || got == out;
+}
+
+// Loose bound on |round_bf16(x) - x|: half a BF16 step at |x|, 2^(ilogb|x| - 8) <= |x| 2^-8
+// in the normal range, + half the subnormal step 2^-134.
+inline double bf16_ideal_bound(double x) { return std::fabs(x) / 256 + 0x1p-134; }
 
 // Loose ("ideal") bound on |round trip - x|: half a grid step at |x|.
 //   e4m3: 3 mantissa bits -> <= |x| 2^-4 in the normal range, + half the subnormal step
