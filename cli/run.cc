@@ -298,19 +298,25 @@ int run_harness(const RunArgs& a) {
     }
     rows.push_back(r);
   }
-  {  // A whole V4-Flash CSA attention layer: one decode step at long context
+  for (int64_t m : {kCsaRatio, kHcaRatio}) {  // a whole V4-Flash attention layer: one decode step
+    const bool csa = m == kCsaRatio;
+    const int64_t cc = csa ? 2 : 1;
     AttentionLayerShape s;
     s.dim = F::D; s.heads = F::H; s.q_rank = F::q_rank; s.groups = F::groups; s.o_rank = F::o_rank;
-    s.ratio = kCsaRatio; s.index_topk = F::topk; s.rope = rope_v4_compressed();
+    s.ratio = m; s.index_topk = F::topk; s.rope = rope_v4_compressed();
     const int64_t L = q ? 16384 : 1 << 20;
     const float ws = 0.02f;
     auto wq_a = randn(s.q_rank * s.dim, 50, ws), qn = randn(s.q_rank, 51, 1), wq_b = randn(s.heads * s.head_dim * s.q_rank, 52, ws);
     auto wkv = randn(s.head_dim * s.dim, 53, ws), kvn = randn(s.head_dim, 54, 1);
     auto wo_a = randn(s.groups * s.o_rank * (s.heads / s.groups) * s.head_dim, 55, ws), wo_b = randn(s.dim * s.groups * s.o_rank, 56, ws);
-    auto sink = randn(s.heads, 57), cw = randn(2 * s.head_dim * s.dim, 58, ws), cg = randn(2 * s.head_dim * s.dim, 59, ws);
-    auto ca = randn(4 * 2 * s.head_dim, 60, 0.1f), cn = randn(s.head_dim, 61, 1), iw = randn(2 * s.index_dim * s.dim, 62, ws);
-    auto ig = randn(2 * s.index_dim * s.dim, 63, ws), ia = randn(4 * 2 * s.index_dim, 64, 0.1f), in = randn(s.index_dim, 65, 1);
-    auto iqb = randn(s.index_heads * s.index_dim * s.q_rank, 66, ws), iwp = randn(s.index_heads * s.dim, 67, ws);
+    auto sink = randn(s.heads, 57), cw = randn(cc * s.head_dim * s.dim, 58, ws), cg = randn(cc * s.head_dim * s.dim, 59, ws);
+    auto ca = randn(m * cc * s.head_dim, 60, 0.1f), cn = randn(s.head_dim, 61, 1);
+    std::vector<float> iw, ig, ia, in, iqb, iwp;  // the indexer: CSA only
+    if (csa) {
+      iw = randn(2 * s.index_dim * s.dim, 62, ws), ig = randn(2 * s.index_dim * s.dim, 63, ws);
+      ia = randn(4 * 2 * s.index_dim, 64, 0.1f), in = randn(s.index_dim, 65, 1);
+      iqb = randn(s.index_heads * s.index_dim * s.q_rank, 66, ws), iwp = randn(s.index_heads * s.dim, 67, ws);
+    }
     AttentionLayerParams<float> p;
     p.shape = s;
     p.numerics = Numerics::official;
@@ -319,7 +325,7 @@ int run_harness(const RunArgs& a) {
     auto x = randn(s.dim, 68);
     std::vector<float> y(s.dim);
     auto st0 = synthetic_state(s, L);
-    Row r{"attention_layer", fmt::format("V4-Flash CSA layer, decode step at context {}", L)};
+    Row r{"attention_layer", fmt::format("V4-Flash {} layer, decode step at context {}", csa ? "CSA" : "HCA", L)};
     const int lreps = q ? 1 : 2;
     std::vector<double> ts;  // the state copy (hundreds of MB) stays outside the timing
     for (int i = 0; i < lreps; ++i) {
@@ -327,12 +333,12 @@ int run_harness(const RunArgs& a) {
       ts.push_back(time_s([&] { ref::attention_layer_decode(p, x.data(), y.data(), st); }, 1));
     }
     r.seconds = *std::min_element(ts.begin(), ts.end());
-    const double N = double(L / kCsaRatio);
-    const double weights = double(wq_a.size()) + wq_b.size() + wkv.size() + wo_a.size() + wo_b.size() +
-                           cw.size() + cg.size() + iw.size() + ig.size() + iqb.size() + iwp.size();
-    r.flops = 2.0 * weights + 2.0 * N * s.index_heads * s.index_dim +
-              2.0 * s.heads * (kWindow + F::topk) * 2 * s.head_dim;
-    r.bytes = 4.0 * (weights + N * s.index_dim + (kWindow + F::topk) * s.head_dim);
+    const double N = double(L / m);
+    const double attended = double(kWindow) + (csa ? double(F::topk) : N);
+    const double weights = double(wq_a.size()) + wq_b.size() + wkv.size() + wo_a.size() + wo_b.size() + cw.size() +
+                           cg.size() + iw.size() + ig.size() + iqb.size() + iwp.size();
+    r.flops = 2.0 * weights + (csa ? 2.0 * N * s.index_heads * s.index_dim : 0.0) + 2.0 * s.heads * attended * 2 * s.head_dim;
+    r.bytes = 4.0 * (weights + (csa ? N * s.index_dim : 0.0) + attended * s.head_dim);
     bool finite = true;
     for (float v : y) finite = finite && std::isfinite(v);
     r.check = verdict(r, finite, "finite output (official numerics)");

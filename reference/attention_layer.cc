@@ -160,12 +160,17 @@ void attention_layer_forward(const AttentionLayerParams<T>& p, View2<const T> x,
     Mat<T> iq(T_, s.index_heads * s.index_dim), iw(T_, s.index_heads);
     indexer_query(iq_params(p, cview_of(cq), x, t0, view_of(iq), view_of(iw)));
     const int64_t nk = st.index_keys->rows();
-    Mat<T> keys(nk, s.index_dim);
-    st.index_keys->read(0, nk, keys.data());
+    Mat<T> decoded;  // only for stores that encode their rows
+    const T* kp = st.index_keys->contiguous();
+    if (!kp) {
+      decoded.resize(nk, s.index_dim);
+      st.index_keys->read(0, nk, decoded.data());
+      kp = decoded.data();
+    }
     idx.resize(T_, s.index_topk);
     IndexerParams<T> ip;
     ip.q = cview_of(iq);
-    ip.k = cview_of(keys);
+    ip.k = view2(kp, nk, s.index_dim);
     ip.w = cview_of(iw);
     ip.heads = s.index_heads;
     ip.ratio = s.ratio;
@@ -182,11 +187,36 @@ void attention_layer_forward(const AttentionLayerParams<T>& p, View2<const T> x,
   Mat<T> win(prev + T_, d);
   for (int64_t k = 0; k < prev; ++k) st.window->read((t0 - prev + k) % s.window, 1, win.row(k).data());
   win.bottomRows(T_) = kv;
+  // Compressed entries: HCA attends every visible one; CSA only the selected ones, so only
+  // those are read (a 1M-token decode step touches top-k rows, not the whole cache). The
+  // selection is renumbered onto the rows read, in increasing order: an entry's new number
+  // never exceeds its old one, so it stays visible to every query that selected it.
   const int64_t N = s.ratio > 0 ? st.comp->rows() : 0;
-  Mat<T> comp(N, d);
-  if (N) st.comp->read(0, N, comp.data());
+  Mat<T> comp;
+  if (has_indexer(s)) {
+    std::vector<int32_t> used;
+    for (int64_t i = 0; i < idx.size(); ++i)
+      if (idx.data()[i] >= 0) used.push_back(idx.data()[i]);
+    std::sort(used.begin(), used.end());
+    used.erase(std::unique(used.begin(), used.end()), used.end());
+    comp.resize(int64_t(used.size()), d);
+    const T* cp = st.comp->contiguous();
+    for (size_t k = 0; k < used.size(); ++k) {
+      if (cp)
+        comp.row(int64_t(k)) = as_eigen(cp + int64_t(used[k]) * d, 1, d);
+      else
+        st.comp->read(used[k], 1, comp.row(int64_t(k)).data());
+    }
+    for (int64_t i = 0; i < idx.size(); ++i)
+      if (int32_t& j = idx.data()[i]; j >= 0) j = int32_t(std::lower_bound(used.begin(), used.end(), j) - used.begin());
+  } else if (N && !st.comp->contiguous()) {
+    comp.resize(N, d);
+    st.comp->read(0, N, comp.data());
+  }
+  const View2<const T> cv = !has_indexer(s) && N && st.comp->contiguous() ? view2(st.comp->contiguous(), N, d)
+                                                                          : cview_of(comp);
   View2<const int32_t> iv{idx.size() ? idx.data() : nullptr, idx.rows(), idx.cols(), idx.cols()};
-  attend_and_project(p, cview_of(q), cview_of(win), cview_of(comp), iv, t0, y);
+  attend_and_project(p, cview_of(q), cview_of(win), cv, iv, t0, y);
 
   // The ring keeps the last `window` positions (it holds min(positions, window) rows).
   st.window->resize(std::min(t0 + T_, s.window));

@@ -26,6 +26,9 @@ class EntryStore {
   virtual void write(int64_t r, const T* row) = 0;
   virtual void read(int64_t r0, int64_t n, T* out) const = 0;
   virtual int64_t bytes() const = 0;  // bytes the rows occupy (capacity slack excluded)
+  // The rows as a dense [rows, width] array of T when the store keeps them so (no decode
+  // needed), else nullptr.
+  virtual const T* contiguous() const { return nullptr; }
   virtual std::unique_ptr<EntryStore> clone() const = 0;
 
   void append(const T* rows, int64_t n) {
@@ -52,6 +55,7 @@ class FloatEntryStore final : public EntryStore<T> {
     std::copy_n(data_.begin() + r0 * this->width(), n * this->width(), out);
   }
   int64_t bytes() const override { return int64_t(data_.size() * sizeof(T)); }
+  const T* contiguous() const override { return data_.data(); }
   std::unique_ptr<EntryStore<T>> clone() const override {
     return std::make_unique<FloatEntryStore>(*this);
   }
