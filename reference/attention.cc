@@ -9,6 +9,49 @@
 
 namespace dsv4::ref {
 
+namespace {
+
+// Softmax-weighted sum of value rows, fed kBlock entries at a time (flash-attention style):
+// scores of a block are computed, exponentiated against the running maximum m, summed into
+// l and multiplied into O, which is rescaled whenever the maximum grows. With every entry
+// fed, O / l is softmax(scores) V and m + ln(l) the log-sum-exp. The blocks keep the entries
+// in cache between the score GEMM and the P.V GEMM (a 1M-context HCA row reads 8K entries,
+// 16 MiB: twice from memory before, once now).
+constexpr int64_t kBlock = 256;
+
+template <class T>
+struct OnlineSoftmax {
+  Mat<T> O, P;   // [H, dv], [H, kBlock]
+  Vec<T> m, l;   // running maximum and sum of exponentials per head
+  void reset(int64_t H, int64_t dv) {
+    O.setZero(H, dv);
+    m.setConstant(H, -std::numeric_limits<T>::infinity());
+    l.setZero(H);
+  }
+  // keys [n, dk] (scores q . k * scale), values [n, dv]
+  template <class Q, class K, class V>
+  void add(const Q& q, const K& keys, const V& vals, T scale) {
+    const int64_t H = q.rows();
+    for (int64_t j0 = 0; j0 < keys.rows(); j0 += kBlock) {
+      const int64_t n = std::min(kBlock, keys.rows() - j0);
+      P.resize(H, n);
+      P.noalias() = q * keys.middleRows(j0, n).transpose();
+      P *= scale;
+      for (int64_t h = 0; h < H; ++h) {
+        const T mx = std::max(m(h), P.row(h).maxCoeff());
+        P.row(h) = (P.row(h).array() - mx).exp();
+        const T a = std::exp(m(h) - mx);  // 0 for the first block (m = -inf)
+        l(h) = l(h) * a + P.row(h).sum();
+        if (a != T(1)) O.row(h) *= a;
+        m(h) = mx;
+      }
+      O.noalias() += P * vals.middleRows(j0, n);
+    }
+  }
+};
+
+}  // namespace
+
 template <class T>
 void attention(const AttentionParams<T>& p) {
   const int64_t T_ = p.q.rows, Tk = p.kv.rows, N = p.comp.rows, d = p.kv.cols, H = p.heads;
@@ -43,8 +86,9 @@ void attention(const AttentionParams<T>& p) {
   const int64_t base = p.pos0 + T_ - Tk;
   auto KV = as_eigen(p.kv);
   auto C = as_eigen(p.comp);
-  Mat<T> gathered, S, O;
+  Mat<T> gathered;
   std::vector<int64_t> sel;
+  OnlineSoftmax<T> sm;
 
   for (int64_t r = 0; r < T_; ++r) {
     const int64_t pos = p.pos0 + r;
@@ -65,29 +109,20 @@ void attention(const AttentionParams<T>& p) {
     }
     const int64_t nc = sparse ? int64_t(sel.size()) : nvis;
     auto Q = as_eigen(p.q.row(r), H, d);
-    S.resize(H, nw + nc);
-    S.leftCols(nw).noalias() = Q * KV.middleRows(w0, nw).transpose();
+    // One softmax over the window entries, then the compressed ones (K = V).
+    sm.reset(H, d);
+    sm.add(Q, KV.middleRows(w0, nw), KV.middleRows(w0, nw), scale);
     if (nc > 0) {
       if (sparse)
-        S.rightCols(nc).noalias() = Q * gathered.transpose();
+        sm.add(Q, gathered, gathered, scale);
       else
-        S.rightCols(nc).noalias() = Q * C.topRows(nc).transpose();
-    }
-    S *= scale;
-    for (int64_t h = 0; h < H; ++h) {
-      const T mx = S.row(h).maxCoeff();  // real scores only; the sink enters below
-      S.row(h) = (S.row(h).array() - mx).exp();
-      const T den = S.row(h).sum() + std::exp(p.sink[h] - mx);
-      S.row(h) /= den;
-      if (p.lse.data) p.lse(r, h) = mx + std::log(den);
+        sm.add(Q, C.topRows(nc), C.topRows(nc), scale);
     }
     auto Orow = as_eigen(p.o.row(r), H, d);
-    Orow.noalias() = S.leftCols(nw) * KV.middleRows(w0, nw);
-    if (nc > 0) {
-      if (sparse)
-        Orow.noalias() += S.rightCols(nc) * gathered;
-      else
-        Orow.noalias() += S.rightCols(nc) * C.topRows(nc);
+    for (int64_t h = 0; h < H; ++h) {  // the sink joins the denominator with a zero value
+      const T den = sm.l(h) + std::exp(p.sink[h] - sm.m(h));
+      Orow.row(h) = sm.O.row(h) / den;
+      if (p.lse.data) p.lse(r, h) = sm.m(h) + std::log(den);
     }
   }
 }

@@ -161,14 +161,21 @@ inline double ue8m0_decode(uint8_t b) {
   if (b == 0xFF) return std::numeric_limits<double>::quiet_NaN();
   return std::ldexp(1.0, static_cast<int>(b) - 127);
 }
-// Exponent e in [-127, 127] -> byte.
-inline uint8_t ue8m0_encode_exp(int e) { return static_cast<uint8_t>(e + 127); }
+// The scale exponent of a block that UE8M0 cannot scale: its amax is infinite or NaN-free
+// but beyond qmax * 2^127 (only double inputs get there). Its byte is 0xFF (NaN), so the
+// whole block decodes to NaN, as the official kernels give (a scale of inf: x / inf, then
+// code * inf).
+inline constexpr int kUe8m0NanExp = 128;
+// Exponent e in [-127, 127] -> byte; kUe8m0NanExp (or anything above 127) -> 0xFF.
+inline uint8_t ue8m0_encode_exp(int e) { return e >= kUe8m0NanExp ? uint8_t(0xFF) : static_cast<uint8_t>(e + 127); }
 
 // The smallest integer e with qmax * 2^e >= max(amax, floor), i.e. ceil(log2(amax/qmax)):
 // the UE8M0 block scale of §2.3 / op-contract quant_fp8, quant_fp4. Exact: qmax * 2^e is
 // representable, so the comparison decides exactly where a float log2 might not.
+// kUe8m0NanExp when amax is infinite or needs e > 127.
 inline int ue8m0_scale_exp(double amax, double amax_floor, double qmax) {
   const double a = amax > amax_floor ? amax : amax_floor;
+  if (!(a <= std::ldexp(qmax, 127))) return kUe8m0NanExp;
   int e = std::ilogb(a / qmax) + 1;  // first guess, at most one too large
   while (std::ldexp(qmax, e - 1) >= a) --e;
   while (std::ldexp(qmax, e) < a) ++e;

@@ -1,5 +1,6 @@
 #include "reference/hc_post.h"
 
+#include "reference/eigen_util.h"
 #include "reference/errors.h"
 
 namespace dsv4::ref {
@@ -17,17 +18,14 @@ void hc_post(const HcPostParams<T>& p) {
   require(p.comb.rows == T_ && p.comb.cols == n * n, "hc_post: tensor 'comb' has the wrong shape");
   require(p.y.rows == T_ && p.y.cols == n * D, "hc_post: output 'y' has the wrong shape");
   require(p.y.data != p.x.data, "hc_post: y must not alias x");
+  // One vectorised pass per output stream: y_k = post_k f, then + comb[j, k] X_j in j order.
   for (int64_t t = 0; t < T_; ++t) {
-    const T* x = p.x.row(t);
-    const T* f = p.f.row(t);
+    const auto X = as_eigen(p.x.row(t), n, D);
+    const auto f = as_eigen(p.f.row(t), 1, D);
+    auto Y = as_eigen(p.y.row(t), n, D);
     for (int64_t k = 0; k < n; ++k) {
-      T* y = p.y.row(t) + k * D;
-      const T pk = p.post(t, k);
-      for (int64_t c = 0; c < D; ++c) y[c] = pk * f[c];
-      for (int64_t j = 0; j < n; ++j) {
-        const T cjk = p.comb(t, j * n + k);
-        for (int64_t c = 0; c < D; ++c) y[c] += cjk * x[j * D + c];
-      }
+      Y.row(k) = p.post(t, k) * f;
+      for (int64_t j = 0; j < n; ++j) Y.row(k) += p.comb(t, j * n + k) * X.row(j);
     }
   }
 }

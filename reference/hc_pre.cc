@@ -29,9 +29,10 @@ Mat<T> mixes(View2<const T> x, const T* fn, int64_t rows, double norm_eps) {
 // u = sum_j pre_j X_j
 template <class T>
 void reduce_streams(const T* x, const T* pre, int64_t n, int64_t D, T* u) {
-  for (int64_t c = 0; c < D; ++c) u[c] = 0;
-  for (int64_t j = 0; j < n; ++j)
-    for (int64_t c = 0; c < D; ++c) u[c] += pre[j] * x[j * D + c];
+  auto U = as_eigen(u, 1, D);
+  const auto X = as_eigen(x, n, D);
+  U.setZero();
+  for (int64_t j = 0; j < n; ++j) U += pre[j] * X.row(j);  // vectorised, in j order
 }
 
 }  // namespace

@@ -9,6 +9,48 @@
 
 namespace dsv4::ref {
 
+namespace {
+
+// Softmax-weighted sum of the value rows, fed kBlock cached rows at a time (flash-attention
+// style): a block's scores are exponentiated against the running maximum m, summed into l
+// and multiplied into O, rescaled whenever the maximum grows; O / l is softmax(scores) V and
+// m + ln(l) the log-sum-exp. The block stays in cache between the score GEMM and the P.V
+// GEMM: dense decode at 32K+ tokens reads the latent cache once instead of twice, and never
+// holds the [H, L] scores.
+constexpr int64_t kBlock = 256;
+
+template <class T>
+struct OnlineSoftmax {
+  Mat<T> O, P;  // [H, dv], [H, kBlock]
+  Vec<T> m, l;  // running maximum and sum of exponentials per head
+  void reset(int64_t H, int64_t dv) {
+    O.setZero(H, dv);
+    m.setConstant(H, -std::numeric_limits<T>::infinity());
+    l.setZero(H);
+  }
+  template <class Q, class K, class V>
+  void add(const Q& q, const K& keys, const V& vals, T scale) {
+    const int64_t H = q.rows();
+    for (int64_t j0 = 0; j0 < keys.rows(); j0 += kBlock) {
+      const int64_t n = std::min(kBlock, keys.rows() - j0);
+      P.resize(H, n);
+      P.noalias() = q * keys.middleRows(j0, n).transpose();
+      P *= scale;
+      for (int64_t h = 0; h < H; ++h) {
+        const T mx = std::max(m(h), P.row(h).maxCoeff());
+        P.row(h) = (P.row(h).array() - mx).exp();
+        const T a = std::exp(m(h) - mx);  // 0 for the first block (m = -inf)
+        l(h) = l(h) * a + P.row(h).sum();
+        if (a != T(1)) O.row(h) *= a;
+        m(h) = mx;
+      }
+      O.noalias() += P * vals.middleRows(j0, n);
+    }
+  }
+};
+
+}  // namespace
+
 template <class T>
 void mla(const MlaParams<T>& p) {
   const int64_t T_ = p.q.rows, Tk = p.kv.rows, dk = p.kv.cols, dl = p.latent_dim, H = p.heads;
@@ -36,11 +78,13 @@ void mla(const MlaParams<T>& p) {
   }
   const T scale = T(p.scale > 0 ? p.scale : 1.0 / std::sqrt(double(dk)));
   auto KV = as_eigen(p.kv);
-  Mat<T> G, S;
+  Mat<T> G;
+  OnlineSoftmax<T> sm;
   for (int64_t r = 0; r < T_; ++r) {
     const int64_t pos = pos0 + r;
     auto Q = as_eigen(p.q.row(r), H, dk);
     int64_t n;
+    sm.reset(H, dl);
     if (sparse) {
       G.resize(p.indices.cols, dk);
       n = 0;
@@ -48,10 +92,10 @@ void mla(const MlaParams<T>& p) {
         const int32_t j = p.indices(r, c);
         if (j >= 0 && j <= pos) G.row(n++) = KV.row(j);
       }
-      S.noalias() = Q * G.topRows(n).transpose();
+      if (n > 0) sm.add(Q, G.topRows(n), G.topRows(n).leftCols(dl), scale);
     } else {
       n = pos + 1;
-      S.noalias() = Q * KV.topRows(n).transpose();
+      sm.add(Q, KV.topRows(n), KV.topRows(n).leftCols(dl), scale);
     }
     auto O = as_eigen(p.o.row(r), H, dl);
     if (n == 0) {  // every index -1 or in the future: nothing to attend to
@@ -60,18 +104,10 @@ void mla(const MlaParams<T>& p) {
         for (int64_t h = 0; h < H; ++h) p.lse(r, h) = -std::numeric_limits<T>::infinity();
       continue;
     }
-    S *= scale;
     for (int64_t h = 0; h < H; ++h) {
-      const T mx = S.row(h).maxCoeff();
-      S.row(h) = (S.row(h).array() - mx).exp();
-      const T den = S.row(h).sum();
-      S.row(h) /= den;
-      if (p.lse.data) p.lse(r, h) = mx + std::log(den);
+      O.row(h) = sm.O.row(h) / sm.l(h);
+      if (p.lse.data) p.lse(r, h) = sm.m(h) + std::log(sm.l(h));
     }
-    if (sparse)
-      O.noalias() = S * G.topRows(n).leftCols(dl);
-    else
-      O.noalias() = S * KV.topRows(n).leftCols(dl);
   }
 }
 

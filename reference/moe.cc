@@ -50,16 +50,29 @@ void moe(const MoeParams<T>& p) {
   moe_route(r);
   require(p.y.rows == T_ && p.y.cols == D, "moe: output 'y' has the wrong shape");
   as_eigen(p.y).setZero();
-  // Token by token and slot by slot: exact per-token math, the order the official
-  // code accumulates in does not matter at this precision.
-  for (int64_t t = 0; t < T_; ++t) {
-    View2<const T> xt = r.x.slice_rows(t, 1);
-    View2<T> yt = p.y.slice_rows(t, 1);
-    for (int64_t c = 0; c < k; ++c) {
-      const int64_t e = r.chosen(t, c);
-      expert<T>({xt, p.w1 + e * I * D, p.w3 + e * I * D, p.w2 + e * D * I, I, &r.weights(t, c), 1,
-                 p.swiglu_limit, true, p.act_quant, yt});
+  // Expert by expert: the tokens routed to an expert are gathered and run through it as one
+  // GEMM (a weight is read once per expert, not once per token), then added to their rows.
+  // Each token's contributions arrive in expert order rather than slot order: the same sum,
+  // rounded in another order.
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> routed(size_t(r.experts));  // (token, slot)
+  for (int64_t t = 0; t < T_; ++t)
+    for (int64_t c = 0; c < k; ++c) routed[size_t(r.chosen(t, c))].push_back({t, c});
+  Mat<T> xe, ye;
+  std::vector<T> we;
+  for (int64_t e = 0; e < r.experts; ++e) {
+    const auto& list = routed[size_t(e)];
+    if (list.empty()) continue;
+    const int64_t n = int64_t(list.size());
+    xe.resize(n, D);
+    ye.resize(n, D);
+    we.resize(size_t(n));
+    for (int64_t i = 0; i < n; ++i) {
+      xe.row(i) = as_eigen(r.x.row(list[size_t(i)].first), 1, D);
+      we[size_t(i)] = r.weights(list[size_t(i)].first, list[size_t(i)].second);
     }
+    expert<T>({cview_of(xe), p.w1 + e * I * D, p.w3 + e * I * D, p.w2 + e * D * I, I, we.data(), 1, p.swiglu_limit,
+               false, p.act_quant, view_of(ye)});
+    for (int64_t i = 0; i < n; ++i) as_eigen(p.y.row(list[size_t(i)].first), 1, D) += ye.row(i);
   }
   if (p.shared_w1)
     expert<T>({r.x, p.shared_w1, p.shared_w3, p.shared_w2, I, nullptr, 1, p.swiglu_limit, true,

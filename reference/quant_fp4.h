@@ -11,6 +11,8 @@
 // Shapes: x [R, d], y [R, d]. Overwrites y; y may alias x.
 // Packing (fp4_encode_block with packed output): two codes per byte, element 2k in the
 // low nibble, 2k+1 in the high nibble (§7).
+// A block holding an infinity has no UE8M0 scale (byte 0xFF, NaN): all of its values become
+// NaN, as in the official kernels. NaN inputs do not count towards amax and stay NaN.
 #pragma once
 
 #include <cstdint>

@@ -11,6 +11,8 @@
 // code asserts divisibility, which holds for every real V4 shape.
 //
 // Shapes: x [R, d], y [R, d]. Overwrites y; y may alias x.
+// A block holding an infinity has no UE8M0 scale (byte 0xFF, NaN): all of its values become
+// NaN, as in the official kernels. NaN inputs do not count towards amax and stay NaN.
 #pragma once
 
 #include <cstdint>

@@ -15,12 +15,16 @@ void rmsnorm(const RmsNormParams<T>& p) {
   for (int64_t r = 0; r < p.x.rows; ++r) {
     const T* x = p.x.row(r);
     T* y = p.y.row(r);
-    T ss = 0;
+    T ss = 0;  // vectorised: the sum of squares in SIMD lanes, then across them
+#pragma omp simd reduction(+ : ss)
     for (int64_t c = 0; c < d; ++c) ss += x[c] * x[c];
     const T inv = T(1) / std::sqrt(ss / T(d) + T(p.eps));
     if (p.w) {
-      for (int64_t c = 0; c < d; ++c) y[c] = x[c] * inv * p.w[c];
+      const T* w = p.w;
+#pragma omp simd
+      for (int64_t c = 0; c < d; ++c) y[c] = x[c] * inv * w[c];
     } else {
+#pragma omp simd
       for (int64_t c = 0; c < d; ++c) y[c] = x[c] * inv;
     }
   }

@@ -92,14 +92,24 @@ void rope(const RopeParams<T>& p) {
       cs[i] = T(std::cos(a) * p.cfg.attn_factor);
       sn[i] = T(std::sin(a) * p.cfg.attn_factor);
     }
-    for (int64_t h = 0; h < p.heads; ++h) {
+    const T* c = cs.data();
+    const T* sv = sn.data();
+    for (int64_t h = 0; h < p.heads; ++h) {  // one loop per layout, vectorised over the pairs
       T* v = p.x.row(r) + h * hd + start;
-      for (int64_t i = 0; i < half; ++i) {
-        T& x0 = inter ? v[2 * i] : v[i];
-        T& x1 = inter ? v[2 * i + 1] : v[i + half];
-        const T a = x0, b = x1;
-        x0 = a * cs[i] - b * sn[i];
-        x1 = a * sn[i] + b * cs[i];
+      if (inter) {
+#pragma omp simd
+        for (int64_t i = 0; i < half; ++i) {
+          const T a = v[2 * i], b = v[2 * i + 1];
+          v[2 * i] = a * c[i] - b * sv[i];
+          v[2 * i + 1] = a * sv[i] + b * c[i];
+        }
+      } else {
+#pragma omp simd
+        for (int64_t i = 0; i < half; ++i) {
+          const T a = v[i], b = v[i + half];
+          v[i] = a * c[i] - b * sv[i];
+          v[i + half] = a * sv[i] + b * c[i];
+        }
       }
     }
   }

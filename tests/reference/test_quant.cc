@@ -439,3 +439,94 @@ TYPED_TEST(Quant, Fp4PackingOrderAndDecodeBlock) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------
+// The float fast path (reference/quant_grid.h) against the double path, bit for bit, on
+// blocks built to reach every branch: random bit patterns over the whole float range
+// (subnormals, values that underflow the block scale, the clamp at qmax, exact grid ties),
+// zeros of both signs, NaN (skipped by amax, kept in place) and infinities (the float path
+// declines the block, the double path decides).
+namespace {
+
+std::vector<float> adversarial_blocks(int64_t rows, int64_t d, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<float> x(size_t(rows * d));
+  for (int64_t r = 0; r < rows; ++r) {
+    const int kind = int(r % 6);
+    // A per-row centre exponent so that blocks sit at every scale of the float range.
+    const int centre = int(rng() % 250) - 125;
+    for (int64_t c = 0; c < d; ++c) {
+      float v;
+      if (kind == 0) {  // any finite bit pattern
+        uint32_t u;
+        do u = uint32_t(rng()); while ((u & 0x7F800000u) == 0x7F800000u);
+        std::memcpy(&v, &u, 4);
+      } else if (kind == 1) {  // a wide spread of magnitudes around the centre
+        v = std::ldexp(float(int(rng() % 2001) - 1000) / 1000.0f, centre + int(rng() % 40) - 20);
+      } else if (kind == 2) {  // subnormal floats only
+        const uint32_t u = uint32_t(rng()) & 0x807FFFFFu;
+        std::memcpy(&v, &u, 4);
+      } else if (kind == 3) {  // grid midpoints and near-ties: short mantissas at the centre
+        v = std::ldexp(float(int(rng() % 64) - 32) / 16.0f, centre);
+      } else {  // normal values with a few specials mixed in
+        v = std::ldexp(float(int(rng() % 2001) - 1000) / 1000.0f, centre);
+        const int s = int(rng() % 97);
+        if (s == 0) v = std::numeric_limits<float>::quiet_NaN();
+        if (s == 1 && kind == 5) v = (rng() & 1) ? std::numeric_limits<float>::infinity()
+                                                 : -std::numeric_limits<float>::infinity();
+        if (s == 2) v = (rng() & 1) ? 0.0f : -0.0f;
+      }
+      x[size_t(r * d + c)] = v;
+    }
+  }
+  return x;
+}
+
+template <class Run>
+void expect_float_path_is_double_path(Run run, int64_t block) {
+  for (int64_t d : {block, 3 * block + 5}) {  // whole blocks, and a trailing partial block
+    const int64_t rows = 600;
+    const auto xf = adversarial_blocks(rows, d, uint64_t(1000 + d));
+    const std::vector<double> xd(xf.begin(), xf.end());
+    const auto yf = run(xf, rows, d, block);
+    const auto yd = run(xd, rows, d, block);
+    for (size_t i = 0; i < yf.size(); ++i) {
+      const float want = float(yd[i]);
+      const bool same = (std::isnan(want) && std::isnan(yf[i])) ||
+                        std::memcmp(&want, &yf[i], sizeof(float)) == 0;
+      ASSERT_TRUE(same) << "element " << i << " (row " << int64_t(i) / d << ", kind " << (int64_t(i) / d) % 6
+                        << "): x = " << xf[i] << ", float path " << yf[i] << ", double path " << yd[i];
+    }
+  }
+}
+
+}  // namespace
+
+TEST(QuantFloatPath, Fp8BitForBitTheDoublePath) {
+  expect_float_path_is_double_path(
+      [](const auto& x, int64_t R, int64_t d, int64_t b) { return run_fp8(x, R, d, b); }, kFp8KvBlock);
+}
+
+TEST(QuantFloatPath, Fp4BitForBitTheDoublePath) {
+  expect_float_path_is_double_path(
+      [](const auto& x, int64_t R, int64_t d, int64_t b) { return run_fp4(x, R, d, b); }, kFp4Block);
+}
+
+TYPED_TEST(Quant, BlockWithAnInfinityBecomesNaN) {
+  using T = TypeParam;
+  const int64_t d = 3 * kFp4Block;
+  std::vector<T> x(size_t(d), T(0.75));
+  x[size_t(kFp4Block + 3)] = -std::numeric_limits<T>::infinity();  // in the second FP4 block
+  const auto y4 = run_fp4(x, 1, d, kFp4Block);
+  const auto y8 = run_fp8(x, 1, d, kFp4Block);
+  for (int64_t c = 0; c < d; ++c) {
+    const bool inf_block = c / kFp4Block == 1;
+    EXPECT_EQ(std::isnan(y4[size_t(c)]), inf_block) << "fp4 column " << c;
+    EXPECT_EQ(std::isnan(y8[size_t(c)]), inf_block) << "fp8 column " << c;
+    if (!inf_block) {
+      EXPECT_EQ(y4[size_t(c)], T(0.75)) << c;
+    }
+  }
+  uint8_t codes[kFp8KvBlock];
+  EXPECT_EQ(ref::fp8_encode_block(x.data() + kFp4Block, kFp4Block, codes), 0xFF);
+}
