@@ -7,10 +7,14 @@
 //   dsv4 flops --preset P --context L     decode FLOPs per token (spec §5); --table
 //   dsv4 forward --model DIR ... --out F  logits of every position to a file
 //   dsv4 generate --model DIR --prompt T  text generation
+//   dsv4 bench [--filter RE] [--quick]    microbenchmarks: bench.json + bench_derived.json (docs/bench.md)
+//   dsv4 bench compare BASELINE NEW       the performance-regression check (bench/compare.h)
 #include <CLI/CLI.hpp>
 #include <Eigen/Core>
 #include <fmt/core.h>
 
+#include "cli/bench_cmd.h"
+#include "cli/bench_compare.h"
 #include "cli/model_cmds.h"
 #include "cli/generate_cmds.h"
 #include "cli/init_cmd.h"
@@ -84,6 +88,17 @@ int main(int argc, char** argv) {
   flc->add_flag("--json", fl.json, "one machine-readable object");
   flc->add_flag("--table", fl.table, "the paper-claims reproduction over 4K..1M");
 
+  auto* benchc = app.add_subcommand("bench", "microbenchmarks; `dsv4 bench compare`: the regression check");
+  dsv4::cli::BenchCompareArgs bcmp;
+  auto* bcmpc = dsv4::cli::add_bench_compare(benchc, bcmp);
+  dsv4::cli::BenchArgs bench;
+  benchc->add_option("--filter", bench.filter, "regex over <op>/<model>/<case> (the ceilings always run)");
+  benchc->add_flag("--quick", bench.quick, "the CI subset (< 60 s)");
+  benchc->add_option("--repetitions", bench.repetitions, "repetitions of each benchmark")->default_str("1");
+  benchc->add_option("--out", bench.out, "results directory (bench.json, bench_derived.json)")->default_str(bench.out);
+  benchc->add_flag("--list", bench.list, "print the case list (FLOPs, bytes, memory, skip reasons) and exit");
+  benchc->add_option("--rederive", bench.rederive, "DIR: rewrite DIR/bench_derived.json and the table from DIR/bench.json");
+
   dsv4::cli::ModelRunArgs fwd, gen;
   auto model_options = [](CLI::App* c, dsv4::cli::ModelRunArgs& a) {
     c->add_option("--model", a.model, "checkpoint directory (dsv4 init writes one)")->required();
@@ -146,6 +161,8 @@ int main(int argc, char** argv) {
   if (initc->parsed()) return dsv4::cli::init_command(init);
   if (kvc->parsed()) return dsv4::cli::kv_report(kv);
   if (flc->parsed()) return dsv4::cli::flops_report(fl);
+  if (bcmpc->parsed()) return dsv4::cli::bench_compare(bcmp);
+  if (benchc->parsed()) return dsv4::cli::bench_command(bench);
   if (fwdc->parsed()) return dsv4::cli::forward_command(fwd);
   if (genc->parsed()) return dsv4::cli::generate_command(gen);
   return kBadInput;

@@ -13,6 +13,8 @@
 #include <random>
 #include <thread>
 
+#include "bench/ceilings.h"
+#include "bench/setup.h"
 #include "reference/attention.h"
 #include "reference/attention_layer.h"
 #include "reference/compressor.h"
@@ -33,7 +35,6 @@ namespace dsv4::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 // V4-Flash shapes (docs/v4-architecture.md §1.1).
 struct Flash {
@@ -41,13 +42,7 @@ struct Flash {
   static constexpr int64_t HI = 64, dI = 128, topk = 512, inter = 2048, active = 6;
 };
 
-std::vector<float> randn(size_t n, uint64_t seed, float sigma = 1.0f) {
-  std::mt19937_64 g(seed);
-  std::normal_distribution<float> dist(0.0f, sigma);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(g);
-  return v;
-}
+using bench::randn;  // the normal stream dsv4 run has always drawn (bench/setup.h)
 
 // Median wall time of `reps` calls (after one warm-up when reps > 1).
 double time_s(const std::function<void()>& f, int reps) {
@@ -79,16 +74,10 @@ Ceilings measure_ceilings(bool quick) {
   Ceilings c;
   (void)quick;  // the ceilings are measured at full size in both modes (~0.2 s): smaller
                 // problems understate the GEMM rate and read from cache instead of DRAM
-  const int64_t n = 1024;
-  Mat a = Mat::Random(n, n), b = Mat::Random(n, n), r(n, n);
-  const double t = time_s([&] { r.noalias() = a * b; }, 3);
-  c.gemm_flops = 2.0 * n * n * n / t;
-  const size_t m = size_t(1) << 26;  // 256 MiB: far beyond any last-level cache
-  std::vector<float> v(m, 1.0f);
-  volatile float sink = 0;
-  const double tr = time_s([&] { sink = Eigen::Map<Eigen::VectorXf>(v.data(), m).sum(); }, 3);
-  (void)sink;
-  c.read_bytes = double(m) * sizeof(float) / tr;
+  bench::SgemmCeiling gemm;  // the kernels of dsv4 bench's ceiling_* benchmarks
+  c.gemm_flops = gemm.flops() / time_s([&] { gemm.step(); }, 3);
+  bench::ReadCeiling read;
+  c.read_bytes = read.bytes() / time_s([&] { read.step(); }, 3);
   return c;
 }
 
@@ -104,24 +93,6 @@ double max_rel_diff(const float* a, const float* b, size_t n) {
 std::string verdict(Row& r, bool ok, const std::string& what) {
   r.ok = ok;
   return (ok ? "pass: " : "FAIL: ") + what;
-}
-
-// A fabricated CSA-layer state at position L: random window ring, main entries and
-// indexer keys as if L tokens had been prefilled (L a multiple of 4: no partial block).
-AttentionLayerState<float> synthetic_state(const AttentionLayerShape& s, int64_t L) {
-  auto st = ref::attention_layer_state_init<float>(s);
-  st.pos = L;
-  const auto w = randn(size_t(s.window * s.head_dim), 11, 0.05f);
-  st.window->append(w.data(), s.window);
-  const auto c = randn(size_t(L / s.ratio * s.head_dim), 12, 0.05f);
-  st.comp->append(c.data(), L / s.ratio);
-  if (s.ratio == kCsaRatio) {
-    const auto k = randn(size_t(L / s.ratio * s.index_dim), 13, 0.1f);
-    st.index_keys->append(k.data(), L / s.ratio);
-  }
-  st.comp_state.pos = L;
-  st.index_state.pos = L;
-  return st;
 }
 
 }  // namespace
@@ -300,31 +271,18 @@ int run_harness(const RunArgs& a) {
   }
   for (int64_t m : {kCsaRatio, kHcaRatio}) {  // a whole V4-Flash attention layer: one decode step
     const bool csa = m == kCsaRatio;
-    const int64_t cc = csa ? 2 : 1;
     AttentionLayerShape s;
     s.dim = F::D; s.heads = F::H; s.q_rank = F::q_rank; s.groups = F::groups; s.o_rank = F::o_rank;
     s.ratio = m; s.index_topk = F::topk; s.rope = rope_v4_compressed();
     const int64_t L = q ? 16384 : 1 << 20;
-    const float ws = 0.02f;
-    auto wq_a = randn(s.q_rank * s.dim, 50, ws), qn = randn(s.q_rank, 51, 1), wq_b = randn(s.heads * s.head_dim * s.q_rank, 52, ws);
-    auto wkv = randn(s.head_dim * s.dim, 53, ws), kvn = randn(s.head_dim, 54, 1);
-    auto wo_a = randn(s.groups * s.o_rank * (s.heads / s.groups) * s.head_dim, 55, ws), wo_b = randn(s.dim * s.groups * s.o_rank, 56, ws);
-    auto sink = randn(s.heads, 57), cw = randn(cc * s.head_dim * s.dim, 58, ws), cg = randn(cc * s.head_dim * s.dim, 59, ws);
-    auto ca = randn(m * cc * s.head_dim, 60, 0.1f), cn = randn(s.head_dim, 61, 1);
-    std::vector<float> iw, ig, ia, in, iqb, iwp;  // the indexer: CSA only
-    if (csa) {
-      iw = randn(2 * s.index_dim * s.dim, 62, ws), ig = randn(2 * s.index_dim * s.dim, 63, ws);
-      ia = randn(4 * 2 * s.index_dim, 64, 0.1f), in = randn(s.index_dim, 65, 1);
-      iqb = randn(s.index_heads * s.index_dim * s.q_rank, 66, ws), iwp = randn(s.index_heads * s.dim, 67, ws);
-    }
+    const bench::LayerWeightData lw = bench::random_layer_weights(s, 50, bench::Fill::normal);  // seeds 50..67
     AttentionLayerParams<float> p;
     p.shape = s;
     p.numerics = Numerics::official;
-    p.w = {wq_a.data(), qn.data(), wq_b.data(), wkv.data(), kvn.data(), wo_a.data(), wo_b.data(), sink.data(),
-           {cw.data(), cg.data(), ca.data(), cn.data()}, {iw.data(), ig.data(), ia.data(), in.data()}, iqb.data(), iwp.data()};
+    p.w = lw.weights();
     auto x = randn(s.dim, 68);
     std::vector<float> y(s.dim);
-    auto st0 = synthetic_state(s, L);
+    auto st0 = bench::synthetic_layer_state(s, L, 11, bench::Fill::normal);  // seeds 11..13
     Row r{"attention_layer", fmt::format("V4-Flash {} layer, decode step at context {}", csa ? "CSA" : "HCA", L)};
     const int lreps = q ? 1 : 2;
     std::vector<double> ts;  // the state copy (hundreds of MB) stays outside the timing
@@ -335,8 +293,7 @@ int run_harness(const RunArgs& a) {
     r.seconds = *std::min_element(ts.begin(), ts.end());
     const double N = double(L / m);
     const double attended = double(kWindow) + (csa ? double(F::topk) : N);
-    const double weights = double(wq_a.size()) + wq_b.size() + wkv.size() + wo_a.size() + wo_b.size() + cw.size() +
-                           cg.size() + iw.size() + ig.size() + iqb.size() + iwp.size();
+    const double weights = lw.matrix_elements();
     r.flops = 2.0 * weights + (csa ? 2.0 * N * s.index_heads * s.index_dim : 0.0) + 2.0 * s.heads * attended * 2 * s.head_dim;
     r.bytes = 4.0 * (weights + (csa ? N * s.index_dim : 0.0) + attended * s.head_dim);
     bool finite = true;

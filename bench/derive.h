@@ -1,0 +1,84 @@
+// From Google Benchmark's JSON (bench.json) to the derived, machine-independent numbers of
+// bench_derived.json and the printed table. Conventions: bench/cases.h (counting),
+// docs/bench.md (files).
+//
+//   ceilings        sgemm_flops_per_s = flops_per_iter / seconds of ceiling_sgemm, the median of
+//                   all its samples: dsv4 bench runs each ceiling at the start and again at the
+//                   end, so one busy moment of a shared machine does not set every share (the
+//                   median rather than the best: it does not grow with the sample count, and the
+//                   kernels are judged by their medians too); read_bytes_per_s likewise
+//   roofline_share  per repetition: max(flops_per_iter / sgemm, bytes_per_iter / read) / seconds
+//   speedups        per context L and V4 model, the same run's time of the attention core and
+//                   indexer path of every layer of one decode step (medians):
+//                     V4   = n_CSA (indexer_query_decode + indexer_decode + attention_csa_decode)
+//                          + n_HCA attention_hca_decode + n_window attention_window_decode
+//                     V3.2 = 61 (dsa_indexer_query_decode + dsa_indexer_decode + mla_sparse_decode)
+//                     V3   = 61 mla_dense_decode
+//                   measured = t(predecessor) / t(V4); analytic = the FLOPs ratio of the same
+//                   parts from bench/flops.h (attention + indexer terms of decode_flops);
+//                   analytic_bytes = the ratio of the same parts' bytes_per_iter sums;
+//                   ratio = measured / analytic.
+// "seconds" is Google Benchmark's real_time (wall clock) per iteration; "cpu_seconds" its
+// cpu_time (the process's CPU time): with one thread it does not grow when another process
+// takes turns on the same core, so roofline_share_cpu (the CI perf check's metric) is steady
+// on a busy machine where the wall-clock share is not.
+#pragma once
+
+#include <boost/json.hpp>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace dsv4::bench {
+
+struct DerivedBenchmark {
+  std::string name;
+  std::vector<double> seconds;         // per repetition
+  std::vector<double> roofline_share;  // per repetition (empty without ceilings)
+  std::vector<double> cpu_seconds;     // per repetition: CPU time of the process per iteration
+  std::vector<double> roofline_share_cpu;  // the share from CPU times (ceilings from CPU times too)
+  double flops_per_iter = 0, bytes_per_iter = 0;
+  std::string bound;  // "compute" or "memory": the larger term of the roofline time
+  bool target = true;  // judged against kTargetShare
+  double median_seconds() const;
+  double median_share() const;  // -1 without ceilings
+};
+
+struct Speedup {
+  int64_t context = 0;
+  std::string model, versus;
+  double measured = 0, analytic = 0, analytic_bytes = 0, ratio = 0;
+  // Per repetition r: the same sums over the r-th repetition of every part (repetitions of
+  // one benchmark are independent samples, so pairing them by index gives independent
+  // samples of the ratio); from wall-clock and from CPU times. Empty when the parts have
+  // different repetition counts.
+  std::vector<double> measured_per_repetition, measured_cpu_per_repetition;
+};
+
+struct Derived {
+  double sgemm_flops_per_s = 0, read_bytes_per_s = 0;  // 0: not measured
+  double sgemm_flops_per_cpu_s = 0, read_bytes_per_cpu_s = 0;  // the same from CPU times
+  std::vector<DerivedBenchmark> benchmarks;            // in the order of bench.json
+  std::vector<Speedup> speedups;
+  std::map<std::string, std::string> errors;           // benchmarks that failed: message
+};
+
+inline constexpr double kTargetShare = 0.75;  // targets.md: >= 75 % of the same-run ceiling
+
+// Parses Google Benchmark's JSON text. Its writer prints non-finite counters (the cv of a
+// counter that is 0, e.g. the SGEMM ceiling's bytes) as bare NaN / Infinity, which is not
+// JSON; those values are read as null. Throws on anything else that is not JSON.
+boost::json::value parse_benchmark_json(const std::string& text);
+
+// `bench` is Google Benchmark's JSON output. Target flags come from the case list.
+Derived derive(const boost::json::value& bench);
+
+// bench_derived.json ("kind": "dsv4.bench"). `skipped`: name -> reason, listed as such.
+boost::json::object derived_json(const Derived& d, const std::map<std::string, std::string>& skipped);
+
+// The human-readable table (every benchmark, then the speedups).
+// (Re-deriving an existing run: dsv4 bench --rederive DIR, bench/runner.h.)
+std::string derived_table(const Derived& d);
+
+}  // namespace dsv4::bench
