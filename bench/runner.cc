@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "bench/derive.h"
+#include "bench/nvtx.h"
 
 namespace dsv4::bench {
 
@@ -38,6 +39,7 @@ void run_case(const Case* c, benchmark::State& st) {
       return;
     }
   }
+  const NvtxRange range(c->name().c_str());
   for (auto _ : st) {
     try {
       g_fixture.step();
