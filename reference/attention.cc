@@ -6,51 +6,9 @@
 
 #include "reference/eigen_util.h"
 #include "reference/errors.h"
+#include "reference/online_softmax.h"
 
 namespace dsv4::ref {
-
-namespace {
-
-// Softmax-weighted sum of value rows, fed kBlock entries at a time (flash-attention style):
-// scores of a block are computed, exponentiated against the running maximum m, summed into
-// l and multiplied into O, which is rescaled whenever the maximum grows. With every entry
-// fed, O / l is softmax(scores) V and m + ln(l) the log-sum-exp. The blocks keep the entries
-// in cache between the score GEMM and the P.V GEMM (a 1M-context HCA row reads 8K entries,
-// 16 MiB: twice from memory before, once now).
-constexpr int64_t kBlock = 256;
-
-template <class T>
-struct OnlineSoftmax {
-  Mat<T> O, P;   // [H, dv], [H, kBlock]
-  Vec<T> m, l;   // running maximum and sum of exponentials per head
-  void reset(int64_t H, int64_t dv) {
-    O.setZero(H, dv);
-    m.setConstant(H, -std::numeric_limits<T>::infinity());
-    l.setZero(H);
-  }
-  // keys [n, dk] (scores q . k * scale), values [n, dv]
-  template <class Q, class K, class V>
-  void add(const Q& q, const K& keys, const V& vals, T scale) {
-    const int64_t H = q.rows();
-    for (int64_t j0 = 0; j0 < keys.rows(); j0 += kBlock) {
-      const int64_t n = std::min(kBlock, keys.rows() - j0);
-      P.resize(H, n);
-      P.noalias() = q * keys.middleRows(j0, n).transpose();
-      P *= scale;
-      for (int64_t h = 0; h < H; ++h) {
-        const T mx = std::max(m(h), P.row(h).maxCoeff());
-        P.row(h) = (P.row(h).array() - mx).exp();
-        const T a = std::exp(m(h) - mx);  // 0 for the first block (m = -inf)
-        l(h) = l(h) * a + P.row(h).sum();
-        if (a != T(1)) O.row(h) *= a;
-        m(h) = mx;
-      }
-      O.noalias() += P * vals.middleRows(j0, n);
-    }
-  }
-};
-
-}  // namespace
 
 template <class T>
 void attention(const AttentionParams<T>& p) {
