@@ -9,6 +9,7 @@
 //   dsv4 generate --model DIR --prompt T  text generation
 //   dsv4 bench [--filter RE] [--quick]    microbenchmarks: bench.json + bench_derived.json (docs/bench.md)
 //   dsv4 bench compare BASELINE NEW       the performance-regression check (bench/compare.h)
+//   dsv4 report RESULTS... --out DIR      report.md, index.html, summary.json (docs/report.md)
 #include <CLI/CLI.hpp>
 #include <Eigen/Core>
 #include <fmt/core.h>
@@ -19,6 +20,7 @@
 #include "cli/generate_cmds.h"
 #include "cli/init_cmd.h"
 #include "cli/op_runner.h"
+#include "cli/report_cmd.h"
 #include "cli/run.h"
 
 namespace {
@@ -99,6 +101,11 @@ int main(int argc, char** argv) {
   benchc->add_flag("--list", bench.list, "print the case list (FLOPs, bytes, memory, skip reasons) and exit");
   benchc->add_option("--rederive", bench.rederive, "DIR: rewrite DIR/bench_derived.json and the table from DIR/bench.json");
 
+  dsv4::cli::ReportArgs rep;
+  auto* repc = app.add_subcommand("report", "result files -> report.md, index.html (self-contained) and summary.json");
+  repc->add_option("inputs", rep.inputs, "result files or folders (searched for dsv4 result JSON)")->required();
+  repc->add_option("--out", rep.out, "output folder")->default_str(rep.out);
+
   dsv4::cli::ModelRunArgs fwd, gen;
   auto model_options = [](CLI::App* c, dsv4::cli::ModelRunArgs& a) {
     c->add_option("--model", a.model, "checkpoint directory (dsv4 init writes one)")->required();
@@ -163,6 +170,7 @@ int main(int argc, char** argv) {
   if (flc->parsed()) return dsv4::cli::flops_report(fl);
   if (bcmpc->parsed()) return dsv4::cli::bench_compare(bcmp);
   if (benchc->parsed()) return dsv4::cli::bench_command(bench);
+  if (repc->parsed()) return dsv4::cli::report_command(rep);
   if (fwdc->parsed()) return dsv4::cli::forward_command(fwd);
   if (genc->parsed()) return dsv4::cli::generate_command(gen);
   return kBadInput;

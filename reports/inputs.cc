@@ -1,0 +1,312 @@
+#include "reports/inputs.h"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "bench/derive.h"
+#include "reference/errors.h"
+
+namespace dsv4::report {
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+std::string read_text(const std::string& file) {
+  std::ifstream f(file, std::ios::binary);
+  if (!f) throw InputError(file + ": cannot read the file");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Field access with errors naming the file and the field path.
+class Doc {
+ public:
+  Doc(std::string file, const json::value& root) : file_(std::move(file)), root_(root) {}
+  const std::string& file() const { return file_; }
+  const json::value& root() const { return root_; }
+
+  [[noreturn]] void fail(const std::string& path, const std::string& what) const {
+    throw InputError(fmt::format("{}: {}: {}", file_, path, what));
+  }
+  const json::object& object(const json::value& v, const std::string& path) const {
+    if (!v.is_object()) fail(path, "expected an object");
+    return v.get_object();
+  }
+  const json::value& at(const json::value& o, const std::string& path, const char* key) const {
+    const auto* v = object(o, path.empty() ? "(top level)" : path).if_contains(key);
+    if (!v) fail(path.empty() ? key : path + "." + key, "missing");
+    return *v;
+  }
+  const json::array& array(const json::value& o, const std::string& path, const char* key) const {
+    const auto& v = at(o, path, key);
+    if (!v.is_array()) fail(join(path, key), "expected an array");
+    return v.get_array();
+  }
+  double number(const json::value& o, const std::string& path, const char* key) const {
+    const auto& v = at(o, path, key);
+    if (!v.is_number()) fail(join(path, key), "expected a number");
+    const double x = v.to_number<double>();
+    if (!std::isfinite(x)) fail(join(path, key), "not a finite number");
+    return x;
+  }
+  // A number, or -1 when the field is absent or null (optional measurements).
+  double optional_number(const json::value& o, const char* key) const {
+    const auto* v = o.is_object() ? o.get_object().if_contains(key) : nullptr;
+    return v && v->is_number() ? v->to_number<double>() : -1;
+  }
+  std::string string(const json::value& o, const std::string& path, const char* key) const {
+    const auto& v = at(o, path, key);
+    if (!v.is_string()) fail(join(path, key), "expected a string");
+    return std::string(v.get_string());
+  }
+  static std::string join(const std::string& path, const char* key) { return path.empty() ? key : path + "." + key; }
+  static std::string item(const char* key, size_t i) { return fmt::format("{}[{}]", key, i); }
+
+ private:
+  std::string file_;
+  const json::value& root_;
+};
+
+double median(std::vector<double> v) {
+  if (v.empty()) return -1;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+std::vector<Claim> read_claims(const Doc& d) {
+  std::vector<Claim> out;
+  const auto& a = d.array(d.root(), "", "claims");
+  for (size_t i = 0; i < a.size(); ++i) {
+    const std::string p = Doc::item("claims", i);
+    Claim c;
+    c.claim = d.string(a[i], p, "claim");
+    c.ours = d.number(a[i], p, "ours");
+    c.paper = d.number(a[i], p, "paper");
+    c.difference = d.number(a[i], p, "difference");
+    if (const auto* n = a[i].get_object().if_contains("note"); n && n->is_string()) c.note = std::string(n->get_string());
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+KvClaims read_kv(const Doc& d) {
+  KvClaims k;
+  k.file = d.file();
+  k.unit = d.string(d.root(), "", "unit");
+  const auto& curve = d.array(d.root(), "", "curve");
+  for (size_t i = 0; i < curve.size(); ++i) {
+    const std::string p = Doc::item("curve", i);
+    k.contexts.push_back(d.number(curve[i], p, "context"));
+    for (const auto& [key, v] : d.object(curve[i], p)) {
+      if (key == "context") continue;
+      k.bytes_per_token[std::string(key)].push_back(d.number(curve[i], p, std::string(key).c_str()));
+    }
+  }
+  for (const auto& [model, v] : k.bytes_per_token)
+    if (v.size() != k.contexts.size()) d.fail("curve", "model '" + model + "' is missing at some contexts");
+  k.claims = read_claims(d);
+  return k;
+}
+
+FlopsClaims read_flops(const Doc& d) {
+  FlopsClaims f;
+  f.file = d.file();
+  f.convention = d.string(d.root(), "", "convention");
+  const auto& curve = d.array(d.root(), "", "curve");
+  for (size_t i = 0; i < curve.size(); ++i) {
+    const std::string p = Doc::item("curve", i);
+    f.contexts.push_back(d.number(curve[i], p, "context"));
+    for (const auto& [key, v] : d.object(curve[i], p)) {
+      if (key == "context") continue;
+      const std::string model(key), mp = p + "." + model;
+      for (const char* part : {"linear", "attention", "indexer", "compressor", "total"})
+        f.flops[model][part].push_back(d.number(v, mp, part));
+    }
+  }
+  for (const auto& [model, parts] : f.flops)
+    if (parts.at("total").size() != f.contexts.size()) d.fail("curve", "model '" + model + "' is missing at some contexts");
+  f.claims = read_claims(d);
+  return f;
+}
+
+// Google Benchmark's context block of the bench.json beside a bench_derived.json.
+std::map<std::string, std::string> bench_context(const fs::path& derived) {
+  std::map<std::string, std::string> out;
+  const fs::path raw = derived.parent_path() / "bench.json";
+  if (!fs::exists(raw)) return out;
+  json::value v;
+  try {
+    v = bench::parse_benchmark_json(read_text(raw.string()));
+  } catch (const std::exception&) {
+    return out;  // the context is provenance only: a damaged bench.json contributes nothing
+  }
+  if (!v.is_object()) return out;
+  if (const auto* c = v.get_object().if_contains("context"); c && c->is_object())
+    for (const auto& [k, x] : c->get_object()) {
+      if (x.is_string()) out[std::string(k)] = std::string(x.get_string());
+      else if (x.is_number()) out[std::string(k)] = fmt::format("{}", x.to_number<double>());
+    }
+  return out;
+}
+
+BenchRun read_bench(const Doc& d) {
+  BenchRun b;
+  b.file = d.file();
+  const auto& ceil = d.at(d.root(), "", "ceilings");
+  b.sgemm_flops_per_s = d.number(ceil, "ceilings", "sgemm_flops_per_s");
+  b.read_bytes_per_s = d.number(ceil, "ceilings", "read_bytes_per_s");
+  const auto& rows = d.array(d.root(), "", "benchmarks");
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const std::string p = Doc::item("benchmarks", i);
+    BenchRow r;
+    r.name = d.string(rows[i], p, "name");
+    const size_t a = r.name.find('/'), c = a == std::string::npos ? a : r.name.find('/', a + 1);
+    if (c == std::string::npos) d.fail(p + ".name", "'" + r.name + "' is not <op>/<model>/<case>");
+    r.op = r.name.substr(0, a);
+    r.model = r.name.substr(a + 1, c - a - 1);
+    r.variant = r.name.substr(c + 1);
+    r.flops = d.number(rows[i], p, "flops_per_iter");
+    r.bytes = d.number(rows[i], p, "bytes_per_iter");
+    auto samples = [&](const char* key, bool required) {
+      std::vector<double> s;
+      const auto* v = rows[i].get_object().if_contains(key);
+      if (!v) {
+        if (required) d.fail(p + "." + key, "missing");
+        return s;
+      }
+      if (!v->is_array()) d.fail(p + "." + key, "expected an array");
+      for (size_t k = 0; k < v->get_array().size(); ++k) {
+        const auto& x = v->get_array()[k];
+        if (!x.is_number() || !(x.to_number<double>() > 0))
+          d.fail(fmt::format("{}.{}[{}]", p, key, k), "expected a positive number");
+        s.push_back(x.to_number<double>());
+      }
+      return s;
+    };
+    r.seconds = median(samples("seconds", true));
+    if (r.seconds <= 0) d.fail(p + ".seconds", "no repetitions");
+    r.share = median(samples("roofline_share", true));
+    r.share_cpu = median(samples("roofline_share_cpu", false));
+    if (const auto* v = rows[i].get_object().if_contains("bound"); v && v->is_string()) r.bound = std::string(v->get_string());
+    if (const auto* v = rows[i].get_object().if_contains("target"); v && v->is_bool()) r.target = v->get_bool();
+    if (const auto* v = rows[i].get_object().if_contains("target_met"); v && v->is_bool()) r.target_met = v->get_bool();
+    b.rows.push_back(std::move(r));
+  }
+  if (const auto* sp = d.root().get_object().if_contains("speedups")) {
+    if (!sp->is_array()) d.fail("speedups", "expected an array");
+    for (size_t i = 0; i < sp->get_array().size(); ++i) {
+      const auto& e = sp->get_array()[i];
+      const std::string p = Doc::item("speedups", i);
+      BenchSpeedup s;
+      s.context = d.number(e, p, "context");
+      s.model = d.string(e, p, "model");
+      s.versus = d.string(e, p, "versus");
+      s.measured = d.number(e, p, "measured");
+      s.analytic = d.number(e, p, "analytic");
+      s.ratio = d.number(e, p, "ratio");
+      b.speedups.push_back(std::move(s));
+    }
+  }
+  b.context = bench_context(fs::path(d.file()));
+  return b;
+}
+
+CompareRun read_compare(const Doc& d) {
+  CompareRun c;
+  c.file = d.file();
+  c.baseline = d.string(d.root(), "", "baseline");
+  c.fresh = d.string(d.root(), "", "new");
+  c.metric = d.string(d.root(), "", "metric");
+  c.threshold = d.number(d.root(), "", "threshold");
+  const auto& rows = d.array(d.root(), "", "results");
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const std::string p = Doc::item("results", i);
+    CompareRow r;
+    r.name = d.string(rows[i], p, "name");
+    r.outcome = d.string(rows[i], p, "outcome");
+    r.ratio = d.number(rows[i], p, "ratio");
+    r.p = d.number(rows[i], p, "p_value");
+    const auto& ci = d.array(rows[i], p, "ratio_ci");
+    if (ci.size() != 2 || !ci[0].is_number() || !ci[1].is_number()) d.fail(p + ".ratio_ci", "expected [lo, hi]");
+    r.lo = ci[0].to_number<double>();
+    r.hi = ci[1].to_number<double>();
+    c.rows.push_back(std::move(r));
+  }
+  const auto& reg = d.at(d.root(), "", "regression");
+  if (!reg.is_bool()) d.fail("regression", "expected true or false");
+  c.regression = reg.get_bool();
+  return c;
+}
+
+void collect(const fs::path& p, int depth, std::vector<fs::path>& out) {
+  if (fs::is_regular_file(p)) {
+    if (p.extension() == ".json") out.push_back(p);
+    return;
+  }
+  if (!fs::is_directory(p) || depth > kMaxDepth) return;
+  std::vector<fs::path> entries;
+  for (const auto& e : fs::directory_iterator(p)) entries.push_back(e.path());
+  std::sort(entries.begin(), entries.end());  // a stable order, whatever the filesystem's
+  for (const auto& e : entries) collect(e, depth + 1, out);
+}
+
+}  // namespace
+
+Inputs load_inputs(const std::vector<std::string>& paths) {
+  Inputs in;
+  std::vector<fs::path> files;
+  for (const auto& p : paths) {
+    if (!fs::exists(p)) throw InputError(p + ": no such file or directory");
+    if (fs::is_regular_file(p) && fs::path(p).extension() != ".json") throw InputError(p + ": not a .json file");
+    collect(p, 0, files);
+  }
+  for (const auto& f : files) {
+    const std::string name = f.string();
+    const std::string text = read_text(name);
+    boost::system::error_code ec;
+    json::value v = json::parse(text, ec);
+    if (ec) {
+      // Google Benchmark's own bench.json may hold bare NaN counters: read it leniently.
+      try {
+        v = bench::parse_benchmark_json(text);
+      } catch (const std::exception&) {
+        throw InputError(name + ": not valid JSON (" + ec.message() + "): a truncated or damaged result file?");
+      }
+    }
+    const json::value* kind = v.is_object() ? v.get_object().if_contains("kind") : nullptr;
+    if (!kind || !kind->is_string()) {
+      in.ignored.push_back(name);  // not ours (e.g. Google Benchmark's bench.json, read beside its derived file)
+      continue;
+    }
+    const std::string k(kind->get_string());
+    const Doc d(name, v);
+    if (k == "dsv4.kv_claims") {
+      if (in.kv) throw InputError(name + ": a second dsv4.kv_claims file (the first: " + in.kv->file + ")");
+      in.kv = read_kv(d);
+    } else if (k == "dsv4.flops_claims") {
+      if (in.flops) throw InputError(name + ": a second dsv4.flops_claims file (the first: " + in.flops->file + ")");
+      in.flops = read_flops(d);
+    } else if (k == "dsv4.bench") {
+      in.bench.push_back(read_bench(d));
+    } else if (k == "dsv4.bench.compare") {
+      in.compare.push_back(read_compare(d));
+    } else {
+      in.ignored.push_back(name);
+      continue;
+    }
+    in.used.push_back(name);
+  }
+  return in;
+}
+
+}  // namespace dsv4::report

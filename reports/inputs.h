@@ -1,0 +1,91 @@
+// The result files a report is made from, found by their "kind" field.
+//
+//   dsv4.kv_claims        `dsv4 kv --table --json`: KV bytes per token vs context, the claims
+//   dsv4.flops_claims     `dsv4 flops --table --json`: decode FLOPs per token vs context, claims
+//   dsv4.bench            `dsv4 bench`'s bench_derived.json (+ its sibling bench.json's context:
+//                         host, date, CPUs), docs/bench.md
+//   dsv4.bench.compare    `dsv4 bench compare --json`: the regression verdicts
+//
+// load_inputs() takes files and directories (searched recursively, at most kMaxDepth levels,
+// for *.json). JSON files without a "kind" string, or with a kind not listed, are listed as
+// ignored. A listed kind with a missing or malformed field is an InputError naming the file
+// and the field ("results/kv.json: curve[3].context: expected a number").
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace dsv4::report {
+
+inline constexpr int kMaxDepth = 4;
+
+struct Claim {
+  std::string claim, note;
+  double ours = 0, paper = 0, difference = 0;
+};
+
+struct KvClaims {
+  std::string file, unit;
+  std::vector<double> contexts;
+  std::map<std::string, std::vector<double>> bytes_per_token;  // model -> per context
+  std::vector<Claim> claims;
+};
+
+struct FlopsClaims {
+  std::string file, convention;
+  std::vector<double> contexts;
+  // model -> part ("linear", "attention", "indexer", "compressor", "total") -> per context
+  std::map<std::string, std::map<std::string, std::vector<double>>> flops;
+  std::vector<Claim> claims;
+};
+
+struct BenchRow {
+  std::string name, op, model, variant, bound;
+  double seconds = 0;   // median, wall clock
+  double flops = 0, bytes = 0;  // per iteration
+  double share = -1, share_cpu = -1;  // medians; -1: not measured
+  bool target = false, target_met = false;
+};
+
+struct BenchSpeedup {
+  double context = 0, measured = 0, analytic = 0, ratio = 0;
+  std::string model, versus;
+};
+
+struct BenchRun {
+  std::string file;
+  double sgemm_flops_per_s = 0, read_bytes_per_s = 0;
+  std::vector<BenchRow> rows;
+  std::vector<BenchSpeedup> speedups;
+  std::map<std::string, std::string> context;  // from bench.json beside it, when present
+};
+
+struct CompareRow {
+  std::string name, outcome;
+  double ratio = 1, lo = 1, hi = 1, p = 1;
+};
+
+struct CompareRun {
+  std::string file, baseline, fresh, metric;
+  double threshold = 0;
+  std::vector<CompareRow> rows;
+  bool regression = false;
+};
+
+struct Inputs {
+  std::optional<KvClaims> kv;
+  std::optional<FlopsClaims> flops;
+  std::vector<BenchRun> bench;
+  std::vector<CompareRun> compare;
+  std::vector<std::string> used;     // files read, in order
+  std::vector<std::string> ignored;  // JSON files without a known kind
+};
+
+// Throws InputError: a path that does not exist, an unreadable or non-JSON file of a known
+// kind, a missing/malformed field, two files of a kind that must be unique (kv, flops).
+Inputs load_inputs(const std::vector<std::string>& paths);
+
+}  // namespace dsv4::report
