@@ -5,15 +5,12 @@
 
 #include "reference/eigen_util.h"
 #include "reference/errors.h"
+#include "reference/simd.h"
 
 namespace dsv4::ref {
 
 namespace {
 
-template <class T>
-using Packet = typename Eigen::internal::packet_traits<T>::type;
-template <class T>
-constexpr int kPacket = Eigen::internal::unpacket_traits<Packet<T>>::size;
 // W packets, a W x W tile. (GCC warns that the SIMD type's alignment attribute is not part of
 // the template argument; Eigen's own PacketBlock uses are in a system header, so silent.)
 #pragma GCC diagnostic push
@@ -22,10 +19,31 @@ template <class T>
 using Tile = Eigen::internal::PacketBlock<Packet<T>, kPacket<T>>;
 #pragma GCC diagnostic pop
 
+// Butterfly stages h = s, 2s, ..., (n/2)s on n packets in registers, v[m] holding the element
+// at offset m*s: each stage pairs v[m] with v[m + h/s] (the scalar loop's lo + hi, lo - hi).
+template <class T, int n>
+inline void butterflies(Packet<T>* v) {
+  namespace ei = Eigen::internal;
+  _Pragma("GCC unroll 8") for (int g = 1; g < n; g *= 2)
+    _Pragma("GCC unroll 8") for (int m = 0; m < n; ++m)
+      if ((m & g) == 0) {
+        const Packet<T> a = v[m], b = v[m + g];
+        v[m] = ei::padd(a, b);
+        v[m + g] = ei::psub(a, b);
+      }
+}
+
+// Stages fused per pass over the [d, W] buffer: 3 stages (8 packets) keep the 16 AVX2
+// registers busy without spilling.
+constexpr int kFusedStages = 3;
+
 // W rows at once (W = the SIMD width): each W x W tile is transposed so that a packet holds one
-// column of the W rows, every butterfly stage runs on whole packets (the stages within a
-// packet of one row, h < W, would need cross-lane shuffles), and the tiles are transposed
-// back. Per element the operations are the scalar loop's, in its order: bit for bit the same.
+// column of the W rows and every butterfly stage runs on whole packets. The stages h < W run
+// in registers on each tile as it is transposed in; the later ones in passes of kFusedStages
+// stages over the [d, W] buffer (loading and storing each packet once per pass, not once per
+// stage); the tiles are then scaled and transposed back. Per element the operations are the
+// scalar loop's, in its order (each stage reads the previous stage's values): bit for bit the
+// same.
 template <class T>
 void hadamard_rows_simd(const T* const* x, T* const* y, int64_t d, T norm, std::vector<T>& buf) {
   namespace ei = Eigen::internal;
@@ -37,15 +55,28 @@ void hadamard_rows_simd(const T* const* x, T* const* y, int64_t d, T norm, std::
   for (int64_t c0 = 0; c0 < d; c0 += W) {
     for (int i = 0; i < W; ++i) blk.packet[i] = ei::ploadu<P>(x[i] + c0);
     ei::ptranspose(blk);
+    butterflies<T, W>(blk.packet);
     for (int i = 0; i < W; ++i) ei::pstoreu(t + (c0 + i) * W, blk.packet[i]);
   }
-  for (int64_t h = 1; h < d; h *= 2)
-    for (int64_t i = 0; i < d; i += 2 * h)
+  int64_t h = W;
+  auto pass = [&]<int n>() {  // stages h .. (n/2)h
+    P v[n];
+    for (int64_t i = 0; i < d; i += n * h)
       for (int64_t j = i; j < i + h; ++j) {
-        const P a = ei::ploadu<P>(t + j * W), b = ei::ploadu<P>(t + (j + h) * W);
-        ei::pstoreu(t + j * W, ei::padd(a, b));
-        ei::pstoreu(t + (j + h) * W, ei::psub(a, b));
+        _Pragma("GCC unroll 8") for (int m = 0; m < n; ++m) v[m] = ei::ploadu<P>(t + (j + m * h) * W);
+        butterflies<T, n>(v);
+        _Pragma("GCC unroll 8") for (int m = 0; m < n; ++m) ei::pstoreu(t + (j + m * h) * W, v[m]);
       }
+    h *= n;
+  };
+  while (h < d) {
+    if (h * (1 << kFusedStages) <= d)
+      pass.template operator()<1 << kFusedStages>();
+    else if (h * 4 <= d)
+      pass.template operator()<4>();
+    else
+      pass.template operator()<2>();
+  }
   const P n = ei::pset1<P>(norm);
   for (int64_t c0 = 0; c0 < d; c0 += W) {
     for (int i = 0; i < W; ++i) blk.packet[i] = ei::pmul(ei::ploadu<P>(t + (c0 + i) * W), n);
@@ -64,6 +95,7 @@ void hadamard(const HadamardParams<T>& p) {
   require(p.y.rows == p.x.rows && p.y.cols == d, "hadamard: y must have the shape of x");
   const T norm = T(1) / std::sqrt(T(d));
   constexpr int64_t W = kPacket<T>;
+  constexpr int64_t kLineElems = 64 / int64_t(sizeof(T)), kPrefetchRows = 2 * W;
   int64_t r = 0;
   if (W > 1 && d % W == 0) {
     std::vector<T> buf;
@@ -74,6 +106,14 @@ void hadamard(const HadamardParams<T>& p) {
         xs[i] = p.x.row(r + i);
         ys[i] = p.y.row(r + i);
       }
+      // The tile reads its W rows column block by column block (a stride of d apart), which the
+      // hardware prefetcher did not follow: the rows kPrefetchRows ahead are prefetched by hand.
+      if (r + kPrefetchRows + W <= p.x.rows)
+        for (int64_t i = 0; i < W; ++i)
+          for (int64_t c = 0; c < d; c += kLineElems) {
+            __builtin_prefetch(p.x.row(r + kPrefetchRows + i) + c, 0, 3);
+            __builtin_prefetch(p.y.row(r + kPrefetchRows + i) + c, 1, 3);
+          }
       hadamard_rows_simd<T>(xs, ys, d, norm, buf);
     }
   }

@@ -11,6 +11,7 @@
 #include "reference/hadamard.h"
 #include "reference/quant_fp4.h"
 #include "reference/quant_fp8.h"
+#include "reference/simd.h"
 
 namespace dsv4::ref {
 
@@ -55,11 +56,6 @@ constexpr int64_t kPrefetchRows = 24;
 // Rows of a block share each chunk of keys while it is in cache (prefill).
 constexpr int64_t kKeyChunk = 512;
 constexpr int64_t kRowBlock = 16;
-
-template <class T>
-using Packet = typename Eigen::internal::packet_traits<T>::type;
-template <class T>
-constexpr int kPacket = Eigen::internal::unpacket_traits<Packet<T>>::size;
 
 // s[i] += sum over heads [0, kTilePackets * W) of w_h ReLU(q_h . k_i), i < MR; qt is the
 // transposed queries [dI, ldq] offset to the tile's first head, w likewise.

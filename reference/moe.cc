@@ -36,7 +36,7 @@ void expert(const ExpertParams<T>& p) {
     }
   }
   if (p.act_quant) quant_fp8<T>({cview_of(g), view_of(g), kActBlock, 0});
-  Mat<T> out = g * as_eigen(p.w2, D, I).transpose();
+  Mat<T> out = linear(cview_of(g), p.w2, D, I);
   if (p.accumulate)
     as_eigen(p.y) += out;
   else

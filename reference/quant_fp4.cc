@@ -14,21 +14,11 @@ namespace dsv4::ref {
 
 namespace {
 
-using quant_detail::amax_float;
-using quant_detail::round_to_grid;
-using quant_detail::scale_exp;
-
-// One block of n values of x -> y (float); false (nothing written) when the block holds an
-// infinity: the double path's scale exponent is then out of range, and that path decides.
-inline bool round_trip_block(const float* x, float* y, int64_t n) {
-  const double amax = amax_float(x, n);
-  if (!std::isfinite(amax)) return false;
-  const int e = scale_exp(amax, kFp4AmaxFloor, kFp4Max);
-  const float down = float(fmt::pow2(-e)), up = float(fmt::pow2(e));
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] = round_to_grid<0x40C00000u, 0x3F800000u, 22>(x[i] * down, 4194304.0f) * up;
-  return true;
-}  // 6 = 0x40C00000, 1 = 0x3F800000 (smallest normal e2m1), 1 of 23 mantissa bits kept, 2^22: ulp 0.5
+// FP4 e2m1 for the float fast path (reference/quant_grid.h): qmax 6 = 0x40C00000, smallest
+// normal 1 = 0x3F800000, 1 of 23 mantissa bits kept, magic 2^22 (ulp 0.5 = the subnormal step).
+inline bool float_block(const float* x, float* y, int64_t n) {
+  return quant_detail::round_trip_block<0x40C00000u, 0x3F800000u, 22>(x, y, n, kFp4AmaxFloor, kFp4Max, 4194304.0f);
+}
 
 template <class T>
 int block_exp(const T* x, int64_t n) {
@@ -72,7 +62,7 @@ void quant_fp4(const QuantFp4Params<T>& p) {
     for (int64_t b = 0; b < d; b += p.block) {
       const int64_t n = std::min(p.block, d - b);
       if constexpr (std::is_same_v<T, float>) {
-        if (round_trip_block(x + b, y + b, n)) continue;
+        if (float_block(x + b, y + b, n)) continue;
       }
       const int e = block_exp(x + b, n);
       if (e == fmt::kUe8m0NanExp) {  // no UE8M0 scale: the block decodes to NaN

@@ -13,21 +13,11 @@ namespace dsv4::ref {
 
 namespace {
 
-using quant_detail::amax_float;
-using quant_detail::round_to_grid;
-using quant_detail::scale_exp;
-
-// One block of n values of x -> y (float); false (nothing written) when the block holds an
-// infinity: the double path's scale exponent is then out of range, and that path decides.
-inline bool round_trip_block(const float* x, float* y, int64_t n) {
-  const double amax = amax_float(x, n);
-  if (!std::isfinite(amax)) return false;
-  const int e = scale_exp(amax, kFp8AmaxFloor, kFp8Max);
-  const float down = float(fmt::pow2(-e)), up = float(fmt::pow2(e));
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] = round_to_grid<0x43E00000u, 0x3C800000u, 20>(x[i] * down, 16384.0f) * up;
-  return true;
-}  // 448 = 0x43E00000, 2^-6 = 0x3C800000 (smallest normal e4m3), 3 of 23 mantissa bits kept, 2^14: ulp 2^-9
+// FP8 e4m3 for the float fast path (reference/quant_grid.h): qmax 448 = 0x43E00000, smallest
+// normal 2^-6 = 0x3C800000, 3 of 23 mantissa bits kept, magic 2^14 (ulp 2^-9 = the subnormal step).
+inline bool float_block(const float* x, float* y, int64_t n) {
+  return quant_detail::round_trip_block<0x43E00000u, 0x3C800000u, 20>(x, y, n, kFp8AmaxFloor, kFp8Max, 16384.0f);
+}
 
 }  // namespace
 
@@ -63,7 +53,7 @@ void quant_fp8(const QuantFp8Params<T>& p) {
     for (int64_t b = 0; b < dims; b += p.block) {
       const int64_t n = std::min(p.block, dims - b);
       if constexpr (std::is_same_v<T, float>) {
-        if (round_trip_block(x + b, y + b, n)) continue;
+        if (float_block(x + b, y + b, n)) continue;
       }
       double amax = 0;
       for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(double(x[b + i])));

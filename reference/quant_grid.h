@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "reference/formats.h"
@@ -55,6 +56,21 @@ inline int scale_exp(double amax, double amax_floor, double qmax) {
   int e = fmt::exponent_of(a) - fmt::exponent_of(qmax);
   if (qmax * fmt::pow2(e) < a) ++e;
   return e;
+}
+
+// One block of n floats x -> y through the format: false (nothing written) when the block
+// holds an infinity (the double path's scale exponent is then out of range and it decides).
+// Format: kLimBits = qmax as float bits, kNormBits = its smallest normal as float bits, kDrop =
+// float mantissa bits dropped, magic = a float whose ulp is the subnormal step.
+template <uint32_t kLimBits, uint32_t kNormBits, int kDrop>
+inline bool round_trip_block(const float* x, float* y, int64_t n, double amax_floor, double qmax, float magic) {
+  const double amax = amax_float(x, n);
+  if (!std::isfinite(amax)) return false;
+  const int e = scale_exp(amax, amax_floor, qmax);
+  const float down = float(fmt::pow2(-e)), up = float(fmt::pow2(e));
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = round_to_grid<kLimBits, kNormBits, kDrop>(x[i] * down, magic) * up;
+  return true;
 }
 
 }  // namespace dsv4::ref::quant_detail

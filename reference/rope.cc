@@ -71,6 +71,11 @@ std::vector<double> rope_inv_freq(const RopeConfig& c) {
 
 namespace ref {
 
+namespace {
+constexpr int64_t kRopePrefetchHeads = 4;
+constexpr int64_t kCacheLine = 64;  // bytes
+}  // namespace
+
 template <class T>
 void rope(const RopeParams<T>& p) {
   const int64_t hd = p.head_dim ? p.head_dim : (p.heads ? p.x.cols / p.heads : 0);
@@ -87,15 +92,21 @@ void rope(const RopeParams<T>& p) {
   std::vector<T> cs(half), sn(half);
   for (int64_t r = 0; r < p.x.rows; ++r) {
     const double pos = double(p.pos0 + r * p.pos_step);
-    for (int64_t i = 0; i < half; ++i) {
-      const double a = sign * pos * freq[i];
-      cs[i] = T(std::cos(a) * p.cfg.attn_factor);
-      sn[i] = T(std::sin(a) * p.cfg.attn_factor);
+    for (int64_t i = 0; i < half; ++i) {  // one sincos per pair: both from one argument reduction
+      double sa, ca;
+      ::sincos(sign * pos * freq[i], &sa, &ca);
+      cs[i] = T(ca * p.cfg.attn_factor);
+      sn[i] = T(sa * p.cfg.attn_factor);
     }
     const T* c = cs.data();
     const T* sv = sn.data();
     for (int64_t h = 0; h < p.heads; ++h) {  // one loop per layout, vectorised over the pairs
       T* v = p.x.row(r) + h * hd + start;
+      // The rotated dims of one head are a few cache lines every head_dim values: a stride the
+      // hardware prefetcher does not follow, so fetch kRopePrefetchHeads heads ahead.
+      if (h + kRopePrefetchHeads < p.heads)
+        for (int64_t b = 0; b < p.cfg.rope_dim; b += kCacheLine / int64_t(sizeof(T)))
+          __builtin_prefetch(v + kRopePrefetchHeads * hd + b, 1, 3);
       if (inter) {
 #pragma omp simd
         for (int64_t i = 0; i < half; ++i) {

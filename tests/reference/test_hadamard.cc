@@ -8,6 +8,7 @@
 // reduction_tol<T>(d, 2 sum_c |x_c| / sqrt(d)) per row, against the input itself.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -120,6 +121,22 @@ TYPED_TEST(Hadamard, InPlace) {
   ref::hadamard(HadamardParams<T>{view2<const T>(buf.data(), R, d), view2(buf.data(), R, d)});
   // Same butterflies on the same data: bit-identical to the out-of-place run.
   EXPECT_TRUE(test::bitwise_equal(buf, want));
+}
+
+// Rows in whole SIMD tiles take the transposed, stage-fused path; the rows after the last whole
+// tile take the scalar loop. A row repeated past the tiles must come out bit for bit the same
+// both ways (d = 128 and 512 run fused passes of 8, 4 and 2 packets).
+TYPED_TEST(Hadamard, SimdTilesBitIdenticalToScalarRows) {
+  using T = TypeParam;
+  constexpr int64_t kTileRows = 16;  // a multiple of every SIMD width; row kTileRows repeats row 0
+  for (int64_t d : {8, 64, 128, 512}) {
+    SCOPED_TRACE("d = " + std::to_string(d));
+    std::vector<T> x = test::normal<T>(size_t((kTileRows + 1) * d), 31);
+    std::copy_n(x.begin(), d, x.begin() + kTileRows * d);
+    const auto y = run(x, kTileRows + 1, d);
+    const std::vector<T> tiled(y.begin(), y.begin() + d), scalar(y.begin() + kTileRows * d, y.end());
+    EXPECT_TRUE(test::bitwise_equal(tiled, scalar));
+  }
 }
 
 TYPED_TEST(Hadamard, NonPowerOfTwoThrows) {
