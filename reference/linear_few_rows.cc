@@ -29,10 +29,7 @@ constexpr int weight_rows(int RX) { return std::max(1, std::min(8, kTileAccumula
 // Weight rows every group runs over before the next block: a multiple of every weight_rows()
 // (8, 6, 4, 3, 2), small enough to stay in L2, so the groups after the first read it from cache
 // and W comes from memory once.
-#ifndef WB
-#define WB 24
-#endif
-constexpr int64_t kWeightBlock = WB;
+constexpr int64_t kWeightBlock = 24;
 // The weight rows are prefetched into L2 this many bytes ahead: a tile streams only a few rows
 // at a time, and the hardware prefetcher alone left the loads waiting on memory (rows = 6:
 // 11 -> 16 GB/s).
