@@ -69,9 +69,16 @@ class Backend {
   // h_out [n, s*D] = post-mix of h with the sub-layer output f [n, D]
   virtual void hc_post(const Buffer& h, const Buffer& f, const Buffer& post, const Buffer& comb,
                        Buffer& h_out) = 0;
-  // f [n, D] = attention sub-layer of `layer` over u [n, D], the n tokens following the
-  // cache's position; advances the cache
-  virtual void attention(int64_t layer, const Buffer& u, Buffer& f, LayerCache& cache) = 0;
+  // The attention sub-layer of `layer` over u [n, D], the n tokens following the cache's
+  // position. The cache advances by all n tokens (window entries, compressor and indexer
+  // state), but f [rows.size(), D] holds the outputs of the chunk rows `rows` only (strictly
+  // increasing, in [0, n)): the query path, indexer scoring and attention run for those rows
+  // alone, each seeing exactly its own causal set (what it would see in a call for every
+  // row). rows = 0..n-1 is the full sub-layer; rows = {} only updates the cache.
+  virtual void attention(int64_t layer, const Buffer& u, const std::vector<int64_t>& rows, Buffer& f,
+                         LayerCache& cache) = 0;
+  // dst [rows.size(), cols] = the rows `rows` of src [n, cols]
+  virtual void gather_rows(const Buffer& src, const std::vector<int64_t>& rows, Buffer& dst) = 0;
   // f [n, D] = MoE of `layer` (routing needs the token ids for hash layers)
   virtual void moe(int64_t layer, const Buffer& u, const int32_t* ids, Buffer& f) = 0;
   // logits [rows.size(), V] for the chosen rows of h [n, s*D]: hc_head -> norm -> head.

@@ -105,12 +105,24 @@ class ReferenceBackend final : public Backend {
                          w_.config.hc_mult, host(out).view()});
   }
 
-  void attention(int64_t layer, const Buffer& u, Buffer& f, LayerCache& cache) override {
+  void attention(int64_t layer, const Buffer& u, const std::vector<int64_t>& rows, Buffer& f,
+                 LayerCache& cache) override {
     AttentionLayerParams<float> p;
     p.shape = w_.config.attention_shape(layer);
     p.w = tensors(layer).attention();
     p.numerics = o_.numerics;
-    ref::attention_layer_forward(p, host(u).view(), host(f).view(), static_cast<RefLayerCache&>(cache).state);
+    ref::attention_layer_forward_rows(p, host(u).view(), rows, host(f).view(),
+                                      static_cast<RefLayerCache&>(cache).state);
+  }
+
+  void gather_rows(const Buffer& src, const std::vector<int64_t>& rows, Buffer& dst) override {
+    const int64_t c = src.cols();
+    require(dst.cols() == c && dst.rows() == int64_t(rows.size()), "gather_rows: the output has the wrong shape");
+    for (size_t i = 0; i < rows.size(); ++i) {
+      require(rows[i] >= 0 && rows[i] < src.rows(),
+              "gather_rows: row " + std::to_string(rows[i]) + " is outside [0, " + std::to_string(src.rows()) + ")");
+      std::copy_n(host(src).v.data() + rows[i] * c, c, host(dst).v.data() + int64_t(i) * c);
+    }
   }
 
   void moe(int64_t layer, const Buffer& u, const int32_t* ids, Buffer& f) override {

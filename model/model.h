@@ -8,7 +8,9 @@
 // A Sequence holds one KV cache per layer; forward() takes the next n tokens (a prefill
 // chunk, or one decode token), so prefill in chunks, prefill + decode and one full prefill
 // all compute the same thing. Logits are computed only for the rows asked for (a 1M-token
-// prefill needs only the last).
+// prefill needs only the last), and so is the last layer's output: its caches advance by
+// every token, but its query path, indexer scoring, attention, MoE and the head run only for
+// the asked rows (earlier layers run in full: the next layer's caches read every row).
 // MTP (§3.2): mtp_forward() runs MTP module i on the final hidden states of the last
 // forward() and the tokens that follow them, with its own cache.
 #pragma once
@@ -25,8 +27,15 @@ struct Sequence {
   std::vector<std::unique_ptr<LayerCache>> layers;  // main stack
   std::vector<std::unique_ptr<LayerCache>> mtp;     // MTP modules
   int64_t pos = 0;                                  // tokens seen by the main stack
-  std::unique_ptr<Buffer> last_hidden;              // final h [n, s*D] of the last forward
+  std::unique_ptr<Buffer> last_hidden;              // final h [n, s*D] of the last forward,
+                                                    // null unless it computed every row
   int64_t cache_bytes() const;
+};
+
+struct PrefillStats {
+  int64_t tokens = 0;   // prompt tokens processed
+  double seconds = 0;   // wall time of the prefill
+  double tokens_per_s() const { return seconds > 0 ? double(tokens) / seconds : 0.0; }
 };
 
 struct ForwardOutput {
@@ -41,15 +50,23 @@ class Model {
   Backend& backend() { return *backend_; }
 
   Sequence new_sequence();
-  // The next n tokens of `s`. logit_rows: rows of this chunk (0..n-1) whose logits to return.
+  // The next n tokens of `s`. logit_rows: rows of this chunk (0..n-1) whose logits to return
+  // (any order, repeats allowed); the last layer computes outputs for these rows only.
+  // want_hidden: also return every layer's hidden state, which computes every row in full.
+  // The caches and the returned logits do not depend on which other rows are asked for, up
+  // to the rounding of the last layer's GEMMs over fewer rows (tests/model/test_sparse_rows.cc).
   ForwardOutput forward(Sequence& s, const int32_t* ids, int64_t n, const std::vector<int64_t>& logit_rows,
                         bool want_hidden = false);
   // The whole prompt in chunks of `chunk` tokens; returns the last position's logits [V].
-  std::vector<float> prefill(Sequence& s, const std::vector<int32_t>& ids, int64_t chunk = 512);
+  // Only the last position is asked for, so the last layer runs its attention and MoE for that
+  // one row (every cache still covers every token). stats: where to put the wall time.
+  std::vector<float> prefill(Sequence& s, const std::vector<int32_t>& ids, int64_t chunk = 512,
+                             PrefillStats* stats = nullptr);
   // One token; its logits [V].
   std::vector<float> decode(Sequence& s, int32_t id);
   // MTP module i over the last forward's n final hidden rows and the n tokens that follow
-  // them (next_ids[r] = the token after row r); logits [n, V].
+  // them (next_ids[r] = the token after row r); logits [n, V]. Needs a last forward that
+  // computed every row (all rows in logit_rows, or want_hidden).
   std::vector<float> mtp_forward(Sequence& s, int64_t i, const int32_t* next_ids, int64_t n);
 
  private:

@@ -123,70 +123,54 @@ AttentionLayerState<T> attention_layer_state_init(const AttentionLayerShape& s,
   return st;
 }
 
+namespace {
+
+// The outputs of the run of chunk rows [a, b) (positions t0 + a .. t0 + b - 1), into y
+// [b - a, D]: query path, indexer selection, attention over the window and the compressed
+// entries, output projection. `kv` [T, d] holds the whole chunk's window entries, `keys`
+// [N, dI] every indexer key (CSA, decoded if the store encodes them); the ring
+// still holds the positions before t0; the compressed stores already hold the whole chunk's
+// completed entries. Each row sees exactly its own visible set: the window by position
+// (the rows handed to attention end at row b - 1), the compressed entries and indexer keys
+// by the visibility rule m*j + m - 1 <= p (§2.8), so entries completed by later rows of the
+// chunk are ignored. For the run [0, T) this is the whole chunk's computation.
 template <class T>
-void attention_layer_forward(const AttentionLayerParams<T>& p, View2<const T> x, View2<T> y,
-                             AttentionLayerState<T>& st, std::vector<int32_t>* topk) {
+void attend_run(const AttentionLayerParams<T>& p, View2<const T> x, int64_t a, int64_t b,
+                const Mat<T>& kv, View2<const T> keys, AttentionLayerState<T>& st, int64_t t0,
+                View2<T> y, std::vector<int32_t>* topk) {
   const auto& s = p.shape;
-  check(s);
-  const int64_t T_ = x.rows, d = s.head_dim, t0 = st.pos;
-  require(x.cols == s.dim, "attention_layer: tensor 'x': expected " + std::to_string(s.dim) +
-                               " columns, found " + std::to_string(x.cols));
-  require(y.rows == T_ && y.cols == s.dim, "attention_layer: output 'y' has the wrong shape");
-  require(st.window && st.window->width() == d && st.window_size == s.window &&
-              (s.ratio == 0 || (st.comp && st.comp->width() == d)) &&
-              (!has_indexer(s) || (st.index_keys && st.index_keys->width() == s.index_dim)),
-          "attention_layer: the state does not match the layer shape");
-  if (T_ == 0) return;
+  const int64_t R = b - a, d = s.head_dim, p0 = t0 + a;
+  const View2<const T> xr = x.slice_rows(a, R);
+  Mat<T> cq(R, s.q_rank), q(R, s.heads * d);
+  query_path(query_params(p, xr, p0, view_of(cq), view_of(q)));
 
-  // §2.9 steps 1-2: queries and this chunk's window entries.
-  Mat<T> cq(T_, s.q_rank), q(T_, s.heads * d), kv(T_, d);
-  query_path(query_params(p, x, t0, view_of(cq), view_of(q)));
-  window_kv(kv_params(p, x, t0, view_of(kv)));
-
-  // Steps 3-4: the compressors ingest the chunk; completed entries join the cache before
-  // anyone attends, so a block completing at t is visible to t (visibility is by position).
-  std::vector<T> fresh;
-  if (has_indexer(s)) {
-    compressor_ingest(index_compressor(p), x, st.index_state, fresh);
-    st.index_keys->append(fresh.data(), int64_t(fresh.size()) / s.index_dim);
-    fresh.clear();
-  }
-  if (s.ratio > 0) {
-    compressor_ingest(main_compressor(p), x, st.comp_state, fresh);
-    st.comp->append(fresh.data(), int64_t(fresh.size()) / d);
-  }
   Eigen::Matrix<int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> idx;
   if (has_indexer(s)) {
-    Mat<T> iq(T_, s.index_heads * s.index_dim), iw(T_, s.index_heads);
-    indexer_query(iq_params(p, cview_of(cq), x, t0, view_of(iq), view_of(iw)));
-    const int64_t nk = st.index_keys->rows();
-    Mat<T> decoded;  // only for stores that encode their rows
-    const T* kp = st.index_keys->contiguous();
-    if (!kp) {
-      decoded.resize(nk, s.index_dim);
-      st.index_keys->read(0, nk, decoded.data());
-      kp = decoded.data();
-    }
-    idx.resize(T_, s.index_topk);
+    Mat<T> iq(R, s.index_heads * s.index_dim), iw(R, s.index_heads);
+    indexer_query(iq_params(p, cview_of(cq), xr, p0, view_of(iq), view_of(iw)));
+    idx.resize(R, s.index_topk);
     IndexerParams<T> ip;
     ip.q = cview_of(iq);
-    ip.k = view2(kp, nk, s.index_dim);
+    ip.k = keys;
     ip.w = cview_of(iw);
     ip.heads = s.index_heads;
     ip.ratio = s.ratio;
     ip.topk = s.index_topk;
-    ip.pos0 = t0;
-    ip.indices = {idx.data(), T_, s.index_topk, s.index_topk};
+    ip.pos0 = p0;
+    ip.indices = {idx.data(), R, s.index_topk, s.index_topk};
     indexer(ip);
-    if (topk) topk->assign(idx.data(), idx.data() + idx.size());
+    if (topk) topk->insert(topk->end(), idx.data(), idx.data() + idx.size());
   }
 
-  // Step 5: attention. Window rows in position order: up to window - 1 earlier positions
-  // from the ring, then the chunk's own entries.
-  const int64_t prev = std::min<int64_t>(t0, s.window - 1);
-  Mat<T> win(prev + T_, d);
-  for (int64_t k = 0; k < prev; ++k) st.window->read((t0 - prev + k) % s.window, 1, win.row(k).data());
-  win.bottomRows(T_) = kv;
+  // Window rows in position order, positions [first, t0 + b): up to window - 1 positions
+  // before the run's first row (from the ring while they precede the chunk, then the
+  // chunk's own entries), then the run's rows.
+  const int64_t first = std::max<int64_t>(0, p0 - (s.window - 1));
+  const int64_t prev = std::max<int64_t>(0, t0 - first);  // rows from the ring
+  const int64_t c0 = std::max(first, t0) - t0;            // first chunk row used
+  Mat<T> win(prev + b - c0, d);
+  for (int64_t k = 0; k < prev; ++k) st.window->read((first + k) % s.window, 1, win.row(k).data());
+  win.bottomRows(b - c0) = kv.middleRows(c0, b - c0);
   // Compressed entries: HCA attends every visible one; CSA only the selected ones, so only
   // those are read (a 1M-token decode step touches top-k rows, not the whole cache). The
   // selection is renumbered onto the rows read, in increasing order: an entry's new number
@@ -216,13 +200,87 @@ void attention_layer_forward(const AttentionLayerParams<T>& p, View2<const T> x,
   const View2<const T> cv = !has_indexer(s) && N && st.comp->contiguous() ? view2(st.comp->contiguous(), N, d)
                                                                           : cview_of(comp);
   View2<const int32_t> iv{idx.size() ? idx.data() : nullptr, idx.rows(), idx.cols(), idx.cols()};
-  attend_and_project(p, cview_of(q), cview_of(win), cv, iv, t0, y);
+  attend_and_project(p, cview_of(q), cview_of(win), cv, iv, p0, y);
+}
+
+}  // namespace
+
+template <class T>
+void attention_layer_forward_rows(const AttentionLayerParams<T>& p, View2<const T> x,
+                                  const std::vector<int64_t>& rows, View2<T> y,
+                                  AttentionLayerState<T>& st, std::vector<int32_t>* topk) {
+  const auto& s = p.shape;
+  check(s);
+  const int64_t T_ = x.rows, d = s.head_dim, t0 = st.pos;
+  require(x.cols == s.dim, "attention_layer: tensor 'x': expected " + std::to_string(s.dim) +
+                               " columns, found " + std::to_string(x.cols));
+  require(y.rows == int64_t(rows.size()) && y.cols == s.dim,
+          "attention_layer: output 'y' must be [" + std::to_string(rows.size()) + ", " +
+              std::to_string(s.dim) + "], found [" + std::to_string(y.rows) + ", " +
+              std::to_string(y.cols) + "]");
+  for (size_t i = 0; i < rows.size(); ++i)
+    require(rows[i] >= 0 && rows[i] < T_ && (i == 0 || rows[i] > rows[i - 1]),
+            "attention_layer: output rows must increase strictly within [0, " + std::to_string(T_) +
+                "), found row " + std::to_string(rows[i]) + " at " + std::to_string(i));
+  require(st.window && st.window->width() == d && st.window_size == s.window &&
+              (s.ratio == 0 || (st.comp && st.comp->width() == d)) &&
+              (!has_indexer(s) || (st.index_keys && st.index_keys->width() == s.index_dim)),
+          "attention_layer: the state does not match the layer shape");
+  if (topk) topk->clear();
+  if (T_ == 0) return;
+
+  // §2.9 step 2: this chunk's window entries (every row: the cache covers all positions).
+  Mat<T> kv(T_, d);
+  window_kv(kv_params(p, x, t0, view_of(kv)));
+
+  // Steps 3-4: the compressors ingest the chunk; completed entries join the cache before
+  // anyone attends, so a block completing at t is visible to t (visibility is by position).
+  std::vector<T> fresh;
+  if (has_indexer(s)) {
+    compressor_ingest(index_compressor(p), x, st.index_state, fresh);
+    st.index_keys->append(fresh.data(), int64_t(fresh.size()) / s.index_dim);
+    fresh.clear();
+  }
+  if (s.ratio > 0) {
+    compressor_ingest(main_compressor(p), x, st.comp_state, fresh);
+    st.comp->append(fresh.data(), int64_t(fresh.size()) / d);
+  }
+
+  // The indexer keys as floats, once for all runs (decoded only if the store encodes them).
+  View2<const T> keys;
+  Mat<T> decoded;
+  if (has_indexer(s) && !rows.empty()) {
+    const int64_t nk = st.index_keys->rows();
+    const T* kp = st.index_keys->contiguous();
+    if (!kp) {
+      decoded.resize(nk, s.index_dim);
+      st.index_keys->read(0, nk, decoded.data());
+      kp = decoded.data();
+    }
+    keys = view2(kp, nk, s.index_dim);
+  }
+
+  // Steps 1 and 5-6 for the asked rows only, one run of consecutive rows at a time.
+  for (size_t i = 0; i < rows.size();) {
+    size_t j = i + 1;
+    while (j < rows.size() && rows[j] == rows[j - 1] + 1) ++j;
+    attend_run(p, x, rows[i], rows[j - 1] + 1, kv, keys, st, t0, y.slice_rows(int64_t(i), int64_t(j - i)), topk);
+    i = j;
+  }
 
   // The ring keeps the last `window` positions (it holds min(positions, window) rows).
   st.window->resize(std::min(t0 + T_, s.window));
   for (int64_t t = std::max(t0, t0 + T_ - s.window); t < t0 + T_; ++t)
     st.window->write(t % s.window, kv.row(t - t0).data());
   st.pos = t0 + T_;
+}
+
+template <class T>
+void attention_layer_forward(const AttentionLayerParams<T>& p, View2<const T> x, View2<T> y,
+                             AttentionLayerState<T>& st, std::vector<int32_t>* topk) {
+  std::vector<int64_t> all(static_cast<size_t>(x.rows));
+  for (int64_t r = 0; r < x.rows; ++r) all[size_t(r)] = r;
+  attention_layer_forward_rows(p, x, all, y, st, topk);
 }
 
 template <class T>
@@ -246,6 +304,9 @@ void attention_layer_decode(const AttentionLayerParams<T>& p, const T* x_t, T* y
   template void attention_layer_forward<T>(const AttentionLayerParams<T>&, View2<const T>,      \
                                            View2<T>, AttentionLayerState<T>&,                   \
                                            std::vector<int32_t>*);                              \
+  template void attention_layer_forward_rows<T>(const AttentionLayerParams<T>&, View2<const T>, \
+                                                const std::vector<int64_t>&, View2<T>,          \
+                                                AttentionLayerState<T>&, std::vector<int32_t>*); \
   template void attention_layer_prefill<T>(const AttentionLayerParams<T>&, View2<const T>,      \
                                            View2<T>, AttentionLayerState<T>*,                   \
                                            std::vector<int32_t>*);                              \

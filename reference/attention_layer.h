@@ -122,6 +122,21 @@ template <class T>
 void attention_layer_forward(const AttentionLayerParams<T>& p, View2<const T> x, View2<T> y,
                              AttentionLayerState<T>& state, std::vector<int32_t>* topk = nullptr);
 
+// forward with the outputs of some rows only: the state advances by all T rows of x exactly
+// as attention_layer_forward would advance it (window entries, both compressors, indexer
+// keys), while y [rows.size(), D] receives the outputs of the chunk rows `rows` (strictly
+// increasing, in [0, T)), each equal to that row of attention_layer_forward's y up to the
+// rounding of GEMMs over fewer rows: a row attends to exactly its own visible set (window
+// and compressed entries by position, §2.8), whatever later rows of the chunk added to the
+// state. The query path, indexer scoring and attention run only for those rows, one run of
+// consecutive rows at a time; `rows` = all rows is attention_layer_forward. topk: the
+// selections of the asked rows, [rows.size(), topk] (CSA only).
+template <class T>
+void attention_layer_forward_rows(const AttentionLayerParams<T>& p, View2<const T> x,
+                                  const std::vector<int64_t>& rows, View2<T> y,
+                                  AttentionLayerState<T>& state,
+                                  std::vector<int32_t>* topk = nullptr);
+
 // forward on a fresh float state: x [T, D] at positions 0..T-1. Optionally leaves the state.
 template <class T>
 void attention_layer_prefill(const AttentionLayerParams<T>& p, View2<const T> x, View2<T> y,

@@ -131,12 +131,14 @@ TEST(Model, MtpRunsOnItsOwnCache) {
   Model m = tiny_model();
   const auto ids = tokens(20, 6);
   Sequence s = m.new_sequence();
-  m.forward(s, ids.data(), 19, {18});
+  m.forward(s, ids.data(), 19, {18}, /*want_hidden=*/true);  // MTP reads every row's final state
   const auto logits = m.mtp_forward(s, 0, ids.data() + 1, 19);
   EXPECT_EQ(int64_t(logits.size()), 19 * m.config().vocab_size);
   for (float v : logits) ASSERT_TRUE(std::isfinite(v));
   EXPECT_EQ(s.mtp[0]->position(), 19);
   EXPECT_THROW(m.mtp_forward(s, 0, ids.data(), 3), InputError);  // needs the 19 rows
+  m.forward(s, ids.data() + 19, 1, {});  // no final rows computed: nothing for MTP to read
+  EXPECT_THROW(m.mtp_forward(s, 0, ids.data(), 1), InputError);
 }
 
 TEST(Model, GenerationIsDeterministic) {
