@@ -3,6 +3,8 @@
 //   dsv4 run [--out DIR] [--quick]       the default harness run (docs/run.md)
 //   dsv4 config show PRESET|PATH         a model configuration
 //   dsv4 init --preset P --seed S --out DIR  a random checkpoint (model/checkpoint.h)
+//   dsv4 init --probe recall [--retrieval csa|hca|window] [--set KNOB=V]... --out DIR
+//                                         a constructed recall probe (model/probe.h)
 //   dsv4 kv --preset P --context L        KV-cache bytes (spec §4); --table: the claims
 //   dsv4 flops --preset P --context L     decode FLOPs per token (spec §5); --table
 //   dsv4 forward --model DIR ... --out F  logits of every position to a file
@@ -67,13 +69,16 @@ int main(int argc, char** argv) {
 
   dsv4::cli::InitArgs init;
   auto* initc = app.add_subcommand("init", "write a random checkpoint (official layout, FP8/FP4 as released)");
-  initc->add_option("--preset", init.preset, "preset name or config.json")->required();
+  initc->add_option("--preset", init.preset, "preset name or config.json (or --probe)");
   initc->add_option("--seed", init.seed, "random seed")->default_str("0");
   initc->add_option("--out", init.out, "checkpoint directory (created atomically)")->required();
   initc->add_option("--shard-mb", init.shard_mb, "largest shard in MiB (0: one shard)")->default_str("4096");
   initc->add_option("--max-gb", init.max_gb, "refuse checkpoints larger than this (0: no limit)")->default_str("64");
   initc->add_option("--tokenizer", init.tokenizer, "tokenizer.json to copy (default: model/assets/tokenizer-tiny.json)");
   initc->add_flag("--force", init.force, "replace an existing non-empty directory");
+  initc->add_option("--probe", init.probe, "recall: a constructed recall probe instead of a preset (model/probe.h)");
+  initc->add_option("--retrieval", init.retrieval, "with --probe: layer 1 is csa (default) | hca | window");
+  initc->add_option("--set", init.probe_sets, "with --probe: KNOB=V (repeatable; model/probe.h lists the knobs)");
 
   dsv4::cli::KvArgs kv;
   auto* kvc = app.add_subcommand("kv", "KV-cache bytes of one sequence by layer type, and the ratio to V3.2 and V3");

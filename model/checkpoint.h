@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/config.h"
@@ -161,6 +162,24 @@ struct WriteSummary {
 // fit (disk, memory, opts.max_bytes) with the size they would need. Throws InputError.
 WriteSummary write_random_checkpoint(const ModelConfig& c, uint64_t seed, const std::string& dir,
                                      int64_t shard_bytes, const WriteOptions& opts = {});
+
+// The tensor values of a checkpoint to write (a constructed model, e.g. model/probe.h).
+struct CheckpointContents {
+  // Logical values [numel] of a float tensor of expected_tensors(c) / of an index tensor.
+  std::function<std::vector<float>(const TensorSpec&)> values;
+  std::function<std::vector<int64_t>(const TensorSpec&)> indices;
+  bool exact_float = false;  // store every float tensor as F32 instead of the release encoding
+  // Extra files {name, text} written into DIR (no '/', not config.json nor *.safetensors*); a
+  // "tokenizer.json" among them replaces the copied tokenizer.
+  std::vector<std::pair<std::string, std::string>> files;
+  uint64_t seed = 0;                    // recorded in the index metadata
+  std::string generator = "dsv4 init";  // recorded in the index metadata
+};
+
+// write_random_checkpoint with given values: the same layout, encodings, sharding, checks
+// and atomic rename.
+WriteSummary write_checkpoint(const ModelConfig& c, const CheckpointContents& contents, const std::string& dir,
+                              int64_t shard_bytes, const WriteOptions& opts = {});
 
 // model/assets/tokenizer-tiny.json of the source tree (may not exist).
 std::string default_tokenizer_asset();

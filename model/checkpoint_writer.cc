@@ -116,15 +116,19 @@ std::vector<int64_t> init_tid2eid(const ModelConfig& c, const TensorSpec& s, Rng
   return out;
 }
 
-// Encodes one tensor (and its scale) into w.
-void encode(const ModelConfig& c, const TensorSpec& s, Encoding e, uint64_t seed, SafetensorsWriter& w) {
-  Rng rng(seed, s.name);
+// Encodes one tensor (and its scale) into w, its values from `contents`.
+void encode(const ModelConfig& c, const TensorSpec& s, Encoding e, const CheckpointContents& contents,
+            SafetensorsWriter& w) {
   if (e == Encoding::i64) {
-    const auto v = init_tid2eid(c, s, rng);
+    const auto v = contents.indices(s);
+    require(int64_t(v.size()) == s.numel(), "checkpoint writer: tensor '" + s.name + "' got " +
+                                                std::to_string(v.size()) + " values, expected " + std::to_string(s.numel()));
     w.add(s.name, DType::I64, s.shape, v.data(), v.size() * 8);
     return;
   }
-  const std::vector<float> v = init_values(c, s, rng);
+  const std::vector<float> v = contents.values(s);
+  require(int64_t(v.size()) == s.numel(), "checkpoint writer: tensor '" + s.name + "' got " + std::to_string(v.size()) +
+                                              " values, expected " + std::to_string(s.numel()));
   const StoredShape st = stored_shape(c, s, e);
   const std::string scale = s.name.substr(0, s.name.size() - 7) + ".scale";  // "...weight" -> "...scale"
   switch (e) {
@@ -243,14 +247,40 @@ std::string default_tokenizer_asset() {
 
 WriteSummary write_random_checkpoint(const ModelConfig& c, uint64_t seed, const std::string& dir, int64_t shard_bytes,
                                      const WriteOptions& opts) {
+  CheckpointContents contents;
+  contents.values = [&c, seed](const TensorSpec& s) {
+    Rng rng(seed, s.name);
+    return init_values(c, s, rng);
+  };
+  contents.indices = [&c, seed](const TensorSpec& s) {
+    Rng rng(seed, s.name);
+    return init_tid2eid(c, s, rng);
+  };
+  contents.seed = seed;
+  return write_checkpoint(c, contents, dir, shard_bytes, opts);
+}
+
+WriteSummary write_checkpoint(const ModelConfig& c, const CheckpointContents& contents, const std::string& dir,
+                              int64_t shard_bytes, const WriteOptions& opts) {
   config_validate(c);
+  require(contents.values && contents.indices, "checkpoint writer: no tensor values given");
+  // The stored encoding of a spec: the release one, or F32 for every float with exact_float.
+  auto encoding = [&](const TensorSpec& s) {
+    const Encoding e = release_encoding(c, s.role);
+    return contents.exact_float && e != Encoding::i64 ? Encoding::f32 : e;
+  };
   const std::vector<TensorSpec> specs = expected_tensors(c);
   WriteSummary sum;
   sum.size = checkpoint_size(c);
   char params[32];
   std::snprintf(params, sizeof params, "%.2fB", double(sum.size.parameters) / 1e9);
+  if (contents.exact_float) {  // F32 everywhere: recount the stored bytes
+    sum.size.stored_bytes = 0;
+    for (const auto& s : specs) sum.size.stored_bytes += stored_shape(c, s, encoding(s)).bytes;
+  }
   const std::string what = "model '" + c.name + "' (" + params + " parameters, " +
-                           gb(double(sum.size.stored_bytes)) + " on disk in the release encodings)";
+                           gb(double(sum.size.stored_bytes)) + " on disk in " +
+                           (contents.exact_float ? "F32)" : "the release encodings)");
 
   // ---- refuse what cannot fit ----
   fs::path dest = fs::absolute(fs::path(dir)).lexically_normal();
@@ -270,7 +300,7 @@ WriteSummary write_random_checkpoint(const ModelConfig& c, uint64_t seed, const 
   std::vector<int64_t> plan_bytes(1, 0);
   int64_t largest_tensor = 0;
   for (size_t i = 0; i < specs.size(); ++i) {
-    const int64_t b = stored_shape(c, specs[i], release_encoding(c, specs[i].role)).bytes;
+    const int64_t b = stored_shape(c, specs[i], encoding(specs[i])).bytes;
     largest_tensor = std::max(largest_tensor, specs[i].numel());
     if (shard_bytes > 0 && !plan.back().empty() && plan_bytes.back() + b > shard_bytes) {
       plan.emplace_back();
@@ -303,7 +333,7 @@ WriteSummary write_random_checkpoint(const ModelConfig& c, uint64_t seed, const 
     for (int64_t si = 0; si < n; ++si) {
       SafetensorsWriter w;
       w.set_metadata("format", "pt");
-      for (size_t i : plan[size_t(si)]) encode(c, specs[i], release_encoding(c, specs[i].role), seed, w);
+      for (size_t i : plan[size_t(si)]) encode(c, specs[i], encoding(specs[i]), contents, w);
       const std::string file = shard_name(si + 1, n);
       w.write((tmp / file).string());
       SafetensorsReader check((tmp / file).string());  // names of what was written (scales included)
@@ -311,13 +341,23 @@ WriteSummary write_random_checkpoint(const ModelConfig& c, uint64_t seed, const 
       sum.file_bytes += int64_t(fs::file_size(tmp / file));
     }
     sum.shards = n;
-    json::object index{{"metadata", json::object{{"total_size", sum.file_bytes}, {"generator", "dsv4 init"},
-                                                 {"seed", seed}}},
+    json::object index{{"metadata", json::object{{"total_size", sum.file_bytes}, {"generator", contents.generator},
+                                                 {"seed", contents.seed}}},
                        {"weight_map", std::move(weight_map)}};
     write_text(tmp / "model.safetensors.index.json", json::serialize(index) + "\n");
 
+    bool tokenizer_given = false;  // contents.files may carry the tokenizer.json
+    for (const auto& [name, text] : contents.files) {
+      require(!name.empty() && name.find('/') == std::string::npos && name != "config.json" &&
+                  name.find(".safetensors") == std::string::npos,
+              "checkpoint writer: extra file name '" + name + "' is not allowed");
+      write_text(tmp / name, text);
+      tokenizer_given = tokenizer_given || name == "tokenizer.json";
+    }
     const std::string tok = opts.tokenizer.empty() ? default_tokenizer_asset() : opts.tokenizer;
-    if (!fs::exists(tok, ec)) {
+    if (tokenizer_given) {
+      sum.tokenizer_note = "tokenizer.json written by the generator";
+    } else if (!fs::exists(tok, ec)) {
       if (!opts.tokenizer.empty()) throw InputError("dsv4 init: tokenizer '" + tok + "' does not exist");
       sum.tokenizer_note = "no tokenizer asset at '" + tok + "'; tokenizer.json not written";
     } else {
