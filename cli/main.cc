@@ -9,6 +9,7 @@
 //   dsv4 flops --preset P --context L     decode FLOPs per token (spec §5); --table
 //   dsv4 forward --model DIR ... --out F  logits of every position to a file
 //   dsv4 generate --model DIR --prompt T  text generation
+//   dsv4 eval --suite recall --model DIR --lengths 4k,16k --out DIR   eval suites (docs/evals.md)
 //   dsv4 bench [--filter RE] [--quick]    microbenchmarks: bench.json + bench_derived.json (docs/bench.md)
 //   dsv4 bench compare BASELINE NEW       the performance-regression check (bench/compare.h)
 //   dsv4 report RESULTS... --out DIR      report.md, index.html, summary.json (docs/report.md)
@@ -18,6 +19,7 @@
 
 #include "cli/bench_cmd.h"
 #include "cli/bench_compare.h"
+#include "cli/eval_cmd.h"
 #include "cli/model_cmds.h"
 #include "cli/generate_cmds.h"
 #include "cli/init_cmd.h"
@@ -111,6 +113,9 @@ int main(int argc, char** argv) {
   repc->add_option("inputs", rep.inputs, "result files or folders (searched for dsv4 result JSON)")->required();
   repc->add_option("--out", rep.out, "output folder")->default_str(rep.out);
 
+  dsv4::cli::EvalArgs ev;
+  auto* evc = dsv4::cli::add_eval_command(app, ev);
+
   dsv4::cli::ModelRunArgs fwd, gen;
   auto model_options = [](CLI::App* c, dsv4::cli::ModelRunArgs& a) {
     c->add_option("--model", a.model, "checkpoint directory (dsv4 init writes one)")->required();
@@ -176,6 +181,7 @@ int main(int argc, char** argv) {
   if (bcmpc->parsed()) return dsv4::cli::bench_compare(bcmp);
   if (benchc->parsed()) return dsv4::cli::bench_command(bench);
   if (repc->parsed()) return dsv4::cli::report_command(rep);
+  if (evc->parsed()) return dsv4::cli::eval_command(ev);
   if (fwdc->parsed()) return dsv4::cli::forward_command(fwd);
   if (genc->parsed()) return dsv4::cli::generate_command(gen);
   return kBadInput;

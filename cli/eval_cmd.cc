@@ -1,0 +1,185 @@
+#include "cli/eval_cmd.h"
+
+#include <fmt/core.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "evals/engine_backend.h"
+#include "evals/recall/probe_tokens.h"
+#include "evals/registry.h"
+#include "evals/results.h"
+#include "evals/runner.h"
+#include "reference/errors.h"
+
+namespace dsv4::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace dsv4::evals;
+
+void print_list() {
+  for (const Suite& s : suites()) {
+    fmt::print("suite {}: {}\n", s.name, s.description);
+    for (const auto& t : s.tasks)
+      fmt::print("  {:<18} v{}  {}\n  {:<18}      needs: probe {}; natural {}\n", t->name(),
+                 t->version(), t->description(), "",
+                 t->supports(PromptFormat::probe) ? capability_names(t->needs(PromptFormat::probe))
+                                                  : "(no probe format)",
+                 capability_names(t->needs(PromptFormat::natural)));
+  }
+  fmt::print("suite degradation: not yet implemented\n");
+}
+
+std::vector<std::string> split_names(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string x; std::getline(ss, x, ',');) {
+    if (x.empty()) throw InputError("--tasks: empty task name in '" + s + "'");
+    out.push_back(x);
+  }
+  return out;
+}
+
+// A table of mean [CI] per length for each task, with the chance floor.
+void print_table(const boost::json::object& r) {
+  for (const auto& tv : r.at("tasks").as_array()) {
+    const auto& t = tv.as_object();
+    fmt::print("{} (v{}, data {}), effective length {}\n", std::string(t.at("name").as_string()),
+               std::string(t.at("version").as_string()), std::string(t.at("data_hash").as_string()),
+               t.at("effective_length").as_int64());
+    fmt::print("  {:>9} {:>4} {:>7} {:>17} {:>8} {:>9} {:>9} {:>12}\n", "length", "n", "mean",
+               "95% CI", "chance", "copy_rnd", "copy_1st", "prefill t/s");
+    for (const auto& bv : t.at("by_length").as_array()) {
+      const auto& b = bv.as_object();
+      const auto& ci = b.at("ci95").as_array();
+      const auto& fl = b.at("floors").as_object();
+      fmt::print("  {:>9} {:>4} {:>7.3f}   [{:.3f}, {:.3f}] {:>8.4f} {:>9.3f} {:>9.3f} {:>12.1f}\n",
+                 b.at("length").as_int64(), b.at("n").as_int64(), b.at("mean").to_number<double>(),
+                 ci[0].to_number<double>(), ci[1].to_number<double>(),
+                 fl.at("chance").to_number<double>(), fl.at("copy_random").to_number<double>(),
+                 fl.at("copy_first").to_number<double>(),
+                 b.at("prefill_tokens_per_second").to_number<double>());
+    }
+  }
+}
+
+}  // namespace
+
+CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
+  auto* c = app.add_subcommand("eval", "run an eval suite on a model (dsv4 eval --list)");
+  c->add_flag("--list", a.list, "list suites and tasks with their versions");
+  c->add_option("--suite", a.suite, "recall")->default_str(a.suite);
+  c->add_option("--model", a.model, "checkpoint directory (with probe.json: probe format)");
+  c->add_option("--backend", a.backend, "ref | cuda")->default_str(a.backend);
+  c->add_option("--numerics", a.numerics, "official (FP8/FP4 simulation) | exact")
+      ->default_str(a.numerics);
+  c->add_option("--kv-layout", a.kv_layout, "f32 | bf16 | fp8")->default_str(a.kv_layout);
+  c->add_option("--chunk", a.chunk, "prefill chunk, tokens")->default_str(std::to_string(a.chunk));
+  c->add_option("--lengths", a.lengths,
+                "prompt lengths in tokens, e.g. 4k,16k,64k,256k,1m (k = 1024)");
+  c->add_option("--depths", a.depths, "needle depths in [0, 1]")->default_str(a.depths);
+  c->add_option("--tasks", a.tasks,
+                "comma-separated task names (default: every task of the suite)");
+  c->add_option("--format", a.format, "auto (probe when DIR/probe.json exists) | probe | natural")
+      ->default_str(a.format);
+  c->add_option("--samples", a.samples, "samples per cell (length x depth or class)")
+      ->default_str(std::to_string(a.samples));
+  c->add_option("--seed", a.seed, "run seed (items are a function of it)")->default_str("0");
+  c->add_option("--distractors", a.distractors, "niah_multikey: distractor needles")
+      ->default_str(std::to_string(a.distractors));
+  c->add_option("--values", a.values, "niah_multivalue: values under the one key")
+      ->default_str(std::to_string(a.values));
+  c->add_option("--queries", a.queries, "niah_multiquery: keys asked at once")
+      ->default_str(std::to_string(a.queries));
+  c->add_option("--hops", a.hops, "variable_tracking: assignments per chain")
+      ->default_str(std::to_string(a.hops));
+  c->add_option("--threshold", a.threshold, "effective length: longest bin with mean >= this")
+      ->default_str("0.9");
+  c->add_option("--resamples", a.resamples, "bootstrap resamples")
+      ->default_str(std::to_string(a.resamples));
+  c->add_option("--out", a.out, "run directory (manifest.json, samples.jsonl, results.json)");
+  c->add_flag("--force", a.force, "discard a run with different arguments in --out and start over");
+  c->add_option("--progress", a.progress, "auto | bar | lines | none")->default_str(a.progress);
+  return c;
+}
+
+int eval_command(const EvalArgs& a) {
+  try {
+    if (a.list) {
+      print_list();
+      return 0;
+    }
+    RunConfig cfg;
+    cfg.suite = a.suite;
+    (void)find_suite(a.suite);  // an unknown suite fails before the model loads
+    if (a.model.empty()) throw InputError("--model is required");
+    if (!fs::is_directory(a.model))
+      throw InputError("--model: '" + a.model + "' is not a directory");
+    if (a.lengths.empty()) throw InputError("--lengths is required (e.g. 4k,16k)");
+    if (a.out.empty()) throw InputError("--out is required");
+    cfg.lengths = parse_lengths(a.lengths);
+    cfg.depths = parse_depths(a.depths);
+    if (!a.tasks.empty()) cfg.tasks = split_names(a.tasks);
+    cfg.samples = a.samples;
+    cfg.seed = a.seed;
+    cfg.options.distractors = a.distractors;
+    if (a.distractors < 0) throw InputError("--distractors must be >= 0");
+    if (a.values < 1) throw InputError("--values must be >= 1");
+    if (a.queries < 1) throw InputError("--queries must be >= 1");
+    cfg.options.values = a.values;
+    cfg.options.queries = a.queries;
+    if (a.hops < 1) throw InputError("--hops must be >= 1");
+    cfg.options.hops = a.hops;
+    cfg.threshold = a.threshold;
+    cfg.resamples = a.resamples;
+    cfg.out = a.out;
+    cfg.force = a.force;
+    if (a.progress == "auto")
+      cfg.progress = RunConfig::Progress::automatic;
+    else if (a.progress == "bar")
+      cfg.progress = RunConfig::Progress::bar;
+    else if (a.progress == "lines")
+      cfg.progress = RunConfig::Progress::lines;
+    else if (a.progress == "none")
+      cfg.progress = RunConfig::Progress::none;
+    else
+      throw InputError("--progress: expected auto, bar, lines or none, found '" + a.progress + "'");
+    const fs::path probe_json = fs::path(a.model) / "probe.json";
+    if (a.format == "auto")
+      cfg.format = fs::exists(probe_json) ? PromptFormat::probe : PromptFormat::natural;
+    else if (a.format == "probe")
+      cfg.format = PromptFormat::probe;
+    else if (a.format == "natural")
+      cfg.format = PromptFormat::natural;
+    else
+      throw InputError("--format: expected auto, probe or natural, found '" + a.format + "'");
+    cfg.model_dir = fs::weakly_canonical(a.model).string();
+    const Fingerprint fp = checkpoint_fingerprint(a.model);
+    cfg.checkpoint_hash = fp.hash;
+    cfg.checkpoint_hash_method = fp.method;
+    EngineOptions eo{a.backend, a.numerics, a.kv_layout, a.chunk};
+    EngineModel model(a.model, eo);
+    std::unique_ptr<ProbeTokens> probe;
+    if (cfg.format == PromptFormat::probe) {
+      if (!fs::exists(probe_json))
+        throw InputError("--format probe: '" + probe_json.string() + "' does not exist");
+      probe =
+          std::make_unique<ProbeTokens>(read_probe_tokens(probe_json.string(), model.vocab_size()));
+    }
+    const RunSummary s = run_eval(cfg, model, probe.get());
+    print_table(s.results);
+    fmt::print(stderr, "dsv4 eval: {} samples ({} resumed) -> {}/results.json\n", s.planned,
+               s.resumed, a.out);
+    return 0;
+  } catch (const InputError& e) {
+    fmt::print(stderr, "dsv4 eval: {}\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "dsv4 eval: error: {}\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace dsv4::cli

@@ -1,0 +1,42 @@
+// dsv4 eval: run an eval suite on a model (evals/, docs/evals.md).
+//   dsv4 eval --suite recall --model DIR --lengths 4k,16k --samples N --seed S --out DIR
+//   dsv4 eval --list
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+
+namespace dsv4::cli {
+
+struct EvalArgs {
+  bool list = false;
+  std::string suite = "recall";
+  std::string model;
+  std::string backend = "ref";
+  std::string numerics = "official";
+  std::string kv_layout = "f32";
+  int64_t chunk = 512;
+  std::string lengths;
+  std::string depths = "0,0.25,0.5,0.75,1";
+  std::string tasks;
+  std::string format = "auto";
+  int64_t samples = 5;
+  uint64_t seed = 0;
+  int64_t distractors = 16;
+  int64_t values = 4;
+  int64_t queries = 4;
+  int64_t hops = 4;
+  double threshold = 0.9;
+  int resamples = 2000;
+  std::string out;
+  bool force = false;
+  std::string progress = "auto";
+};
+
+// Adds the `eval` subcommand to app; returns it.
+CLI::App* add_eval_command(CLI::App& app, EvalArgs& a);
+// Exit status: 0 done, 1 runtime failure, 2 bad input.
+int eval_command(const EvalArgs& a);
+
+}  // namespace dsv4::cli

@@ -1,0 +1,57 @@
+// The `engine` backend: this project's Model (model/model.h) on a checkpoint directory.
+// Implements every LanguageModel method. Prompts are prefilled in chunks of `chunk` tokens
+// with logits asked only for the last position (Model::forward's logit_rows), so a long
+// prompt costs no LM-head work but the last row.
+//   backend "ref"   the Eigen reference backend
+//   backend "cuda"  not built into the model yet: an InputError saying so
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "evals/model_api.h"
+
+namespace dsv4 {
+class Model;
+class Tokenizer;
+}  // namespace dsv4
+
+namespace dsv4::evals {
+
+struct EngineOptions {
+  std::string backend = "ref";        // ref | cuda
+  std::string numerics = "official";  // official (FP8/FP4 simulation) | exact
+  std::string kv_layout = "f32";      // f32 | bf16 | fp8
+  int64_t chunk = 512;                // prefill chunk, tokens
+};
+
+class EngineModel final : public LanguageModel {
+ public:
+  // Loads DIR (load_checkpoint) and DIR/tokenizer.json when present. Throws InputError.
+  EngineModel(const std::string& dir, const EngineOptions& o);
+  ~EngineModel() override;
+
+  std::string spec() const override;
+  uint32_t capabilities() const override;
+  std::vector<int32_t> tokenize(std::string_view text) const override;
+  std::string detokenize(const std::vector<int32_t>& ids) const override;
+  std::string render_chat(const std::vector<ChatMessage>& messages) const override;
+  Completion generate(const std::vector<int32_t>& prompt, const SamplingParams& p) override;
+  Loglik loglik(const std::vector<int32_t>& context,
+                const std::vector<int32_t>& continuation) override;
+  CandidateScores score_candidates(const std::vector<int32_t>& prompt,
+                                   const std::vector<int32_t>& candidates) override;
+
+  int64_t vocab_size() const;
+
+ private:
+  void check_ids(const std::vector<int32_t>& ids, const char* what) const;
+  const Tokenizer& tok() const;
+
+  EngineOptions opt_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Tokenizer> tokenizer_;  // null without DIR/tokenizer.json
+  std::string dir_;
+};
+
+}  // namespace dsv4::evals

@@ -1,0 +1,85 @@
+#include "evals/registry.h"
+
+#include <fmt/core.h>
+
+#include "evals/hash.h"
+#include "evals/recall/niah.h"
+#include "reference/errors.h"
+
+namespace dsv4::evals {
+
+namespace {
+constexpr int64_t kWindow = 128;    // spec §2: sliding window
+constexpr int64_t kCsaBlock = 4;    // spec §2: CSA compression ratio
+constexpr int64_t kHcaBlock = 128;  // spec §2: HCA compression ratio
+}  // namespace
+
+std::string hex64(uint64_t v) {
+  return fmt::format("{:016x}", v);
+}
+
+const char* format_name(PromptFormat f) {
+  return f == PromptFormat::probe ? "probe" : "natural";
+}
+
+std::string Cell::label() const {
+  if (!geometry.empty()) return "geometry=" + geometry;
+  return fmt::format("depth={:g}", depth);
+}
+
+Geometry geometry_of(int64_t needle_pos, int64_t needle_len, int64_t value_pos, int64_t length) {
+  Geometry g;
+  g.needle_pos = needle_pos;
+  g.needle_len = needle_len;
+  g.value_pos = value_pos;
+  g.mod4 = needle_pos % kCsaBlock;
+  g.mod128 = needle_pos % kHcaBlock;
+  const int64_t last = needle_pos + needle_len - 1;
+  g.straddle4 = needle_pos / kCsaBlock != last / kCsaBlock;
+  g.straddle128 = needle_pos / kHcaBlock != last / kHcaBlock;
+  g.in_window = needle_pos >= length - kWindow;
+  g.distance_from_end = length - 1 - needle_pos;
+  return g;
+}
+
+uint64_t sample_seed(const std::string& task, const std::string& version, uint64_t run_seed,
+                     const Cell& cell, int64_t index) {
+  return Hasher()
+      .str("dsv4.evals.sample")
+      .str(task)
+      .str(version)
+      .u64(run_seed)
+      .i64(cell.length)
+      .str(cell.label())
+      .i64(index)
+      .digest();
+}
+
+const std::vector<Suite>& suites() {
+  static const std::vector<Suite> k = {
+      Suite{"recall",
+            "needle-in-a-haystack recall in token space (probe checkpoints: argmax over value "
+            "tokens; real models: generation)",
+            {std::make_shared<NiahTask>(NiahKind::single),
+             std::make_shared<NiahTask>(NiahKind::multikey),
+             std::make_shared<NiahTask>(NiahKind::multivalue),
+             std::make_shared<NiahTask>(NiahKind::multiquery),
+             std::make_shared<NiahTask>(NiahKind::variables),
+             std::make_shared<NiahTask>(NiahKind::geometry)}},
+  };
+  return k;
+}
+
+const Suite& find_suite(const std::string& name) {
+  std::string known;
+  for (const Suite& s : suites()) {
+    if (s.name == name) return s;
+    known += (known.empty() ? "" : ", ") + s.name;
+  }
+  if (name == "degradation")
+    throw InputError("--suite degradation: not yet implemented (issue 6, part 2); known suites: " +
+                     known);
+  throw InputError("--suite: unknown suite '" + name + "' (known: " + known + ")");
+}
+
+}  // namespace dsv4::evals

@@ -1,0 +1,62 @@
+// One eval run: plan the samples, resume what OUT already holds, run the rest through the
+// model, write samples.jsonl as it goes and results.json at the end (docs/evals.md "Runs").
+//
+// Resume: OUT/manifest.json holds the run's arguments (canonical JSON). A rerun with the
+// same arguments reads samples.jsonl, regenerates every planned item (checking that its
+// hash matches the recorded one), skips the finished ones and ends with the same
+// results.json metrics as an uninterrupted run. Different arguments: InputError, unless
+// `force` (which deletes manifest.json, samples.jsonl and results.json first).
+#pragma once
+
+#include <boost/json.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "evals/model_api.h"
+#include "evals/registry.h"
+#include "evals/stats.h"
+
+namespace dsv4::evals {
+
+struct ProbeTokens;
+
+struct RunConfig {
+  std::string suite = "recall";
+  std::vector<std::string> tasks;  // empty: every task of the suite
+  std::vector<int64_t> lengths;
+  std::vector<double> depths = {0.0, 0.25, 0.5, 0.75, 1.0};
+  int64_t samples = 5;  // per cell
+  uint64_t seed = 0;
+  std::string out;
+  PromptFormat format = PromptFormat::natural;
+  TaskOptions options;
+  double threshold = kDefaultEffectiveThreshold;
+  int resamples = kDefaultResamples;
+  bool force = false;
+  // Identity of the model, recorded and compared on resume.
+  std::string model_dir;
+  std::string checkpoint_hash, checkpoint_hash_method;
+  // Testing aid: stop (as if killed) after this many newly finished samples; < 0: never.
+  int64_t stop_after = -1;
+  enum class Progress { automatic, bar, lines, none } progress = Progress::automatic;
+};
+
+struct RunSummary {
+  int64_t planned = 0, resumed = 0, ran = 0;
+  bool complete = false;        // every planned sample finished (results.json written)
+  boost::json::object results;  // what results.json holds (when complete)
+};
+
+// Runs (or resumes) the eval. `probe` is required for format probe. Throws InputError on
+// bad arguments (exit 2 at the CLI) before any model call.
+RunSummary run_eval(const RunConfig& cfg, LanguageModel& model, const ProbeTokens* probe);
+
+// "4k" -> 4096, "1m" -> 1048576, "512" -> 512 (k = 1024); InputError otherwise.
+int64_t parse_length(const std::string& s);
+// "4k,16k" -> {4096, 16384}; rejects empty items, duplicates and non-positive values.
+std::vector<int64_t> parse_lengths(const std::string& s);
+// "0,0.5,1" -> depths in [0, 1].
+std::vector<double> parse_depths(const std::string& s);
+
+}  // namespace dsv4::evals
