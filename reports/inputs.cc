@@ -248,6 +248,71 @@ CompareRun read_compare(const Doc& d) {
   return c;
 }
 
+EvalBin read_bin(const Doc& d, const json::value& b, const std::string& p) {
+  EvalBin e;
+  e.length = d.number(b, p, "length");
+  e.n = d.number(b, p, "n");
+  e.mean = d.number(b, p, "mean");
+  const auto& ci = d.array(b, p, "ci95");
+  if (ci.size() != 2 || !ci[0].is_number() || !ci[1].is_number()) d.fail(p + ".ci95", "expected [lo, hi]");
+  e.lo = ci[0].to_number<double>();
+  e.hi = ci[1].to_number<double>();
+  if (const auto* f = b.get_object().if_contains("floors"); f && f->is_object()) {
+    e.chance = d.optional_number(*f, "chance");
+    e.copy_random = d.optional_number(*f, "copy_random");
+    e.copy_first = d.optional_number(*f, "copy_first");
+  }
+  e.tokens_per_second = d.optional_number(b, "prefill_tokens_per_second");
+  if (const auto* v = b.get_object().if_contains("depth"); v && v->is_number()) e.depth = v->to_number<double>();
+  if (const auto* v = b.get_object().if_contains("class"); v && v->is_string()) e.cls = std::string(v->get_string());
+  return e;
+}
+
+std::string text_of(const json::value& v) {
+  if (v.is_string()) return std::string(v.get_string());
+  if (v.is_bool()) return v.get_bool() ? "on" : "off";
+  if (v.is_number()) return fmt::format("{:g}", v.to_number<double>());
+  return json::serialize(v);
+}
+
+EvalRun read_eval(const Doc& d) {
+  EvalRun r;
+  r.file = d.file();
+  r.suite = d.string(d.root(), "", "suite");
+  r.format = d.string(d.root(), "", "format");
+  if (const auto* v = d.root().get_object().if_contains("probe_label"); v && v->is_string()) r.probe_label = std::string(v->get_string());
+  const auto& m = d.at(d.root(), "", "model");
+  r.model_dir = d.string(m, "model", "dir");
+  r.backend = d.string(m, "model", "backend");
+  r.checkpoint_hash = d.string(m, "model", "checkpoint_hash");
+  if (const auto* pr = m.get_object().if_contains("probe"); pr && pr->is_object())
+    if (const auto* k = pr->get_object().if_contains("knobs"); k && k->is_object())
+      for (const auto& [key, v] : k->get_object()) r.probe_knobs += (r.probe_knobs.empty() ? "" : " ") + std::string(key) + "=" + text_of(v);
+  if (const auto* g = d.root().get_object().if_contains("git"); g && g->is_object())
+    if (const auto* v = g->get_object().if_contains("revision"); v && v->is_string()) r.revision = std::string(v->get_string());
+  if (const auto* mc = d.root().get_object().if_contains("machine"); mc && mc->is_object())
+    if (const auto* v = mc->get_object().if_contains("cpu"); v && v->is_string()) r.machine = std::string(v->get_string());
+  const auto& tasks = d.array(d.root(), "", "tasks");
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const std::string p = Doc::item("tasks", i);
+    EvalTask t;
+    t.name = d.string(tasks[i], p, "name");
+    t.version = d.string(tasks[i], p, "version");
+    t.data_hash = d.string(tasks[i], p, "data_hash");
+    t.effective_length = d.number(tasks[i], p, "effective_length");
+    auto bins = [&](const char* key, bool required, std::vector<EvalBin>& out) {
+      if (!required && !tasks[i].get_object().contains(key)) return;
+      const auto& a = d.array(tasks[i], p, key);
+      for (size_t k = 0; k < a.size(); ++k) out.push_back(read_bin(d, a[k], fmt::format("{}.{}[{}]", p, key, k)));
+    };
+    bins("by_length", true, t.by_length);
+    bins("by_length_depth", false, t.by_depth);
+    bins("by_length_class", false, t.by_class);
+    r.tasks.push_back(std::move(t));
+  }
+  return r;
+}
+
 void collect(const fs::path& p, int depth, std::vector<fs::path>& out) {
   if (fs::is_regular_file(p)) {
     if (p.extension() == ".json") out.push_back(p);
@@ -300,6 +365,8 @@ Inputs load_inputs(const std::vector<std::string>& paths) {
       in.bench.push_back(read_bench(d));
     } else if (k == "dsv4.bench.compare") {
       in.compare.push_back(read_compare(d));
+    } else if (k == "dsv4.eval.results") {
+      in.evals.push_back(read_eval(d));
     } else {
       in.ignored.push_back(name);
       continue;

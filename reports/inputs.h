@@ -5,6 +5,9 @@
 //   dsv4.bench            `dsv4 bench`'s bench_derived.json (+ its sibling bench.json's context:
 //                         host, date, CPUs), docs/bench.md
 //   dsv4.bench.compare    `dsv4 bench compare --json`: the regression verdicts
+//   dsv4.eval.results     `dsv4 eval`'s results.json (docs/evals.md): per task and length bin
+//                         the mean score, its bootstrap CI, the noise floors; depth and
+//                         compression-geometry breakdowns
 //
 // load_inputs() takes files and directories (searched recursively, at most kMaxDepth levels,
 // for *.json). JSON files without a "kind" string, or with a kind not listed, are listed as
@@ -75,11 +78,33 @@ struct CompareRun {
   bool regression = false;
 };
 
+// One aggregate of an eval task: a length bin, or a (length, depth) / (length, class) cell.
+struct EvalBin {
+  double length = 0, depth = -1;  // depth -1: not a depth cell
+  std::string cls;                // geometry class ("mod4=1", "window_in", ...), or empty
+  double n = 0, mean = 0, lo = 0, hi = 0;
+  double chance = -1, copy_random = -1, copy_first = -1;  // noise floors; -1: not given
+  double tokens_per_second = -1;
+};
+
+struct EvalTask {
+  std::string name, version, data_hash;
+  double effective_length = 0;
+  std::vector<EvalBin> by_length, by_depth, by_class;
+};
+
+struct EvalRun {
+  std::string file, suite, format, probe_label, model_dir, backend, checkpoint_hash, revision, machine;
+  std::string probe_knobs;  // "retrieval=csa S=12 ..." for probes, else empty
+  std::vector<EvalTask> tasks;
+};
+
 struct Inputs {
   std::optional<KvClaims> kv;
   std::optional<FlopsClaims> flops;
   std::vector<BenchRun> bench;
   std::vector<CompareRun> compare;
+  std::vector<EvalRun> evals;
   std::vector<std::string> used;     // files read, in order
   std::vector<std::string> ignored;  // JSON files without a known kind
 };

@@ -248,6 +248,116 @@ Section kernels(const Inputs& in, json::object& summary) {
   return s;
 }
 
+// ---- 3. recall ------------------------------------------------------------------------------
+
+std::string floor_text(double v) { return v < 0 ? "-" : fmt::format("{:.3f}", v); }
+
+void recall_of(const EvalRun& run, size_t index, Section& s, json::array& out) {
+  const bool probe = run.format == "probe";
+  s.blocks.push_back(text(fmt::format(
+      "Run `{}`: suite {}, model `{}` ({}, checkpoint {}){}.", short_file(run.file), run.suite, run.model_dir, run.backend,
+      run.checkpoint_hash,
+      probe ? " — **" + run.probe_label + "**; knobs: " + run.probe_knobs : "")));
+  json::array tasks;
+  for (const auto& t : run.tasks) {
+    const std::string tag = fmt::format("eval{}_{}", index, t.name);
+    s.blocks.push_back(text(fmt::format("**{}** (version {}, data {}): effective length {}.", t.name, t.version, t.data_hash,
+                                        t.effective_length > 0 ? tokens_label(t.effective_length) : "none")));
+    Table tb{{"length", "n", "mean", "95 % CI", "chance", "copy a random needle", "copy the first needle", "prefill tok/s"},
+             {},
+             {true, true, true, true, true, true, true, true}};
+    Chart c;
+    c.title = t.name + (probe ? " (mechanism probe)" : "");
+    std::vector<double> lengths;
+    for (const auto& b : t.by_length) lengths.push_back(b.length);
+    c.x = context_axis(lengths);
+    c.y.label = "mean score";
+    c.y.min = 0, c.y.max = 1.05;
+    Series sr{"score (95 % CI band)", {}, {}, {}, {}, true, 0};
+    double chance = -1, copy_random = -1;
+    for (const auto& b : t.by_length) {
+      tb.rows.push_back({tokens_label(b.length), fmt::format("{:g}", b.n), fmt::format("{:.3f}", b.mean),
+                         fmt::format("[{:.3f}, {:.3f}]", b.lo, b.hi), floor_text(b.chance), floor_text(b.copy_random),
+                         floor_text(b.copy_first), b.tokens_per_second < 0 ? "-" : fmt::format("{:.0f}", b.tokens_per_second)});
+      sr.x.push_back(b.length);
+      sr.y.push_back(b.mean);
+      sr.lo.push_back(b.lo);
+      sr.hi.push_back(b.hi);
+      chance = std::max(chance, b.chance);
+      copy_random = std::max(copy_random, b.copy_random);
+    }
+    s.blocks.push_back(table(std::move(tb)));
+    c.series.push_back(std::move(sr));
+    if (chance >= 0) c.hlines.push_back({"chance", chance});
+    if (copy_random >= 0 && copy_random < 1) c.hlines.push_back({"copy a random needle", copy_random});
+    if (!t.by_length.empty())
+      s.blocks.push_back(figure(tag + "_length", "Mean score vs prompt length with its bootstrap 95 % interval and the noise floors.",
+                                render_svg(c)));
+    // Depth x length: the needle-in-a-haystack picture.
+    std::vector<double> depths;
+    for (const auto& b : t.by_depth)
+      if (b.depth >= 0 && std::find(depths.begin(), depths.end(), b.depth) == depths.end()) depths.push_back(b.depth);
+    if (!depths.empty() && !lengths.empty()) {
+      std::sort(depths.begin(), depths.end());
+      Heatmap h;
+      h.title = t.name + ": mean score by needle depth and length";
+      h.x_label = "prompt length (tokens)";
+      h.y_label = "needle depth";
+      for (double L : lengths) h.cols.push_back(tokens_label(L));
+      for (double dp : depths) h.rows.push_back(fmt::format("{:.0f} %", 100 * dp));
+      h.v.assign(depths.size(), std::vector<double>(lengths.size(), NAN));
+      for (const auto& b : t.by_depth) {
+        const auto r = std::find(depths.begin(), depths.end(), b.depth) - depths.begin();
+        const auto k = std::find(lengths.begin(), lengths.end(), b.length) - lengths.begin();
+        if (size_t(k) < lengths.size()) h.v[size_t(r)][size_t(k)] = b.mean;
+      }
+      s.blocks.push_back(figure(tag + "_depth", "Mean score per needle depth (rows) and length (columns).", render_heatmap(h)));
+    }
+    // Compression geometry: the needle's offset mod 4 and mod 128, inside / outside the window.
+    std::vector<std::string> classes;
+    for (const auto& b : t.by_class)
+      if (std::find(classes.begin(), classes.end(), b.cls) == classes.end()) classes.push_back(b.cls);
+    if (!classes.empty()) {
+      Table g{{"geometry class"}, {}, {false}};
+      for (double L : lengths) {
+        g.header.push_back(tokens_label(L));
+        g.numeric.push_back(true);
+      }
+      for (const auto& cl : classes) {
+        std::vector<std::string> row{cl};
+        for (double L : lengths) {
+          std::string cell = "-";
+          for (const auto& b : t.by_class)
+            if (b.cls == cl && b.length == L) cell = fmt::format("{:.3f} (n {:g})", b.mean, b.n);
+          row.push_back(cell);
+        }
+        g.rows.push_back(std::move(row));
+      }
+      s.blocks.push_back(text("Mean score by the needle's position relative to the compression geometry (offset mod 4 and "
+                              "mod 128, inside or outside the last 128-token window):"));
+      s.blocks.push_back(table(std::move(g)));
+    }
+    json::array bins;
+    for (const auto& b : t.by_length)
+      bins.push_back(json::object{{"length", b.length}, {"mean", b.mean}, {"ci95", json::array{b.lo, b.hi}}, {"n", b.n}});
+    tasks.push_back(json::object{{"task", t.name}, {"effective_length", t.effective_length}, {"by_length", std::move(bins)}});
+  }
+  out.push_back(json::object{{"file", run.file}, {"format", run.format}, {"probe", probe}, {"tasks", std::move(tasks)}});
+}
+
+Section recall(const Inputs& in, json::object& summary) {
+  Section s{"recall", "Recall", {}};
+  s.blocks.push_back(text(
+      "Needles in long contexts (`dsv4 eval --suite recall`, docs/evals.md). Scores with bootstrap 95 % intervals and the "
+      "noise floors beside them. Probe runs are mechanism probes (constructed weights): they test compression, selection, "
+      "window and quantisation, not language ability, and are never comparable with trained-model NIAH/MRCR numbers."));
+  json::array runs;
+  for (size_t i = 0; i < in.evals.size(); ++i)
+    if (in.evals[i].suite == "recall") recall_of(in.evals[i], i, s, runs);
+  summary["recall"] = std::move(runs);
+  return s;
+}
+
 // ---- 6. regression verdicts ---------------------------------------------------------------
 
 Section regression(const Inputs& in, json::object& summary) {
@@ -285,6 +395,13 @@ Section provenance(const Inputs& in, const std::string& generated_at, json::obje
   for (const auto& b : in.bench)
     for (const char* k : {"date", "host_name", "num_cpus", "mhz_per_cpu", "library_build_type"})
       if (b.context.count(k)) t.rows.push_back({short_file(b.file) + " " + k, b.context.at(k)});
+  for (const auto& e : in.evals) {
+    t.rows.push_back({short_file(e.file) + " revision", e.revision});
+    t.rows.push_back({short_file(e.file) + " machine", e.machine});
+    t.rows.push_back({short_file(e.file) + " checkpoint", e.model_dir + " (" + e.checkpoint_hash + ")"});
+    for (const auto& tk : e.tasks)
+      t.rows.push_back({short_file(e.file) + " " + tk.name, "version " + tk.version + ", data " + tk.data_hash});
+  }
   s.blocks.push_back(text("Every number above comes from these files; rerun the commands that wrote them to reproduce it."));
   s.blocks.push_back(table(std::move(t)));
   json::array used, ignored;
@@ -348,6 +465,8 @@ Report build_report(const Inputs& in, const std::string& generated_at) {
   json::object summary{{"kind", "dsv4.report"}, {"version", 1}};
   if (in.kv || in.flops) r.sections.push_back(reproduction(in, summary));
   if (!in.bench.empty()) r.sections.push_back(kernels(in, summary));
+  if (std::any_of(in.evals.begin(), in.evals.end(), [](const EvalRun& e) { return e.suite == "recall"; }))
+    r.sections.push_back(recall(in, summary));
   if (!in.compare.empty()) r.sections.push_back(regression(in, summary));
   r.sections.push_back(provenance(in, generated_at, summary));
   json::array ids;

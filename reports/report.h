@@ -6,6 +6,9 @@
 //                  decode-FLOPs-per-token curves over 4K..1M on log axes
 //   kernels        per dsv4.bench run: the per-op table (time, GFLOP/s, GB/s, share of the
 //                  same-run ceiling, target), a roofline chart and the V4 speedups vs context
+//   recall         dsv4.eval.results of the recall suite: per task the length table (mean, 95 % CI,
+//                  noise floors, tokens/s), the score-vs-length chart, the depth x length heatmap
+//                  and the compression-geometry table; probes labelled with their knobs
 //   regression     dsv4.bench.compare: faster / slower / no clear difference per benchmark
 //   provenance     the files read, the benchmark machine, the report's build revision
 // Each section renders to Markdown (figures linked as figures/<id>.svg) and to HTML (figures

@@ -206,7 +206,9 @@ std::string render_heatmap(const Heatmap& h) {
   for (const auto& r : h.v)
     if (r.size() != h.cols.size()) throw std::invalid_argument("heatmap: column count mismatch");
   const int left = 110, top = 40, C = h.cell;
-  const int W = left + int(h.cols.size()) * C + 90, H = top + int(h.rows.size()) * C + 50;
+  // Wide enough for the cells and the colour scale, and for the title.
+  const int W = std::max(left + int(h.cols.size()) * C + 90, left + int(kCharWidth * 14 / 12 * double(h.title.size())) + 10);
+  const int H = top + int(h.rows.size()) * C + 50;
   // Sequential ramp (light yellow -> dark blue), readable for the common colour deficiencies.
   auto colour = [&](double v) {
     if (!std::isfinite(v)) return std::string("#bbbbbb");

@@ -64,6 +64,19 @@ const char* kCompare = R"({"kind": "dsv4.bench.compare", "baseline": "base.json"
   "results": [{"name": "rmsnorm/v4-flash/rows:4096", "outcome": "slower", "ratio": 0.33, "ratio_ci": [0.3, 0.36], "p_value": 1e-5},
               {"name": "rope/v4-flash/rows:1024", "outcome": "no clear difference", "ratio": 1.01, "ratio_ci": [0.95, 1.05], "p_value": 0.6}]})";
 
+const char* kEval = R"json({"kind": "dsv4.eval.results", "schema_version": 1, "suite": "recall", "format": "probe",
+  "probe_label": "mechanism probe (constructed weights)",
+  "model": {"dir": "probe-hca", "backend": "engine:ref", "checkpoint_hash": "abc123",
+            "probe": {"knobs": {"retrieval": "hca", "S": 12, "quant": true}}},
+  "git": {"revision": "deadbeef"}, "machine": {"cpu": "test cpu"},
+  "tasks": [{"name": "niah_multikey", "version": "1", "data_hash": "d00d", "effective_length": 4096,
+    "by_length": [{"length": 1024, "n": 10, "mean": 0.7, "ci95": [0.4, 1.0], "floors": {"chance": 0.002, "copy_random": 0.059, "copy_first": 0.2}, "prefill_tokens_per_second": 5000},
+                  {"length": 4096, "n": 10, "mean": 1.0, "ci95": [1.0, 1.0], "floors": {"chance": 0.002, "copy_random": 0.059, "copy_first": 0.2}}],
+    "by_length_depth": [{"length": 1024, "depth": 0.5, "n": 2, "mean": 0.5, "ci95": [0, 1]},
+                        {"length": 4096, "depth": 0.5, "n": 2, "mean": 1, "ci95": [1, 1]}],
+    "by_length_class": [{"length": 1024, "class": "window_in", "n": 2, "mean": 1, "ci95": [1, 1]},
+                        {"length": 1024, "class": "mod4=3", "n": 2, "mean": 0.5, "ci95": [0, 1]}]}]})json";
+
 // Rows of the Markdown table whose header starts with `first`, as cells.
 std::vector<std::vector<std::string>> md_table(const std::string& md, const std::string& first) {
   std::vector<std::vector<std::string>> rows;
@@ -214,6 +227,38 @@ TEST_F(ReportTest, BadOrPartialFilesNameTheFileAndField) {
   put("a/kv.json", kKv);
   put("b/kv.json", kKv);
   EXPECT_THROW(load_inputs({in()}), InputError) << "two claims files: which one?";
+}
+
+TEST_F(ReportTest, RecallSectionTablesHeatmapAndGeometry) {
+  put("eval/results.json", kEval);
+  const Report r = build_report(load_inputs({in()}), "now");
+  EXPECT_EQ(section_ids(r), (std::vector<std::string>{"recall", "provenance"}));
+  const std::string md = render_markdown(r);
+  const auto rows = md_table(md, "length");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"1K", "10", "0.700", "[0.400, 1.000]", "0.002", "0.059", "0.200", "5000"}));
+  EXPECT_EQ(rows[1][7], "-") << "no tokens/s given";
+  const auto geo = md_table(md, "geometry class");
+  ASSERT_EQ(geo.size(), 2u);
+  EXPECT_EQ(geo[0], (std::vector<std::string>{"window_in", "1.000 (n 2)", "-"}));
+  EXPECT_NE(md.find("mechanism probe (constructed weights)"), std::string::npos) << "probes are labelled as such";
+  EXPECT_NE(md.find("retrieval=hca S=12 quant=on"), std::string::npos) << "with their knobs";
+  EXPECT_NE(md.find("effective length 4K"), std::string::npos);
+  const std::string html = render_html(r);
+  EXPECT_NE(html.find("data-row=\"50 %\" data-col=\"1K\" data-v=\"0.5\""), std::string::npos) << "the depth heatmap";
+  EXPECT_NE(html.find("data-series=\"score (95 % CI band)\" data-x=\"1024\" data-y=\"0.7\""), std::string::npos);
+  EXPECT_NE(html.find("class=\"ref\" data-y=\"0.002\""), std::string::npos) << "the chance floor";
+  EXPECT_NE(md.find("deadbeef"), std::string::npos) << "provenance: the eval's revision";
+  fs::remove_all(dir_ / "in");
+  std::string bad = kEval;
+  bad.replace(bad.find("[0.4, 1.0]"), 10, "[0.4]");
+  put("eval/results.json", bad);
+  try {
+    load_inputs({in()});
+    ADD_FAILURE() << "accepted a one-sided CI";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("tasks[0].by_length[0].ci95: expected [lo, hi]"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
