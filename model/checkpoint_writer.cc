@@ -287,7 +287,10 @@ WriteSummary write_checkpoint(const ModelConfig& c, const CheckpointContents& co
   if (dest.filename().empty()) dest = dest.parent_path();  // "out/"
   const fs::path parent = dest.has_parent_path() ? dest.parent_path() : fs::path(".");
   std::error_code ec;
-  if (!fs::is_directory(parent, ec)) throw InputError("dsv4 init: '" + parent.string() + "' is not a directory");
+  // Missing parent folders are created (mkdir -p), as for every other output of dsv4.
+  if (!fs::exists(parent, ec)) fs::create_directories(parent, ec);
+  if (!fs::is_directory(parent, ec))
+    throw InputError("dsv4 init: '" + parent.string() + "' is not a directory" + (ec ? " (" + ec.message() + ")" : ""));
   const fs::space_info sp = fs::space(parent, ec);
   if (!ec && double(sum.size.stored_bytes) * 1.02 > double(sp.available))
     throw InputError("dsv4 init: " + what + " does not fit: only " + gb(double(sp.available)) + " free under '" +

@@ -23,6 +23,13 @@ TEST(InitProbeCli, WritesALoadableProbe) {
   EXPECT_EQ(t.entries(), std::vector<std::string>{"p"});
 }
 
+TEST(InitProbeCli, MissingParentFoldersAreCreated) {
+  TempDir t;
+  const CmdResult r = run_dsv4("init --probe recall --out " + t.file("a/b/p"), t);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(t.file("a/b/p/probe.json")));
+}
+
 TEST(InitProbeCli, BadKnobsExitTwoNamingTheKnob) {
   TempDir t;
   for (const auto& [args, named] : std::vector<std::pair<std::string, std::string>>{
