@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "evals/engine_backend.h"
+#include "evals/numerics.h"
 #include "evals/recall/probe_tokens.h"
 #include "evals/registry.h"
 #include "evals/results.h"
@@ -73,8 +74,9 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
   c->add_option("--suite", a.suite, "recall")->default_str(a.suite);
   c->add_option("--model", a.model, "checkpoint directory (with probe.json: probe format)");
   c->add_option("--backend", a.backend, "ref | cuda")->default_str(a.backend);
-  c->add_option("--numerics", a.numerics, "official (FP8/FP4 simulation) | exact")
-      ->default_str(a.numerics);
+  c->add_option("--numerics", a.numerics,
+                "official (FP8/FP4 simulation) | exact; default: from probe.json knobs.quant "
+                "(true: official, false: exact), else official");
   c->add_option("--kv-layout", a.kv_layout, "f32 | bf16 | fp8")->default_str(a.kv_layout);
   c->add_option("--chunk", a.chunk, "prefill chunk, tokens")->default_str(std::to_string(a.chunk));
   c->add_option("--lengths", a.lengths,
@@ -101,6 +103,8 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
       ->default_str(std::to_string(a.resamples));
   c->add_option("--out", a.out, "run directory (manifest.json, samples.jsonl, results.json)");
   c->add_flag("--force", a.force, "discard a run with different arguments in --out and start over");
+  c->add_flag("--new", a.fresh,
+              "start a fresh run: move an existing --out aside to OUT.old-<UTC time> (kept)");
   c->add_option("--progress", a.progress, "auto | bar | lines | none")->default_str(a.progress);
   return c;
 }
@@ -119,6 +123,8 @@ int eval_command(const EvalArgs& a) {
       throw InputError("--model: '" + a.model + "' is not a directory");
     if (a.lengths.empty()) throw InputError("--lengths is required (e.g. 4k,16k)");
     if (a.out.empty()) throw InputError("--out is required");
+    if (a.force && a.fresh)
+      throw InputError("--new and --force: give one (--new keeps the old run, --force deletes it)");
     cfg.lengths = parse_lengths(a.lengths);
     cfg.depths = parse_depths(a.depths);
     if (!a.tasks.empty()) cfg.tasks = split_names(a.tasks);
@@ -136,6 +142,7 @@ int eval_command(const EvalArgs& a) {
     cfg.resamples = a.resamples;
     cfg.out = a.out;
     cfg.force = a.force;
+    cfg.fresh = a.fresh;
     if (a.progress == "auto")
       cfg.progress = RunConfig::Progress::automatic;
     else if (a.progress == "bar")
@@ -159,7 +166,10 @@ int eval_command(const EvalArgs& a) {
     const Fingerprint fp = checkpoint_fingerprint(a.model);
     cfg.checkpoint_hash = fp.hash;
     cfg.checkpoint_hash_method = fp.method;
-    EngineOptions eo{a.backend, a.numerics, a.kv_layout, a.chunk};
+    const NumericsChoice numerics = choose_numerics(a.numerics, a.model);
+    cfg.numerics = numerics.numerics;
+    cfg.numerics_source = numerics.source;
+    EngineOptions eo{a.backend, numerics.numerics, a.kv_layout, a.chunk};
     EngineModel model(a.model, eo);
     std::unique_ptr<ProbeTokens> probe;
     if (cfg.format == PromptFormat::probe) {

@@ -14,7 +14,7 @@ struct EvalArgs {
   std::string suite = "recall";
   std::string model;
   std::string backend = "ref";
-  std::string numerics = "official";
+  std::string numerics;  // "" = not given: from probe.json knobs.quant, else official
   std::string kv_layout = "f32";
   int64_t chunk = 512;
   std::string lengths;
@@ -31,6 +31,7 @@ struct EvalArgs {
   int resamples = 2000;
   std::string out;
   bool force = false;
+  bool fresh = false;  // --new
   std::string progress = "auto";
 };
 

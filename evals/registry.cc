@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include "evals/hash.h"
+#include "evals/recall/mrcr.h"
 #include "evals/recall/niah.h"
 #include "reference/errors.h"
 
@@ -65,7 +66,8 @@ const std::vector<Suite>& suites() {
              std::make_shared<NiahTask>(NiahKind::multivalue),
              std::make_shared<NiahTask>(NiahKind::multiquery),
              std::make_shared<NiahTask>(NiahKind::variables),
-             std::make_shared<NiahTask>(NiahKind::geometry)}},
+             std::make_shared<NiahTask>(NiahKind::geometry),
+             std::make_shared<MrcrTask>()}},
   };
   return k;
 }

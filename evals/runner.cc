@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -81,7 +82,8 @@ json::object canonical_args(const RunConfig& cfg, const std::vector<const Task*>
           {"effective_threshold", cfg.threshold},
           {"resamples", cfg.resamples},
           {"model_dir", cfg.model_dir},
-          {"checkpoint_hash", cfg.checkpoint_hash}};
+          {"checkpoint_hash", cfg.checkpoint_hash},
+          {"numerics", cfg.numerics}};
 }
 
 // Names the first argument that differs between two canonical argument objects.
@@ -99,9 +101,16 @@ std::string first_difference(const json::object& a, const json::object& b) {
 
 void prepare_out_dir(const RunConfig& cfg, const json::object& args) {
   if (cfg.out.empty()) throw InputError("--out is required");
+  if (cfg.force && cfg.fresh)
+    throw InputError("--new and --force: give one (--new keeps the old run, --force deletes it)");
   const fs::path out(cfg.out), manifest = out / "manifest.json";
   if (fs::exists(out) && !fs::is_directory(out))
     throw InputError("--out: '" + cfg.out + "' exists and is not a directory");
+  if (cfg.fresh && fs::exists(out) && !fs::is_empty(out)) {
+    const std::string old = move_run_aside(cfg.out);
+    fmt::print(stderr, "dsv4 eval: --new: moved the previous contents of '{}' to '{}'\n", cfg.out,
+               old);
+  }
   if (cfg.force) {
     for (const char* f : {"manifest.json", "samples.jsonl", "results.json"}) fs::remove(out / f);
   } else if (fs::exists(manifest)) {
@@ -411,7 +420,9 @@ json::object results_json(const RunConfig& cfg, const LanguageModel& model,
   json::object model_j{{"dir", cfg.model_dir},
                        {"backend", model.spec()},
                        {"checkpoint_hash", cfg.checkpoint_hash},
-                       {"checkpoint_hash_method", cfg.checkpoint_hash_method}};
+                       {"checkpoint_hash_method", cfg.checkpoint_hash_method},
+                       {"numerics", cfg.numerics},
+                       {"numerics_source", cfg.numerics_source}};
   if (probe)
     model_j["probe"] = json::object{{"path", probe->path},
                                     {"retrieval", probe->retrieval},
@@ -446,6 +457,25 @@ json::object results_json(const RunConfig& cfg, const LanguageModel& model,
 }
 
 }  // namespace
+
+std::string move_run_aside(const std::string& out) {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &utc);
+  // Strip trailing separators so "run/" becomes "run.old-...", not "run/.old-...".
+  std::string base = out;
+  while (base.size() > 1 && base.back() == '/') base.pop_back();
+  std::string target = base + ".old-" + stamp;
+  for (int n = 2; fs::exists(target); ++n)
+    target = base + ".old-" + stamp + "-" + std::to_string(n);
+  std::error_code ec;
+  fs::rename(base, target, ec);
+  if (ec)
+    throw InputError("--new: could not move '" + base + "' to '" + target + "': " + ec.message());
+  return target;
+}
 
 RunSummary run_eval(const RunConfig& cfg, LanguageModel& model, const ProbeTokens* probe) {
   const auto t_start = Clock::now();

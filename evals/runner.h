@@ -5,7 +5,9 @@
 // same arguments reads samples.jsonl, regenerates every planned item (checking that its
 // hash matches the recorded one), skips the finished ones and ends with the same
 // results.json metrics as an uninterrupted run. Different arguments: InputError, unless
-// `force` (which deletes manifest.json, samples.jsonl and results.json first).
+// `force` (which deletes manifest.json, samples.jsonl and results.json first) or `fresh`
+// (--new: which moves a non-empty OUT aside to OUT.old-<UTC timestamp> and starts over in
+// an empty OUT; nothing is deleted).
 #pragma once
 
 #include <boost/json.hpp>
@@ -34,9 +36,12 @@ struct RunConfig {
   double threshold = kDefaultEffectiveThreshold;
   int resamples = kDefaultResamples;
   bool force = false;
+  bool fresh = false;  // --new: move an existing OUT aside (move_run_aside) and start over
   // Identity of the model, recorded and compared on resume.
   std::string model_dir;
   std::string checkpoint_hash, checkpoint_hash_method;
+  // The numerics the model runs with and why (evals/numerics.h); "" for non-engine models.
+  std::string numerics, numerics_source;
   // Testing aid: stop (as if killed) after this many newly finished samples; < 0: never.
   int64_t stop_after = -1;
   enum class Progress { automatic, bar, lines, none } progress = Progress::automatic;
@@ -51,6 +56,10 @@ struct RunSummary {
 // Runs (or resumes) the eval. `probe` is required for format probe. Throws InputError on
 // bad arguments (exit 2 at the CLI) before any model call.
 RunSummary run_eval(const RunConfig& cfg, LanguageModel& model, const ProbeTokens* probe);
+
+// Renames the directory `out` to `out`.old-YYYYmmddTHHMMSSZ (UTC now; -2, -3, ... appended
+// when that name is taken) and returns the new path. InputError when the rename fails.
+std::string move_run_aside(const std::string& out);
 
 // "4k" -> 4096, "1m" -> 1048576, "512" -> 512 (k = 1024); InputError otherwise.
 int64_t parse_length(const std::string& s);

@@ -4,6 +4,9 @@
 //   OracleModel     reads the needle from the prompt and answers right:
 //                     probe:   the token after the earlier occurrence of the final key
 //                     natural: the value of the sentence "... key K is V." for the K asked
+//                     mrcr:    the i-th line after "Write a short line about T." behind the
+//                              prefix asked for (mrcr_mode: or a wrong index, or no prefix,
+//                              or the prefix alone)
 //   RandomModel     seeded random log-probs / a random 7-digit answer (near chance)
 // Their usage timings are 0, so results of two runs compare exactly.
 #pragma once
@@ -47,8 +50,41 @@ class TokenizerModel : public LanguageModel {
 
 class OracleModel : public TokenizerModel {
  public:
+  enum class MrcrMode { right, wrong_index, no_prefix, prefix_only } mrcr_mode = MrcrMode::right;
+
+  // MRCR: "Prepend P to the N-th short line about T ..."; each request "Write a short line
+  // about T." is followed (after the chat template) by its line, a capitalised sentence.
+  bool answer_mrcr(const std::string& text, Completion& c) const {
+    std::smatch q;
+    if (!std::regex_search(text, q,
+                           std::regex("Prepend (\\S+) to the ([0-9]+)[a-z]{2} short line about "
+                                      "(.+?) that you wrote")))
+      return false;
+    const std::string prefix = q[1].str(), topic = q[3].str();
+    std::vector<std::string> lines;
+    const std::regex request("Write a short line about " + topic + "\\.");
+    const std::regex line("\\s([A-Z][a-z]*(?: [a-z]+)*\\.)");
+    for (std::sregex_iterator r(text.begin(), text.end(), request), end; r != end; ++r) {
+      std::smatch l;
+      const auto from = text.begin() + (r->position() + r->length());
+      if (std::regex_search(from, text.end(), l, line)) lines.push_back(l[1].str());
+    }
+    size_t i = size_t(std::stoll(q[2].str()) - 1);
+    if (mrcr_mode == MrcrMode::wrong_index) i = (i + 1) % lines.size();
+    const std::string body = i < lines.size() ? lines[i] : "";
+    c.text = mrcr_mode == MrcrMode::no_prefix     ? " " + body
+             : mrcr_mode == MrcrMode::prefix_only ? prefix
+                                                  : prefix + " " + body;
+    return true;
+  }
+
   Completion generate(const std::vector<int32_t>& prompt, const SamplingParams&) override {
     ++calls;
+    {
+      Completion c;
+      c.usage.prompt_tokens = int64_t(prompt.size());
+      if (answer_mrcr(tok_.decode(prompt, false), c)) return c;
+    }
     // Variable tracking: follow "VAR X = V." then every "VAR Y = VAR X." transitively.
     std::smatch vt;
     {

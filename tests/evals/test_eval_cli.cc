@@ -31,7 +31,7 @@ TEST(EvalCli, ListShowsSuitesTasksAndVersions) {
   ASSERT_EQ(r.status, 0) << r.err;
   for (const char* s :
        {"suite recall", "niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery",
-        "variable_tracking", "niah_geometry", "v1", "degradation: not yet"})
+        "variable_tracking", "niah_geometry", "mrcr", "v1", "degradation: not yet"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
 }
 
@@ -48,6 +48,7 @@ TEST(EvalCli, BadInputExitsTwoWithAMessage) {
       {"eval --lengths 4k --depths 2" + ok, "'2' is not a depth"},
       {"eval --lengths 4k --format other" + ok, "--format"},
       {"eval --lengths 4k --backend cuda" + ok, "not built/available"},
+      {"eval --lengths 4k --new --force" + ok, "--new and --force"},
       {"eval --lengths 4k --model " + tmp.file("missing") + " --out " + tmp.file("o"),
        "is not a directory"},
   };
@@ -100,6 +101,8 @@ TEST(EvalCli, CsaProbeRecallsEveryNeedleWithDistractors) {
   const json::object res = results(tmp.file("run"));
   EXPECT_EQ(res.at("format").as_string(), "probe");
   EXPECT_EQ(res.at("model").at("probe").at("retrieval").as_string(), "csa");
+  EXPECT_EQ(res.at("model").at("numerics").as_string(), "official");  // quant=true by default
+  EXPECT_EQ(res.at("model").at("numerics_source").as_string(), "probe.json knobs.quant=true");
   const json::object& t = task_of(res, "niah_multikey");
   for (const auto& b : t.at("by_length").as_array()) {
     EXPECT_EQ(b.at("mean").to_number<double>(), 1.0) << json::serialize(b);
@@ -107,6 +110,33 @@ TEST(EvalCli, CsaProbeRecallsEveryNeedleWithDistractors) {
     EXPECT_NEAR(b.at("floors").at("copy_random").to_number<double>(), 1.0 / 17, 1e-12);
   }
   EXPECT_EQ(t.at("effective_length").as_int64(), 2048);
+}
+
+// An F32 probe (quant=false) runs with exact numerics unless told otherwise; an explicit
+// --numerics official contradicts it: exit 2 before anything is written.
+TEST(EvalCli, F32ProbeRunsWithExactNumerics) {
+  TempDir tmp;
+  ASSERT_EQ(
+      run_dsv4("init --probe recall --retrieval csa --set quant=false --out " + tmp.file("probe"),
+               tmp)
+          .status,
+      0);
+  const std::string args = "eval --model " + tmp.file("probe") +
+                           " --lengths 512 --samples 1 --depths 0.5 --tasks niah_single "
+                           "--progress none --out ";
+  const CmdResult bad = run_dsv4(args + tmp.file("bad") + " --numerics official", tmp);
+  EXPECT_EQ(bad.status, 2) << bad.err;
+  EXPECT_NE(bad.err.find("contradicts"), std::string::npos) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("bad")));
+  const CmdResult r = run_dsv4(args + tmp.file("run"), tmp);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const json::object res = results(tmp.file("run"));
+  EXPECT_EQ(res.at("model").at("numerics").as_string(), "exact");
+  EXPECT_EQ(res.at("model").at("numerics_source").as_string(), "probe.json knobs.quant=false");
+  EXPECT_EQ(res.at("arguments").at("numerics").as_string(), "exact");
+  EXPECT_EQ(
+      task_of(res, "niah_single").at("by_length").as_array()[0].at("mean").to_number<double>(),
+      1.0);
 }
 
 TEST(EvalCli, WindowProbeRecallsOnlyInsideTheWindow) {

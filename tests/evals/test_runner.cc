@@ -116,7 +116,7 @@ TEST(Runner, NaturalFormatWithTheOracle) {
   c.lengths = {800};
   c.samples = 2;
   const RunSummary s = run_eval(c, m, nullptr);
-  EXPECT_EQ(s.results.at("tasks").as_array().size(), 6u) << "every task has a natural format";
+  EXPECT_EQ(s.results.at("tasks").as_array().size(), 7u) << "every task has a natural format";
   for (const auto& t : s.results.at("tasks").as_array())
     EXPECT_EQ(t.at("by_length").as_array()[0].at("mean").to_number<double>(), 1.0) << t.at("name");
   // Multi-answer floors: one needle's value is 1/4 of the answers.
