@@ -14,6 +14,7 @@
 //   <= 1: reduction_tol<T>(2 * iters * (n + 1), 1).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -301,6 +302,48 @@ TYPED_TEST(Mhc, HcPreMatchesNaive) {
   EXPECT_TRUE(all_close(u, o.u, dpre * xsum + reduction_tol<T>(double(n), xsum)));
 }
 
+// The mixes kernel (hc_pre.cc: column blocks, register tiles of 4 tokens x 3 Phi rows):
+// a token count that leaves a partial tile (7 = 4 + 3), a width that is no multiple of the
+// SIMD packet and spans several column blocks (n*D = 4 * 333 = 1332), and a row stride
+// larger than the width. Same tolerances as HcPreMatchesNaive.
+TYPED_TEST(Mhc, HcPreOddSizesAndRowStride) {
+  using T = TypeParam;
+  const int64_t Tn = 7, n = 4, D = 333, nd = n * D, ld = nd + 5, iters = 20;
+  const PreInputs in = make_pre_inputs(Tn, n, D, false, 80);
+  const auto xd = test::cast<T>(in.x), fn = test::cast<T>(in.fn), base = test::cast<T>(in.base),
+             scale = test::cast<T>(in.scale);
+  std::vector<T> xs(size_t(Tn * ld), std::numeric_limits<T>::quiet_NaN());  // NaN padding must not be read
+  for (int64_t t = 0; t < Tn; ++t) std::copy_n(&xd[size_t(t * nd)], nd, &xs[size_t(t * ld)]);
+  auto u = nan_vec<T>(size_t(Tn * D)), post = nan_vec<T>(size_t(Tn * n)), comb = nan_vec<T>(size_t(Tn * n * n));
+  HcPreParams<T> p;
+  p.x = {xs.data(), Tn, nd, ld};
+  p.fn = fn.data();
+  p.base = base.data();
+  p.scale = scale.data();
+  p.n = n;
+  p.iters = iters;
+  p.eps = 1e-6;
+  p.norm_eps = 1e-6;
+  p.u = view2(u.data(), Tn, D);
+  p.post = view2(post.data(), Tn, n);
+  p.comb = view2(comb.data(), Tn, n * n);
+  ref::hc_pre(p);
+  const PreOut o = hc_pre_naive(to_double(xd), to_double(fn), to_double(base), to_double(scale), Tn, n, D, iters,
+                                1e-6, 1e-6, false);
+  const double dmu = 2 * reduction_tol<T>(double(nd), o.mu_mag);
+  EXPECT_TRUE(all_close(post, o.post, 2 * (in.scale[1] * dmu / 4) + reduction_tol<T>(4, 2.0)));
+  EXPECT_TRUE(all_close(comb, o.comb, 4 * in.scale[2] * dmu + sinkhorn_tol<T>(n, iters)));
+  double xsum = 0;
+  for (int64_t t = 0; t < Tn; ++t)
+    for (int64_t c = 0; c < D; ++c) {
+      double s = 0;
+      for (int64_t j = 0; j < n; ++j) s += std::fabs(in.x[size_t(t * nd + j * D + c)]);
+      xsum = std::max(xsum, s);
+    }
+  const double dpre = in.scale[0] * dmu / 4 + reduction_tol<T>(4, 1.0);
+  EXPECT_TRUE(all_close(u, o.u, dpre * xsum + reduction_tol<T>(double(n), xsum)));
+}
+
 TYPED_TEST(Mhc, HcPreCombIndexIsRowMajorIK) {
   // Only comb logit 2n + n*1 + 3 (row i = 1, col k = 3) is large: after the row softmax
   // M[1][3] dominates row 1, so comb(1, 3) must be the largest entry of row 1 and column 3.
@@ -358,6 +401,32 @@ TYPED_TEST(Mhc, HcHeadMatchesNaive) {
 }
 
 // ---- hc_post ----------------------------------------------------------------------------
+
+// Outputs of 8 MiB or more take hc_post's non-temporal stores (hc_post.cc), from a
+// packet-aligned start after a scalar prologue: the same bits as row-by-row calls (small
+// outputs, cached stores), and the naive result within the (n+1)-term sum's tolerance.
+// y starts one element past an aligned address and D is no multiple of the packet.
+TYPED_TEST(Mhc, HcPostLargeOutputSameBitsAsSmall) {
+  using T = TypeParam;
+  const int64_t n = 4, D = 4099, Tn = (8 << 20) / int64_t(sizeof(T)) / (n * D) + 1;  // just over 8 MiB
+  const auto x = test::normal<T>(size_t(Tn * n * D), 90);
+  const auto f = test::normal<T>(size_t(Tn * D), 91);
+  const auto post = test::uniform<T>(size_t(Tn * n), 92, 0.1, 2.0);
+  const auto comb = test::uniform<T>(size_t(Tn * n * n), 93, 0.01, 0.6);
+  std::vector<T> big(x.size() + 1), rows(x.size());
+  ref::hc_post(HcPostParams<T>{view2(x.data(), Tn, n * D), view2(f.data(), Tn, D), view2(post.data(), Tn, n),
+                               view2(comb.data(), Tn, n * n), n, view2(big.data() + 1, Tn, n * D)});
+  for (int64_t t = 0; t < Tn; ++t)
+    ref::hc_post(HcPostParams<T>{view2(x.data() + t * n * D, 1, n * D), view2(f.data() + t * D, 1, D),
+                                 view2(post.data() + t * n, 1, n), view2(comb.data() + t * n * n, 1, n * n), n,
+                                 view2(rows.data() + t * n * D, 1, n * D)});
+  EXPECT_TRUE(std::equal(rows.begin(), rows.end(), big.begin() + 1));
+  std::vector<double> mag;
+  const auto want = hc_post_naive(to_double(x), to_double(f), to_double(post), to_double(comb), Tn, n, D, &mag);
+  double mmax = 0;
+  for (double m : mag) mmax = std::max(mmax, m);
+  EXPECT_TRUE(all_close(std::vector<T>(big.begin() + 1, big.end()), want, reduction_tol<T>(double(n + 1), mmax)));
+}
 
 TYPED_TEST(Mhc, HcPostMatchesNaive) {
   using T = TypeParam;
