@@ -82,9 +82,20 @@ void mix_group_n(int64_t rx, const T* xi, const T* pk, int64_t rows, int64_t len
 }
 
 // mu [T, rows] = rs * (X Phi^T) with rs_t = 1 / sqrt(mean_k x[t,k]^2 + norm_eps).
-// x [T, cols] (any row stride), fn = Phi [rows, cols] dense.
+// x [T, cols] (any row stride), fn = Phi [rows, cols] dense. Up to kFewRowsMax tokens go
+// through linear() instead (reference/eigen_util.h).
 template <class T>
 Mat<T> mixes(View2<const T> x, const T* fn, int64_t rows, double norm_eps) {
+  if (x.rows <= kFewRowsMax) {
+    // Few tokens (decode): packing Phi would move more bytes than the product reads; linear()
+    // streams Phi once (GEMV, or the few-rows tiles), then each row is scaled by its rs.
+    Mat<T> mu = linear(x, fn, rows, x.cols);
+    for (int64_t t = 0; t < x.rows; ++t) {
+      const T ms = as_eigen(x.row(t), 1, x.cols).squaredNorm() / T(x.cols);
+      mu.row(t) *= T(1) / std::sqrt(ms + T(norm_eps));
+    }
+    return mu;
+  }
   namespace ei = Eigen::internal;
   using P = Packet<T>;
   constexpr int W = kPacket<T>;

@@ -21,6 +21,7 @@
 
 #include "reference/errors.h"
 #include "reference/hc_post.h"
+#include "reference/eigen_util.h"
 #include "reference/hc_pre.h"
 #include "reference/sinkhorn.h"
 #include "tests/support/compare.h"
@@ -302,46 +303,50 @@ TYPED_TEST(Mhc, HcPreMatchesNaive) {
   EXPECT_TRUE(all_close(u, o.u, dpre * xsum + reduction_tol<T>(double(n), xsum)));
 }
 
-// The mixes kernel (hc_pre.cc: column blocks, register tiles of 4 tokens x 3 Phi rows):
-// a token count that leaves a partial tile (7 = 4 + 3), a width that is no multiple of the
+// The mixes kernel (hc_pre.cc: column blocks, register tiles of 4 tokens x 3 Phi rows; taken
+// above kFewRowsMax tokens, below it linear()): token counts on both sides, 7 and 19 (19 =
+// 4 x 4 + 3 leaves a partial tile), a width that is no multiple of the
 // SIMD packet and spans several column blocks (n*D = 4 * 333 = 1332), and a row stride
 // larger than the width. Same tolerances as HcPreMatchesNaive.
 TYPED_TEST(Mhc, HcPreOddSizesAndRowStride) {
   using T = TypeParam;
-  const int64_t Tn = 7, n = 4, D = 333, nd = n * D, ld = nd + 5, iters = 20;
-  const PreInputs in = make_pre_inputs(Tn, n, D, false, 80);
-  const auto xd = test::cast<T>(in.x), fn = test::cast<T>(in.fn), base = test::cast<T>(in.base),
-             scale = test::cast<T>(in.scale);
-  std::vector<T> xs(size_t(Tn * ld), std::numeric_limits<T>::quiet_NaN());  // NaN padding must not be read
-  for (int64_t t = 0; t < Tn; ++t) std::copy_n(&xd[size_t(t * nd)], nd, &xs[size_t(t * ld)]);
-  auto u = nan_vec<T>(size_t(Tn * D)), post = nan_vec<T>(size_t(Tn * n)), comb = nan_vec<T>(size_t(Tn * n * n));
-  HcPreParams<T> p;
-  p.x = {xs.data(), Tn, nd, ld};
-  p.fn = fn.data();
-  p.base = base.data();
-  p.scale = scale.data();
-  p.n = n;
-  p.iters = iters;
-  p.eps = 1e-6;
-  p.norm_eps = 1e-6;
-  p.u = view2(u.data(), Tn, D);
-  p.post = view2(post.data(), Tn, n);
-  p.comb = view2(comb.data(), Tn, n * n);
-  ref::hc_pre(p);
-  const PreOut o = hc_pre_naive(to_double(xd), to_double(fn), to_double(base), to_double(scale), Tn, n, D, iters,
-                                1e-6, 1e-6, false);
-  const double dmu = 2 * reduction_tol<T>(double(nd), o.mu_mag);
-  EXPECT_TRUE(all_close(post, o.post, 2 * (in.scale[1] * dmu / 4) + reduction_tol<T>(4, 2.0)));
-  EXPECT_TRUE(all_close(comb, o.comb, 4 * in.scale[2] * dmu + sinkhorn_tol<T>(n, iters)));
-  double xsum = 0;
-  for (int64_t t = 0; t < Tn; ++t)
-    for (int64_t c = 0; c < D; ++c) {
-      double s = 0;
-      for (int64_t j = 0; j < n; ++j) s += std::fabs(in.x[size_t(t * nd + j * D + c)]);
-      xsum = std::max(xsum, s);
-    }
-  const double dpre = in.scale[0] * dmu / 4 + reduction_tol<T>(4, 1.0);
-  EXPECT_TRUE(all_close(u, o.u, dpre * xsum + reduction_tol<T>(double(n), xsum)));
+  static_assert(19 > ref::kFewRowsMax, "19 tokens must take the mixes kernel");
+  for (const int64_t Tn : {int64_t(7), int64_t(19)}) {
+    const int64_t n = 4, D = 333, nd = n * D, ld = nd + 5, iters = 20;
+    const PreInputs in = make_pre_inputs(Tn, n, D, false, 80);
+    const auto xd = test::cast<T>(in.x), fn = test::cast<T>(in.fn), base = test::cast<T>(in.base),
+               scale = test::cast<T>(in.scale);
+    std::vector<T> xs(size_t(Tn * ld), std::numeric_limits<T>::quiet_NaN());  // NaN padding must not be read
+    for (int64_t t = 0; t < Tn; ++t) std::copy_n(&xd[size_t(t * nd)], nd, &xs[size_t(t * ld)]);
+    auto u = nan_vec<T>(size_t(Tn * D)), post = nan_vec<T>(size_t(Tn * n)), comb = nan_vec<T>(size_t(Tn * n * n));
+    HcPreParams<T> p;
+    p.x = {xs.data(), Tn, nd, ld};
+    p.fn = fn.data();
+    p.base = base.data();
+    p.scale = scale.data();
+    p.n = n;
+    p.iters = iters;
+    p.eps = 1e-6;
+    p.norm_eps = 1e-6;
+    p.u = view2(u.data(), Tn, D);
+    p.post = view2(post.data(), Tn, n);
+    p.comb = view2(comb.data(), Tn, n * n);
+    ref::hc_pre(p);
+    const PreOut o = hc_pre_naive(to_double(xd), to_double(fn), to_double(base), to_double(scale), Tn, n, D, iters,
+                                  1e-6, 1e-6, false);
+    const double dmu = 2 * reduction_tol<T>(double(nd), o.mu_mag);
+    EXPECT_TRUE(all_close(post, o.post, 2 * (in.scale[1] * dmu / 4) + reduction_tol<T>(4, 2.0)));
+    EXPECT_TRUE(all_close(comb, o.comb, 4 * in.scale[2] * dmu + sinkhorn_tol<T>(n, iters)));
+    double xsum = 0;
+    for (int64_t t = 0; t < Tn; ++t)
+      for (int64_t c = 0; c < D; ++c) {
+        double s = 0;
+        for (int64_t j = 0; j < n; ++j) s += std::fabs(in.x[size_t(t * nd + j * D + c)]);
+        xsum = std::max(xsum, s);
+      }
+    const double dpre = in.scale[0] * dmu / 4 + reduction_tol<T>(4, 1.0);
+    EXPECT_TRUE(all_close(u, o.u, dpre * xsum + reduction_tol<T>(double(n), xsum)));
+  }
 }
 
 TYPED_TEST(Mhc, HcPreCombIndexIsRowMajorIK) {
