@@ -84,4 +84,19 @@ const Suite& find_suite(const std::string& name) {
   throw InputError("--suite: unknown suite '" + name + "' (known: " + known + ")");
 }
 
+Outcome greedy_line(LanguageModel& m, const std::vector<int32_t>& prompt, int64_t max_tokens) {
+  SamplingParams p;
+  p.max_tokens = max_tokens;
+  p.temperature = 0;
+  p.stop = {"\n"};
+  const Completion c = m.generate(prompt, p);
+  Outcome o;
+  o.prediction = c.text;
+  o.prompt_tokens = c.usage.prompt_tokens;
+  o.completion_tokens = c.usage.completion_tokens;
+  o.prefill_seconds = c.usage.prefill_seconds;
+  o.seconds = c.usage.prefill_seconds + c.usage.decode_seconds;
+  return o;
+}
+
 }  // namespace dsv4::evals

@@ -87,6 +87,10 @@ struct Outcome {
   double seconds = 0, prefill_seconds = 0;
 };
 
+// A greedy generation up to the first newline (or max_tokens), as an Outcome without its
+// score: the prediction and the usage counts and timings.
+Outcome greedy_line(LanguageModel& m, const std::vector<int32_t>& prompt, int64_t max_tokens);
+
 struct GridSpec {
   std::vector<int64_t> lengths;
   std::vector<double> depths;

@@ -216,17 +216,7 @@ Item MrcrTask::generate(const GenContext& ctx, const Cell& cell, uint64_t run_se
 }
 
 Outcome MrcrTask::evaluate(LanguageModel& m, const Item& item) const {
-  SamplingParams p;
-  p.max_tokens = int64_t(m.tokenize(item.expected).size()) + kAnswerSlackTokens;
-  p.temperature = 0;
-  p.stop = {"\n"};
-  const Completion c = m.generate(item.prompt, p);
-  Outcome o;
-  o.prediction = c.text;
-  o.prompt_tokens = c.usage.prompt_tokens;
-  o.completion_tokens = c.usage.completion_tokens;
-  o.prefill_seconds = c.usage.prefill_seconds;
-  o.seconds = c.usage.prefill_seconds + c.usage.decode_seconds;
+  Outcome o = greedy_line(m, item.prompt, int64_t(m.tokenize(item.expected).size()) + kAnswerSlackTokens);
   o.score = score(item, o.prediction);
   return o;
 }

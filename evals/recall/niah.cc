@@ -463,16 +463,7 @@ Outcome NiahTask::evaluate(LanguageModel& m, const Item& item) const {
     o.prefill_seconds = s.usage.prefill_seconds;
     o.seconds = s.usage.prefill_seconds + s.usage.decode_seconds;
   } else {
-    SamplingParams p;
-    p.max_tokens = kNaturalAnswerTokens * int64_t(item.answers.size());
-    p.temperature = 0;
-    p.stop = {"\n"};
-    const Completion c = m.generate(item.prompt, p);
-    o.prediction = c.text;
-    o.prompt_tokens = c.usage.prompt_tokens;
-    o.completion_tokens = c.usage.completion_tokens;
-    o.prefill_seconds = c.usage.prefill_seconds;
-    o.seconds = c.usage.prefill_seconds + c.usage.decode_seconds;
+    o = greedy_line(m, item.prompt, kNaturalAnswerTokens * int64_t(item.answers.size()));
   }
   o.score = score(item, o.prediction);
   return o;
