@@ -96,7 +96,11 @@ case "$mode" in
       mapfile -t same < <(rows "$dir/compare.txt" "no clear difference")
       mapfile -t slow < <(rows "$dir/doctored.txt" slower)
       for n in "${same[@]}"; do
-        printf '%s\n' "${slow[@]}" | grep -qxF "$n" || missed+=("$n")
+        # No pipe into grep -q here: under pipefail its early exit can SIGPIPE the writer and
+        # make a present name look missing.
+        found=0
+        for m in "${slow[@]}"; do [ "$n" = "$m" ] && found=1; done
+        [ "$found" -eq 1 ] || missed+=("$n")
       done
     fi
     if [ ${#missed[@]} -gt 0 ]; then
