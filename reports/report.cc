@@ -69,6 +69,20 @@ Axis context_axis(const std::vector<double>& contexts) {
   return a;
 }
 
+// One line per known model (its label and colour) over the contexts, on log-log axes.
+Chart per_model_chart(const std::string& title, const std::string& y_label, const std::vector<double>& contexts,
+                      const std::map<std::string, std::vector<double>>& values) {
+  Chart c;
+  c.title = title;
+  c.x = context_axis(contexts);
+  c.y.label = y_label;
+  c.y.scale = Scale::Log10;
+  for (const auto& m : kModels)
+    if (const auto it = values.find(m.key); it != values.end())
+      c.series.push_back(Series{m.label, contexts, it->second, {}, {}, true, m.color});
+  return c;
+}
+
 // ---- 1. the paper reproduction ------------------------------------------------------------
 
 Section reproduction(const Inputs& in, json::object& summary) {
@@ -91,34 +105,20 @@ Section reproduction(const Inputs& in, json::object& summary) {
   summary["claims"] = std::move(claims);
 
   if (in.kv) {
-    Chart c;
-    c.title = "KV cache of one sequence";
-    c.x = context_axis(in.kv->contexts);
-    c.y.label = "KV cache (GiB)";
-    c.y.scale = Scale::Log10;
-    for (const auto& m : kModels) {
-      const auto it = in.kv->bytes_per_token.find(m.key);
-      if (it == in.kv->bytes_per_token.end()) continue;
-      Series sr{m.label, in.kv->contexts, {}, {}, {}, true, m.color};
-      for (size_t i = 0; i < it->second.size(); ++i) sr.y.push_back(it->second[i] * in.kv->contexts[i] / kGiB);
-      c.series.push_back(std::move(sr));
-    }
+    // Bytes per token x context: the whole sequence's cache, in GiB.
+    std::map<std::string, std::vector<double>> gib;
+    for (const auto& [model, per_token] : in.kv->bytes_per_token)
+      for (size_t i = 0; i < per_token.size(); ++i) gib[model].push_back(per_token[i] * in.kv->contexts[i] / kGiB);
     s.blocks.push_back(figure("kv_per_sequence",
                               "KV cache bytes of one sequence vs context length (" + in.kv->unit + "), log-log.",
-                              render_svg(c)));
+                              render_svg(per_model_chart("KV cache of one sequence", "KV cache (GiB)", in.kv->contexts, gib))));
   }
   if (in.flops) {
-    Chart c;
-    c.title = "Decode compute per token";
-    c.x = context_axis(in.flops->contexts);
-    c.y.label = "FLOPs per token";
-    c.y.scale = Scale::Log10;
-    for (const auto& m : kModels) {
-      const auto it = in.flops->flops.find(m.key);
-      if (it == in.flops->flops.end()) continue;
-      c.series.push_back(Series{m.label, in.flops->contexts, it->second.at("total"), {}, {}, true, m.color});
-    }
-    s.blocks.push_back(figure("flops_per_token", "Decode FLOPs per token vs context length, log-log.", render_svg(c)));
+    std::map<std::string, std::vector<double>> total;
+    for (const auto& [model, parts] : in.flops->flops) total[model] = parts.at("total");
+    s.blocks.push_back(figure("flops_per_token", "Decode FLOPs per token vs context length, log-log.",
+                              render_svg(per_model_chart("Decode compute per token", "FLOPs per token",
+                                                         in.flops->contexts, total))));
     s.blocks.push_back(text("Counting convention: " + in.flops->convention + "."));
   }
   return s;
