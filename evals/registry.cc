@@ -99,4 +99,19 @@ Outcome greedy_line(LanguageModel& m, const std::vector<int32_t>& prompt, int64_
   return o;
 }
 
+Item Task::new_item(const GenContext& ctx, const Cell& cell, uint64_t run_seed, int64_t index) const {
+  Item it;
+  it.task = name();
+  it.version = version();
+  it.run_seed = run_seed;
+  it.cell = cell;
+  it.index = index;
+  it.format = ctx.format;
+  return it;
+}
+
+std::mt19937_64 Task::item_rng(const Item& it) {
+  return std::mt19937_64(sample_seed(it.task, it.version, it.run_seed, it.cell, it.index));
+}
+
 }  // namespace dsv4::evals

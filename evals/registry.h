@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -110,6 +111,12 @@ class Task {
   virtual Outcome evaluate(LanguageModel& m, const Item& item) const = 0;
   // The score a prediction earns (also used for the noise floors).
   virtual double score(const Item& item, const std::string& prediction) const = 0;
+
+ protected:
+  // An item's identity (task, version, run seed, cell, index, format) for generate(); its
+  // content comes from the generator seeded with item_rng().
+  Item new_item(const GenContext& ctx, const Cell& cell, uint64_t run_seed, int64_t index) const;
+  static std::mt19937_64 item_rng(const Item& it);
 };
 
 struct Suite {

@@ -134,14 +134,8 @@ Item MrcrTask::generate(const GenContext& ctx, const Cell& cell, uint64_t run_se
   if (ctx.format != PromptFormat::natural) throw InputError("mrcr: no probe format");
   if (!ctx.model) throw InputError("format natural needs a model with a tokenizer");
   const LanguageModel& m = *ctx.model;
-  Item it;
-  it.task = name();
-  it.version = version();
-  it.run_seed = run_seed;
-  it.cell = cell;
-  it.index = index;
-  it.format = ctx.format;
-  std::mt19937_64 rng(sample_seed(it.task, it.version, run_seed, cell, index));
+  Item it = new_item(ctx, cell, run_seed, index);
+  std::mt19937_64 rng = item_rng(it);
   const int64_t K = items_of(cell), L = cell.length;
   const std::string topic = kTopics[uniform_index(rng, kTopics.size())];
   const int64_t target = int64_t(uniform_index(rng, uint64_t(K)));  // 0-based, document order

@@ -394,14 +394,8 @@ Item NiahTask::generate(const GenContext& ctx, const Cell& cell, uint64_t run_se
     throw InputError("format probe needs the model's probe.json");
   if (ctx.format == PromptFormat::natural && !ctx.model)
     throw InputError("format natural needs a model with a tokenizer");
-  Item it;
-  it.task = name();
-  it.version = version();
-  it.run_seed = run_seed;
-  it.cell = cell;
-  it.index = index;
-  it.format = ctx.format;
-  std::mt19937_64 rng(sample_seed(it.task, it.version, run_seed, cell, index));
+  Item it = new_item(ctx, cell, run_seed, index);
+  std::mt19937_64 rng = item_rng(it);
   if (!supports(ctx.format))
     throw InputError(it.task + ": no " + format_name(ctx.format) + " format");
   if (ctx.options.distractors < 0) throw InputError("--distractors must be >= 0");
