@@ -30,7 +30,6 @@ void print_list() {
                                                   : "(no probe format)",
                  capability_names(t->needs(PromptFormat::natural)));
   }
-  fmt::print("suite degradation: not yet implemented\n");
 }
 
 std::vector<std::string> split_names(const std::string& s) {
@@ -62,6 +61,22 @@ void print_table(const boost::json::object& r) {
                  fl.at("chance").to_number<double>(), fl.at("copy_random").to_number<double>(),
                  fl.at("copy_first").to_number<double>(),
                  b.at("prefill_tokens_per_second").to_number<double>());
+    }
+    // The task's further metrics (degradation): mean [95% CI] per metric and length.
+    const auto* mb = t.if_contains("metrics_by_length");
+    if (!mb || mb->as_array().empty()) continue;
+    fmt::print("  {:<24} {:>9} {:>4} {:>12} {:>27}\n", "metric", "length", "n", "mean", "95% CI");
+    for (const auto& mv : mb->as_array()) {
+      const auto& m = mv.as_object();
+      const std::string name(m.at("metric").as_string());
+      if (m.at("mean").is_null()) {
+        fmt::print("  {:<24} {:>9} {:>4} {:>12}\n", name, m.at("length").as_int64(), 0, "n/a");
+        continue;
+      }
+      const auto& ci = m.at("ci95").as_array();
+      fmt::print("  {:<24} {:>9} {:>4} {:>12.6g}   [{:>11.6g}, {:>11.6g}]\n", name, m.at("length").as_int64(),
+                 m.at("n").as_int64(), m.at("mean").to_number<double>(), ci[0].to_number<double>(),
+                 ci[1].to_number<double>());
     }
   }
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "bench/flops.h"
 #include "model/checkpoint.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
@@ -42,7 +43,8 @@ std::string capability_names(uint32_t caps) {
                                                             {kChat, "chat"},
                                                             {kGenerate, "generate"},
                                                             {kLoglik, "loglik"},
-                                                            {kCandidates, "candidates"}};
+                                                            {kCandidates, "candidates"},
+                                                            {kTrace, "trace"}};
   std::string s;
   for (const auto& [bit, name] : kNames)
     if (caps & bit) s += (s.empty() ? "" : ",") + std::string(name);
@@ -83,7 +85,7 @@ std::string EngineModel::spec() const {
 }
 
 uint32_t EngineModel::capabilities() const {
-  const uint32_t c = kGenerate | kLoglik | kCandidates;
+  const uint32_t c = kGenerate | kLoglik | kCandidates | kTrace;
   return tokenizer_ ? (c | kTokens | kChat) : c;
 }
 
@@ -200,6 +202,39 @@ CandidateScores EngineModel::score_candidates(const std::vector<int32_t>& prompt
   r.usage.prompt_tokens = int64_t(prompt.size());
   const LogSoftmax ls(logits);
   for (int32_t c : candidates) r.logprob.push_back(ls.at(logits, c));
+  return r;
+}
+
+PromptTrace EngineModel::trace(const std::vector<int32_t>& prompt, TracePath path) {
+  if (prompt.empty()) throw InputError("trace: empty prompt");
+  check_ids(prompt, "trace prompt");
+  if (path == TracePath::reference && !f64_) f64_ = std::make_unique<Model>(make_f64_backend(load_checkpoint(dir_)));
+  Model& m = path == TracePath::reference ? *f64_ : *model_;
+  Sequence s = m.new_sequence();
+  const auto t0 = Clock::now();
+  const int64_t T = int64_t(prompt.size());
+  const int64_t last0 = (T - 1) / opt_.chunk * opt_.chunk;  // the last chunk's first token
+  if (last0 > 0) m.prefill(s, std::vector<int32_t>(prompt.begin(), prompt.begin() + last0), opt_.chunk);
+  ForwardOutput o = m.forward(s, prompt.data() + last0, T - last0, {T - last0 - 1}, false, /*trace=*/true);
+  PromptTrace r;
+  r.usage.prefill_seconds = seconds_since(t0);
+  r.usage.prompt_tokens = T;
+  r.logits = std::move(o.logits);
+  r.kv_bytes = s.cache_bytes();
+  r.decode_flops = decode_flops(m.config(), T).total();
+  for (AttentionTrace& a : o.trace) {
+    LayerTrace l;
+    l.layer = a.layer;
+    l.ratio = m.config().attention_shape(a.layer).ratio;
+    l.heads = m.config().n_heads;
+    l.output = std::move(a.output);
+    l.selected = std::move(a.detail.selected);
+    l.index_scores = std::move(a.detail.index_scores);
+    l.window = std::move(a.detail.window);
+    l.entries = std::move(a.detail.entries);
+    l.weights = std::move(a.detail.weights);
+    r.layers.push_back(std::move(l));
+  }
   return r;
 }
 

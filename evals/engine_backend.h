@@ -4,6 +4,7 @@
 // prompt costs no LM-head work but the last row.
 //   backend "ref"   the Eigen reference backend
 //   backend "cuda"  not built into the model yet: an InputError saying so
+// trace() also runs the float64 reference (model/backend.h make_f64_backend).
 #pragma once
 
 #include <memory>
@@ -41,6 +42,9 @@ class EngineModel final : public LanguageModel {
                 const std::vector<int32_t>& continuation) override;
   CandidateScores score_candidates(const std::vector<int32_t>& prompt,
                                    const std::vector<int32_t>& candidates) override;
+  // Prefills in chunks and traces the last position's chunk. TracePath::reference runs a
+  // second Model on the float64 backend (loaded from DIR on first use, kept afterwards).
+  PromptTrace trace(const std::vector<int32_t>& prompt, TracePath path) override;
 
   int64_t vocab_size() const;
 
@@ -50,6 +54,7 @@ class EngineModel final : public LanguageModel {
 
   EngineOptions opt_;
   std::unique_ptr<Model> model_;
+  std::unique_ptr<Model> f64_;  // the fp64 reference (trace), made on first use
   std::unique_ptr<Tokenizer> tokenizer_;  // null without DIR/tokenizer.json
   std::string dir_;
 };

@@ -11,6 +11,10 @@
 //   score_candidates           log-softmax of the next-token logits after a prompt, read at a
 //                              candidate id set (the probe's recall answer is the argmax over
 //                              its value ids)
+//   trace                      one prefill of a prompt with the last position traced layer by
+//                              layer (attention output, indexer selection and scores, weights),
+//                              on the deployment path or on the float64 reference
+//                              (the degradation suite; local engines only)
 // Backends:
 //   engine (evals/engine_backend.h)  this project's Model on a checkpoint dir: everything.
 //   http   (OpenAI-compatible, next) generate via /v1/completions with a token-array prompt
@@ -44,6 +48,7 @@ enum Capability : uint32_t {
   kGenerate = 1u << 2,    // generate
   kLoglik = 1u << 3,      // loglik
   kCandidates = 1u << 4,  // score_candidates
+  kTrace = 1u << 5,       // trace (deployment and fp64 reference paths)
 };
 // "tokens,chat,generate" for the bits set.
 std::string capability_names(uint32_t caps);
@@ -86,6 +91,32 @@ struct CandidateScores {
   Usage usage;
 };
 
+// Which numerics a trace runs: the engine as configured (FP8/FP4 simulation, the KV layout),
+// or the float64 reference (the same ops in double, exact math, on the same weights).
+enum class TracePath { deployment, reference };
+
+// One layer's attention sub-layer at the last prompt position.
+struct LayerTrace {
+  int64_t layer = 0;
+  int64_t ratio = 0;                 // 0 window-only, 4 CSA, 128 HCA
+  int64_t heads = 0;
+  std::vector<float> output;         // the sub-layer output [D]
+  std::vector<int32_t> selected;     // CSA: the indexer's top-k entry numbers (-1 pads)
+  std::vector<double> index_scores;  // CSA: [N] every key's score (-inf: not visible)
+  std::vector<int64_t> window;       // positions of the window rows attended
+  std::vector<int64_t> entries;      // compressed entries attended (entry j pools positions
+                                     // [m j, m j + m - 1]; CSA also the block before)
+  std::vector<double> weights;       // [heads, window.size() + entries.size()]; sink = rest
+};
+
+struct PromptTrace {
+  std::vector<float> logits;       // [V] at the last position
+  std::vector<LayerTrace> layers;  // every layer
+  int64_t kv_bytes = 0;            // the sequence's cache after the prompt
+  double decode_flops = 0;         // analytic FLOPs of one decode token at this context
+  Usage usage;
+};
+
 class LanguageModel {
  public:
   virtual ~LanguageModel() = default;
@@ -108,6 +139,10 @@ class LanguageModel {
                         const std::vector<int32_t>& continuation) = 0;
   virtual CandidateScores score_candidates(const std::vector<int32_t>& prompt,
                                            const std::vector<int32_t>& candidates) = 0;
+  virtual PromptTrace trace(const std::vector<int32_t>& prompt, TracePath path) {
+    (void)prompt, (void)path;
+    throw Unsupported("backend " + spec() + " cannot trace a prompt");
+  }
 };
 
 }  // namespace dsv4::evals

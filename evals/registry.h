@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -78,6 +79,9 @@ struct Item {
   double chance = 0;   // the score of a uniform guess
   Geometry geometry;
   uint64_t hash = 0;  // of prompt ids, candidates and expected
+  // Known values a task compares against, derived from the model's identity (a probe's
+  // closed-form needle mass); not part of the hash.
+  std::map<std::string, double> known;
 };
 
 // What running one item gave.
@@ -86,6 +90,9 @@ struct Outcome {
   double score = 0;
   int64_t prompt_tokens = 0, completion_tokens = 0;
   double seconds = 0, prefill_seconds = 0;
+  // Further per-sample measurements (name -> value), aggregated per length bin with their
+  // own confidence intervals (results.json "metrics_by_length"); NaN: not applicable.
+  std::map<std::string, double> metrics;
 };
 
 // A greedy generation up to the first newline (or max_tokens), as an Outcome without its

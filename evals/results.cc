@@ -169,6 +169,11 @@ json::object to_json(const SampleRecord& r) {
   o["completion_tokens"] = r.completion_tokens;
   o["seconds"] = r.seconds;
   o["prefill_seconds"] = r.prefill_seconds;
+  if (!r.metrics.empty()) {
+    json::object m;
+    for (const auto& [k, v] : r.metrics) m[k] = std::isfinite(v) ? json::value(v) : json::value(nullptr);
+    o["metrics"] = std::move(m);
+  }
   return o;
 }
 
@@ -211,6 +216,14 @@ SampleRecord sample_from_json(const json::value& v) {
   r.completion_tokens = int_field(o, "completion_tokens");
   r.seconds = num_field(o, "seconds");
   r.prefill_seconds = num_field(o, "prefill_seconds");
+  if (const json::value* m = o.if_contains("metrics")) {
+    if (!m->is_object()) throw InputError("field \"metrics\" is not an object");
+    for (const auto& [k, v] : m->as_object()) {
+      if (!v.is_null() && !v.is_number())
+        throw InputError("metric \"" + std::string(k) + "\" is neither a number nor null");
+      r.metrics[std::string(k)] = v.is_null() ? std::nan("") : v.to_number<double>();
+    }
+  }
   return r;
 }
 

@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,7 @@ struct SampleRecord {
   double score = 0, chance = 0, copy_random = 0, copy_first = 0;
   int64_t prompt_tokens = 0, completion_tokens = 0;
   double seconds = 0, prefill_seconds = 0;
+  std::map<std::string, double> metrics;  // Outcome::metrics; NaN is written as null
 
   // "task|version|length|cell|index": identifies the sample within a run.
   std::string key() const;

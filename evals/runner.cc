@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -275,6 +276,35 @@ json::object task_results(const Task& t, const std::vector<const SampleRecord*>&
     o["class"] = cls;
     jg.push_back(o);
   }
+  // Outcome::metrics per length bin: mean and bootstrap interval over the samples where the
+  // metric applies (NaN ones are left out and counted as n_na).
+  std::map<std::pair<std::string, int64_t>, std::vector<double>> by_metric;
+  std::map<std::pair<std::string, int64_t>, int64_t> na;
+  for (const SampleRecord* r : recs)
+    for (const auto& [name, v] : r->metrics) {
+      by_metric[{name, r->length}];
+      if (std::isfinite(v))
+        by_metric[{name, r->length}].push_back(v);
+      else
+        ++na[{name, r->length}];
+    }
+  json::array jm;
+  for (const auto& [k, v] : by_metric) {
+    const auto& [name, L] = k;
+    json::object o{{"metric", name}, {"length", L}, {"n", int64_t(v.size())}, {"n_na", na[k]}};
+    if (!v.empty()) {
+      double sum = 0;
+      for (double x : v) sum += x;
+      const Interval ci = bootstrap_ci(v, seed_of(fmt::format("length={}/metric={}", L, name)), cfg.resamples);
+      o["mean"] = sum / double(v.size());
+      o["ci95"] = json::array{ci.lo, ci.hi};
+      o["min"] = *std::min_element(v.begin(), v.end());
+      o["max"] = *std::max_element(v.begin(), v.end());
+    } else {
+      o["mean"] = nullptr;
+    }
+    jm.push_back(std::move(o));
+  }
   return {{"name", t.name()},
           {"version", t.version()},
           {"description", t.description()},
@@ -284,7 +314,8 @@ json::object task_results(const Task& t, const std::vector<const SampleRecord*>&
           {"by_length", jl},
           {"by_length_depth", jd},
           {"by_length_class", jc},
-          {"by_length_geometry", jg}};
+          {"by_length_geometry", jg},
+          {"metrics_by_length", jm}};
 }
 
 }  // namespace
@@ -373,6 +404,7 @@ SampleRecord make_record(const Task& task, const Item& item, const Outcome& o, u
   r.completion_tokens = o.completion_tokens;
   r.seconds = o.seconds;
   r.prefill_seconds = o.prefill_seconds;
+  r.metrics = o.metrics;
   return r;
 }
 

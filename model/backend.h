@@ -77,6 +77,13 @@ class Backend {
   // row). rows = 0..n-1 is the full sub-layer; rows = {} only updates the cache.
   virtual void attention(int64_t layer, const Buffer& u, const std::vector<int64_t>& rows, Buffer& f,
                          LayerCache& cache) = 0;
+  // Asks the next attention() call to record the chunk rows `rows` (each one of its asked
+  // rows) into `out` (reference/attention_layer.h: the indexer's selection and scores, every
+  // head's weights). false: this backend cannot trace (the call records nothing).
+  virtual bool trace_next_attention(const std::vector<int64_t>& rows, std::vector<AttentionRowTrace>* out) {
+    (void)rows, (void)out;
+    return false;
+  }
   // dst [rows.size(), cols] = the rows `rows` of src [n, cols]
   virtual void gather_rows(const Buffer& src, const std::vector<int64_t>& rows, Buffer& dst) = 0;
   // f [n, D] = MoE of `layer` (routing needs the token ids for hash layers)
@@ -90,5 +97,9 @@ class Backend {
 
 // The Eigen reference backend (model/backend_ref.cc): takes the weights by value.
 std::unique_ptr<Backend> make_reference_backend(ModelWeights weights, BackendOptions options);
+// The same reference ops instantiated in float64: weights converted to double, exact numerics
+// (no quantisation simulation), float64 caches; buffers convert at upload/download. The
+// "fp64 reference" the degradation suite measures the deployment path against.
+std::unique_ptr<Backend> make_f64_backend(const ModelWeights& weights);
 
 }  // namespace dsv4

@@ -1,7 +1,9 @@
-// The Eigen reference backend: host float buffers, the weights as ModelWeights, every op from
-// reference/. The only model/ file that calls dsv4::ref.
+// The Eigen reference backend: host buffers of T (float; double for the fp64 reference), the
+// weights as ModelWeightsT<T>, every op from reference/. The only model/ file that calls
+// dsv4::ref.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include <Eigen/Dense>
 
@@ -18,49 +20,56 @@ namespace dsv4 {
 
 namespace {
 
+template <class T>
 class HostBuffer final : public Buffer {
  public:
   HostBuffer(int64_t r, int64_t c) : Buffer(r, c), v(size_t(r * c)) {}
-  std::vector<float> v;
-  View2<float> view() { return view2(v.data(), rows(), cols()); }
-  View2<const float> view() const { return view2<const float>(v.data(), rows(), cols()); }
+  std::vector<T> v;
+  View2<T> view() { return view2(v.data(), rows(), cols()); }
+  View2<const T> view() const { return view2<const T>(v.data(), rows(), cols()); }
 };
 
-HostBuffer& host(Buffer& b) { return static_cast<HostBuffer&>(b); }
-const HostBuffer& host(const Buffer& b) { return static_cast<const HostBuffer&>(b); }
-
+template <class T>
 class RefLayerCache final : public LayerCache {
  public:
-  explicit RefLayerCache(AttentionLayerState<float> s) : state(std::move(s)) {}
+  explicit RefLayerCache(AttentionLayerState<T> s) : state(std::move(s)) {}
   int64_t position() const override { return state.pos; }
   int64_t bytes() const override {
     int64_t b = 0;
     for (const auto* s : {state.window.get(), state.comp.get(), state.index_keys.get()})
       if (s) b += s->bytes();
     b += int64_t((state.comp_state.kv.size() + state.comp_state.score.size() + state.index_state.kv.size() +
-                  state.index_state.score.size()) * sizeof(float));
+                  state.index_state.score.size()) * sizeof(T));
     return b;
   }
   std::unique_ptr<LayerCache> clone() const override { return std::make_unique<RefLayerCache>(state); }
-  AttentionLayerState<float> state;
+  AttentionLayerState<T> state;
 };
 
+template <class T>
 class ReferenceBackend final : public Backend {
+  using Host = HostBuffer<T>;
+  using Cache = RefLayerCache<T>;
+  static Host& host(Buffer& b) { return static_cast<Host&>(b); }
+  static const Host& host(const Buffer& b) { return static_cast<const Host&>(b); }
+
  public:
-  ReferenceBackend(ModelWeights w, BackendOptions o) : w_(std::move(w)), o_(o) {}
-  std::string name() const override { return "ref"; }
+  ReferenceBackend(ModelWeightsT<T> w, BackendOptions o) : w_(std::move(w)), o_(o) {}
+  std::string name() const override { return std::is_same_v<T, float> ? "ref" : "ref-f64"; }
   const ModelConfig& config() const override { return w_.config; }
 
   std::unique_ptr<Buffer> alloc(int64_t rows, int64_t cols) override {
-    return std::make_unique<HostBuffer>(rows, cols);
+    return std::make_unique<Host>(rows, cols);
   }
   void upload(Buffer& b, const float* h) override { std::copy_n(h, host(b).v.size(), host(b).v.begin()); }
-  void download(const Buffer& b, float* h) override { std::copy(host(b).v.begin(), host(b).v.end(), h); }
+  void download(const Buffer& b, float* h) override {
+    std::transform(host(b).v.begin(), host(b).v.end(), h, [](T v) { return float(v); });
+  }
 
   std::unique_ptr<LayerCache> new_cache(int64_t layer) override {
     const auto& c = w_.config;
-    return std::make_unique<RefLayerCache>(ref::attention_layer_state_init<float>(
-        c.attention_shape(layer), v4_entry_stores<float>(o_.kv_layout, c.rope_dim)));
+    return std::make_unique<Cache>(ref::attention_layer_state_init<T>(
+        c.attention_shape(layer), v4_entry_stores<T>(o_.kv_layout, c.rope_dim)));
   }
 
   void embed(const int32_t* ids, int64_t n, Buffer& x) override {
@@ -84,7 +93,7 @@ class ReferenceBackend final : public Backend {
     const auto& L = tensors(layer);
     const auto& c = w_.config;
     const bool a = site == HcSite::attn;
-    HcPreParams<float> p;
+    HcPreParams<T> p;
     p.x = host(h).view();
     p.fn = (a ? L.hc_attn_fn : L.hc_ffn_fn).data();
     p.base = (a ? L.hc_attn_base : L.hc_ffn_base).data();
@@ -97,22 +106,35 @@ class ReferenceBackend final : public Backend {
     p.post = host(post).view();
     p.comb = host(comb).view();
     ref::hc_pre(p);
-    ref::rmsnorm<float>({host(u).view(), (a ? L.attn_norm : L.ffn_norm).data(), host(u).view(), c.norm_eps});
+    ref::rmsnorm<T>({host(u).view(), (a ? L.attn_norm : L.ffn_norm).data(), host(u).view(), c.norm_eps});
   }
 
   void hc_post(const Buffer& h, const Buffer& f, const Buffer& post, const Buffer& comb, Buffer& out) override {
-    ref::hc_post<float>({host(h).view(), host(f).view(), host(post).view(), host(comb).view(),
+    ref::hc_post<T>({host(h).view(), host(f).view(), host(post).view(), host(comb).view(),
                          w_.config.hc_mult, host(out).view()});
   }
 
   void attention(int64_t layer, const Buffer& u, const std::vector<int64_t>& rows, Buffer& f,
                  LayerCache& cache) override {
-    AttentionLayerParams<float> p;
+    AttentionLayerParams<T> p;
     p.shape = w_.config.attention_shape(layer);
     p.w = tensors(layer).attention();
     p.numerics = o_.numerics;
-    ref::attention_layer_forward_rows(p, host(u).view(), rows, host(f).view(),
-                                      static_cast<RefLayerCache&>(cache).state);
+    AttentionTraceRequest* trace = trace_out_ ? &trace_ : nullptr;
+    ref::attention_layer_forward_rows(p, host(u).view(), rows, host(f).view(), static_cast<Cache&>(cache).state,
+                                      nullptr, trace);
+    if (trace_out_) {
+      for (auto& r : trace_.out) trace_out_->push_back(std::move(r));
+      trace_ = {};
+      trace_out_ = nullptr;
+    }
+  }
+
+  bool trace_next_attention(const std::vector<int64_t>& rows, std::vector<AttentionRowTrace>* out) override {
+    trace_ = {};
+    trace_.rows = rows;
+    trace_out_ = out;
+    return true;
   }
 
   void gather_rows(const Buffer& src, const std::vector<int64_t>& rows, Buffer& dst) override {
@@ -132,8 +154,8 @@ class ReferenceBackend final : public Backend {
     const bool hash = layer < c.n_layers && c.hash_routed(layer);
     std::vector<int64_t> ids64(ids, ids + n);
     std::vector<int32_t> chosen(size_t(n * k));
-    std::vector<float> weights(size_t(n * k));
-    MoeParams<float> p;
+    std::vector<T> weights(size_t(n * k));
+    MoeParams<T> p;
     p.route.x = host(u).view();
     p.route.gate = L.gate.data();
     p.route.bias = hash || L.gate_bias.empty() ? nullptr : L.gate_bias.data();
@@ -165,16 +187,16 @@ class ReferenceBackend final : public Backend {
   void head(const Buffer& h, const std::vector<int64_t>& rows, int64_t mtp, float* logits) override {
     const auto& c = w_.config;
     const int64_t D = c.dim, s = c.hc_mult, n = int64_t(rows.size());
-    std::vector<float> x(size_t(n * s * D)), u(size_t(n * D));
+    std::vector<T> x(size_t(n * s * D)), u(size_t(n * D));
     for (int64_t i = 0; i < n; ++i) {
       require(rows[size_t(i)] >= 0 && rows[size_t(i)] < h.rows(), "head: row " + std::to_string(rows[size_t(i)]) +
                                                                        " is outside the chunk");
       std::copy_n(host(h).v.data() + rows[size_t(i)] * s * D, s * D, x.data() + i * s * D);
     }
     const bool main = mtp < 0;
-    const MtpTensors* m = main ? nullptr : &w_.mtp.at(size_t(mtp));
-    HcHeadParams<float> p;
-    p.x = view2<const float>(x.data(), n, s * D);
+    const MtpTensorsT<T>* m = main ? nullptr : &w_.mtp.at(size_t(mtp));
+    HcHeadParams<T> p;
+    p.x = view2<const T>(x.data(), n, s * D);
     p.fn = (main ? w_.hc_head_fn : m->hc_head_fn).data();
     p.base = (main ? w_.hc_head_base : m->hc_head_base).data();
     p.scale = (main ? w_.hc_head_scale : m->hc_head_scale).data();
@@ -183,12 +205,17 @@ class ReferenceBackend final : public Backend {
     p.norm_eps = c.norm_eps;
     p.u = view2(u.data(), n, D);
     ref::hc_head(p);
-    ref::rmsnorm<float>({p.u, (main ? w_.norm : m->norm).data(), p.u, c.norm_eps});
-    // logits = u head^T in FP32 (§9.5: no softcap)
+    ref::rmsnorm<T>({p.u, (main ? w_.norm : m->norm).data(), p.u, c.norm_eps});
+    // logits = u head^T in FP32 (§9.5: no softcap); the fp64 backend computes in double
     const int64_t V = c.vocab_size;
-    Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> U(u.data(), n, D), W(w_.head.data(), V, D);
-    Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> Y(logits, n, V);
-    Y.noalias() = U * W.transpose();
+    Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> U(u.data(), n, D), W(w_.head.data(), V, D);
+    if constexpr (std::is_same_v<T, float>) {
+      Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> Y(logits, n, V);
+      Y.noalias() = U * W.transpose();
+    } else {
+      const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> Y = U * W.transpose();
+      std::transform(Y.data(), Y.data() + Y.size(), logits, [](T v) { return float(v); });
+    }
   }
 
   void mtp_input(int64_t mtp, const Buffer& h, const int32_t* next_ids, Buffer& out) override {
@@ -196,14 +223,14 @@ class ReferenceBackend final : public Backend {
     const auto& m = w_.mtp.at(size_t(mtp));
     const int64_t n = h.rows(), D = c.dim, s = c.hc_mult;
     const bool q = o_.numerics == Numerics::official;
-    HostBuffer e(n, D), ep(n, D), hs(n * s, D), hp(n * s, D);
+    Host e(n, D), ep(n, D), hs(n * s, D), hp(n * s, D);
     embed(next_ids, n, e);
-    ref::rmsnorm<float>({e.view(), m.enorm.data(), e.view(), c.norm_eps});
+    ref::rmsnorm<T>({e.view(), m.enorm.data(), e.view(), c.norm_eps});
     std::copy(host(h).v.begin(), host(h).v.end(), hs.v.begin());  // [n*s, D]: one stream a row
-    ref::rmsnorm<float>({hs.view(), m.hnorm.data(), hs.view(), c.norm_eps});
+    ref::rmsnorm<T>({hs.view(), m.hnorm.data(), hs.view(), c.norm_eps});
     if (q) {  // e_proj and h_proj are FP8 linears (§9.4)
-      ref::quant_fp8<float>({e.view(), e.view(), kActBlock, 0});
-      ref::quant_fp8<float>({hs.view(), hs.view(), kActBlock, 0});
+      ref::quant_fp8<T>({e.view(), e.view(), kActBlock, 0});
+      ref::quant_fp8<T>({hs.view(), hs.view(), kActBlock, 0});
     }
     dense(e.view(), m.e_proj, ep.view());
     dense(hs.view(), m.h_proj, hp.view());
@@ -214,18 +241,20 @@ class ReferenceBackend final : public Backend {
   }
 
  private:
-  const LayerTensors& tensors(int64_t layer) const {
+  const LayerTensorsT<T>& tensors(int64_t layer) const {
     if (layer < w_.config.n_layers) return w_.layers.at(size_t(layer));
     return w_.mtp.at(size_t(layer - w_.config.n_layers)).block;
   }
-  static void dense(View2<const float> x, const std::vector<float>& w, View2<float> y) {
-    Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> X(x.data, x.rows, x.cols), W(w.data(), y.cols, x.cols);
-    Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> Y(y.data, y.rows, y.cols);
+  static void dense(View2<const T> x, const std::vector<T>& w, View2<T> y) {
+    Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> X(x.data, x.rows, x.cols), W(w.data(), y.cols, x.cols);
+    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> Y(y.data, y.rows, y.cols);
     Y.noalias() = X * W.transpose();
   }
 
-  ModelWeights w_;
+  ModelWeightsT<T> w_;
   BackendOptions o_;
+  AttentionTraceRequest trace_;                          // the next attention() call's request
+  std::vector<AttentionRowTrace>* trace_out_ = nullptr;  // where it goes (null: no trace)
 };
 
 }  // namespace
@@ -233,7 +262,14 @@ class ReferenceBackend final : public Backend {
 std::unique_ptr<Backend> make_reference_backend(ModelWeights weights, BackendOptions options) {
   require(weights.config.arch == Arch::v4, "the reference backend runs V4 models; '" + weights.config.name + "' is " +
                                                arch_name(weights.config.arch));
-  return std::make_unique<ReferenceBackend>(std::move(weights), options);
+  return std::make_unique<ReferenceBackend<float>>(std::move(weights), options);
+}
+
+std::unique_ptr<Backend> make_f64_backend(const ModelWeights& weights) {
+  require(weights.config.arch == Arch::v4, "the reference backend runs V4 models; '" + weights.config.name + "' is " +
+                                               arch_name(weights.config.arch));
+  return std::make_unique<ReferenceBackend<double>>(weights_as<double>(weights),
+                                                    BackendOptions{Numerics::exact, KvLayout::f32});
 }
 
 }  // namespace dsv4

@@ -34,14 +34,38 @@ namespace {
 // the others), the attention sub-layer still advances the cache by all n tokens, but it and
 // everything after it (post-mix, MoE) run on the asked rows only, and h becomes
 // [rows.size(), s*D], row i holding chunk row rows[i].
+// traced (a subset of rows, or null): record the attention at those rows into `trace`.
 void block(Backend& b, int64_t layer, LayerCache& cache, const int32_t* ids, const std::vector<int64_t>& rows,
-           std::unique_ptr<Buffer>& h) {
+           std::unique_ptr<Buffer>& h, const std::vector<int64_t>* traced = nullptr,
+           std::vector<AttentionTrace>* trace = nullptr) {
   const auto& c = b.config();
   const int64_t n = h->rows(), k = int64_t(rows.size()), D = c.dim, s = c.hc_mult;
   auto u = b.alloc(n, D), post = b.alloc(n, s), comb = b.alloc(n, s * s);
   b.hc_pre_norm(layer, HcSite::attn, *h, *u, *post, *comb);  // every row: u feeds the cache
   auto f = b.alloc(k, D);
+  std::vector<AttentionRowTrace> detail;
+  const bool detailed = traced && b.trace_next_attention(*traced, &detail);
   b.attention(layer, *u, rows, *f, cache);
+  if (traced) {  // f row i holds chunk row rows[i]
+    std::vector<int64_t> at;
+    for (int64_t r : *traced) at.push_back(std::lower_bound(rows.begin(), rows.end(), r) - rows.begin());
+    auto fr = b.alloc(int64_t(at.size()), D);
+    b.gather_rows(*f, at, *fr);
+    std::vector<float> host(size_t(fr->rows() * D));
+    b.download(*fr, host.data());
+    for (size_t i = 0; i < at.size(); ++i) {
+      AttentionTrace t;
+      t.layer = layer;
+      t.row = (*traced)[i];
+      t.output.assign(host.begin() + int64_t(i) * D, host.begin() + int64_t(i + 1) * D);
+      if (detailed) {
+        require(i < detail.size() && detail[i].row == t.row, "forward: the backend's trace is missing a row");
+        t.traced = true;
+        t.detail = std::move(detail[i]);
+      }
+      trace->push_back(std::move(t));
+    }
+  }
   std::vector<int32_t> kept_ids;
   if (k < n) {  // from here on only the asked rows: residual streams, mix coefficients, tokens
     auto hk = b.alloc(k, s * D), pk = b.alloc(k, s), ck = b.alloc(k, s * s);
@@ -70,7 +94,7 @@ std::vector<int64_t> all_rows(int64_t n) {
 }  // namespace
 
 ForwardOutput Model::forward(Sequence& s, const int32_t* ids, int64_t n, const std::vector<int64_t>& logit_rows,
-                             bool want_hidden) {
+                             bool want_hidden, bool trace) {
   const auto& c = config();
   require(int64_t(s.layers.size()) == c.n_layers, "forward: the sequence was made for another model");
   require(n > 0, "forward: no tokens");
@@ -81,6 +105,7 @@ ForwardOutput Model::forward(Sequence& s, const int32_t* ids, int64_t n, const s
   std::sort(kept.begin(), kept.end());
   kept.erase(std::unique(kept.begin(), kept.end()), kept.end());
   const std::vector<int64_t> every = all_rows(n);
+  const std::vector<int64_t> traced = kept;  // the distinct logit rows
   if (want_hidden) kept = every;
   Backend& b = *backend_;
   ForwardOutput out;
@@ -89,7 +114,8 @@ ForwardOutput Model::forward(Sequence& s, const int32_t* ids, int64_t n, const s
   b.embed(ids, n, *x);
   b.hc_expand(*x, *h);
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    block(b, l, *s.layers[size_t(l)], ids, l + 1 == c.n_layers ? kept : every, h);
+    block(b, l, *s.layers[size_t(l)], ids, l + 1 == c.n_layers ? kept : every, h, trace ? &traced : nullptr,
+          &out.trace);
     if (want_hidden) {
       out.hidden.emplace_back(size_t(h->rows() * h->cols()));
       b.download(*h, out.hidden.back().data());

@@ -38,9 +38,19 @@ struct PrefillStats {
   double tokens_per_s() const { return seconds > 0 ? double(tokens) / seconds : 0.0; }
 };
 
+// One layer's attention sub-layer at one traced row (Model::forward's `trace`).
+struct AttentionTrace {
+  int64_t layer = 0;
+  int64_t row = 0;            // chunk row
+  std::vector<float> output;  // the sub-layer output f [D] (before the post-mix)
+  bool traced = false;        // `detail` is filled (the backend can trace)
+  AttentionRowTrace detail;   // indexer selection and scores, every head's weights
+};
+
 struct ForwardOutput {
   std::vector<float> logits;                 // [rows, V] for the requested rows
   std::vector<std::vector<float>> hidden;    // with want_hidden: after each layer, [n, s*D]
+  std::vector<AttentionTrace> trace;         // with trace: layer by layer, each logit row (sorted)
 };
 
 class Model {
@@ -55,8 +65,10 @@ class Model {
   // want_hidden: also return every layer's hidden state, which computes every row in full.
   // The caches and the returned logits do not depend on which other rows are asked for, up
   // to the rounding of the last layer's GEMMs over fewer rows (tests/model/test_sparse_rows.cc).
+  // trace: also record every layer's attention at the (distinct) logit rows: the sub-layer
+  // output, and where the backend can, the indexer's selection and scores and the weights.
   ForwardOutput forward(Sequence& s, const int32_t* ids, int64_t n, const std::vector<int64_t>& logit_rows,
-                        bool want_hidden = false);
+                        bool want_hidden = false, bool trace = false);
   // The whole prompt in chunks of `chunk` tokens; returns the last position's logits [V].
   // Only the last position is asked for, so the last layer runs its attention and MoE for that
   // one row (every cache still covers every token). stats: where to put the wall time.

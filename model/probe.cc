@@ -713,4 +713,12 @@ WriteSummary write_probe_checkpoint(const ProbeKnobs& k, const std::string& dir,
   return write_checkpoint(m.config, contents, dir, 0, opts);
 }
 
+double probe_needle_mass(ProbeRetrieval r, double S, int64_t T, int64_t topk) {
+  const double es = std::exp(S);
+  if (r == ProbeRetrieval::hca) return es / (es + double(kWindow) + double(T / kHcaRatio));
+  if (r == ProbeRetrieval::csa)
+    return 2 * es / (2 * es + double(kWindow) + double(std::min(T / kCsaRatio, topk)) - 1);
+  return std::nan("");
+}
+
 }  // namespace dsv4

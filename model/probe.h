@@ -125,6 +125,14 @@ struct ProbeModel {
 };
 ProbeModel build_probe(const ProbeKnobs& k);
 
+// The doc's closed-form needle mass of the retrieval layer (head 0 of layer 1) at the last
+// position of a clean haystack of T tokens (eps = 0, gate spread 0) with one needle whose
+// value lies outside the 128-token window, layer-1 sink 0:
+//   HCA  pi* = e^S / (e^S + 128 + floor(T/128))
+//   CSA  pi* = 2 e^S / (2 e^S + 128 + min(floor(T/4), k) - 1)
+// (window-only: NaN, nothing outside the window is visible).
+double probe_needle_mass(ProbeRetrieval r, double S, int64_t T, int64_t topk);
+
 // tokenizer.json and probe.json texts of a probe.
 std::string probe_tokenizer_json(const ProbeModel& m);
 std::string probe_sidecar_json(const ProbeModel& m);

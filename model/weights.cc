@@ -2,9 +2,10 @@
 
 namespace dsv4 {
 
-AttentionLayerWeights<float> LayerTensors::attention() const {
-  auto p = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
-  AttentionLayerWeights<float> w;
+template <class T>
+AttentionLayerWeights<T> LayerTensorsT<T>::attention() const {
+  auto p = [](const std::vector<T>& v) { return v.empty() ? nullptr : v.data(); };
+  AttentionLayerWeights<T> w;
   w.wq_a = p(wq_a);
   w.q_norm = p(q_norm);
   w.wq_b = p(wq_b);
@@ -22,36 +23,48 @@ AttentionLayerWeights<float> LayerTensors::attention() const {
 }
 
 namespace {
-int64_t floats(const CompressorTensors& c) {
-  return int64_t(c.wkv.size() + c.wgate.size() + c.ape.size() + c.norm.size());
+
+// f(a_field, b_field) for every tensor field of two models outside the layers' own lists.
+template <class A, class B, class F>
+void for_each_model_tensor(A& a, B& b, F&& f) {
+  f(a.embed, b.embed), f(a.head, b.head), f(a.norm, b.norm);
+  f(a.hc_head_fn, b.hc_head_fn), f(a.hc_head_base, b.hc_head_base), f(a.hc_head_scale, b.hc_head_scale);
+  for (size_t i = 0; i < a.layers.size(); ++i) for_each_tensor(a.layers[i], b.layers[i], f);
+  for (size_t i = 0; i < a.mtp.size(); ++i) {
+    auto &x = a.mtp[i], &y = b.mtp[i];
+    for_each_tensor(x.block, y.block, f);
+    f(x.e_proj, y.e_proj), f(x.h_proj, y.h_proj), f(x.enorm, y.enorm), f(x.hnorm, y.hnorm), f(x.norm, y.norm);
+    f(x.hc_head_fn, y.hc_head_fn), f(x.hc_head_base, y.hc_head_base), f(x.hc_head_scale, y.hc_head_scale);
+  }
 }
-int64_t floats(const LayerTensors& l) {
-  return int64_t(l.wq_a.size() + l.q_norm.size() + l.wq_b.size() + l.wkv.size() + l.kv_norm.size() +
-                 l.wo_a.size() + l.wo_b.size() + l.attn_sink.size() + l.indexer_wq_b.size() +
-                 l.indexer_weights_proj.size() + l.attn_norm.size() + l.ffn_norm.size() +
-                 l.hc_attn_fn.size() + l.hc_ffn_fn.size() + l.hc_attn_base.size() + l.hc_ffn_base.size() +
-                 l.hc_attn_scale.size() + l.hc_ffn_scale.size() + l.gate.size() + l.gate_bias.size() +
-                 l.w1.size() + l.w3.size() + l.w2.size() + l.shared_w1.size() + l.shared_w3.size() +
-                 l.shared_w2.size()) +
-         floats(l.compressor) + floats(l.indexer_compressor);
-}
+
 }  // namespace
 
-int64_t ModelWeights::bytes() const {
-  int64_t f = int64_t(embed.size() + head.size() + norm.size() + hc_head_fn.size() + hc_head_base.size() +
-                      hc_head_scale.size());
-  int64_t ints = 0;
-  for (const auto& l : layers) {
-    f += floats(l);
-    ints += int64_t(l.tid2eid.size());
-  }
-  for (const auto& m : mtp) {
-    f += floats(m.block) + int64_t(m.e_proj.size() + m.h_proj.size() + m.enorm.size() + m.hnorm.size() +
-                                   m.norm.size() + m.hc_head_fn.size() + m.hc_head_base.size() +
-                                   m.hc_head_scale.size());
-    ints += int64_t(m.block.tid2eid.size());
-  }
-  return f * int64_t(sizeof(float)) + ints * int64_t(sizeof(int64_t));
+template <class T>
+int64_t ModelWeightsT<T>::bytes() const {
+  int64_t elems = 0, ints = 0;
+  for_each_model_tensor(*this, *this, [&](const auto& v, const auto&) { elems += int64_t(v.size()); });
+  for (const auto& l : layers) ints += int64_t(l.tid2eid.size());
+  for (const auto& m : mtp) ints += int64_t(m.block.tid2eid.size());
+  return elems * int64_t(sizeof(T)) + ints * int64_t(sizeof(int64_t));
 }
+
+template <class U, class T>
+ModelWeightsT<U> weights_as(const ModelWeightsT<T>& w) {
+  ModelWeightsT<U> out;
+  out.config = w.config;
+  out.layers.resize(w.layers.size());
+  out.mtp.resize(w.mtp.size());
+  for (size_t i = 0; i < w.layers.size(); ++i) out.layers[i].tid2eid = w.layers[i].tid2eid;
+  for (size_t i = 0; i < w.mtp.size(); ++i) out.mtp[i].block.tid2eid = w.mtp[i].block.tid2eid;
+  for_each_model_tensor(w, out, [](const auto& src, auto& dst) { dst.assign(src.begin(), src.end()); });
+  return out;
+}
+
+template struct LayerTensorsT<float>;
+template struct LayerTensorsT<double>;
+template struct ModelWeightsT<float>;
+template struct ModelWeightsT<double>;
+template ModelWeightsT<double> weights_as<double, float>(const ModelWeightsT<float>&);
 
 }  // namespace dsv4

@@ -1,6 +1,7 @@
 #include "reference/attention_layer.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "reference/attention.h"
 #include "reference/eigen_util.h"
@@ -137,7 +138,7 @@ namespace {
 template <class T>
 void attend_run(const AttentionLayerParams<T>& p, View2<const T> x, int64_t a, int64_t b,
                 const Mat<T>& kv, View2<const T> keys, AttentionLayerState<T>& st, int64_t t0,
-                View2<T> y, std::vector<int32_t>* topk) {
+                View2<T> y, std::vector<int32_t>* topk, AttentionTraceRequest* trace) {
   const auto& s = p.shape;
   const int64_t R = b - a, d = s.head_dim, p0 = t0 + a;
   const View2<const T> xr = x.slice_rows(a, R);
@@ -161,6 +162,36 @@ void attend_run(const AttentionLayerParams<T>& p, View2<const T> x, int64_t a, i
     indexer(ip);
     if (topk) topk->insert(topk->end(), idx.data(), idx.data() + idx.size());
   }
+  // Traced rows of this run: selection and index scores now (before the renumbering below).
+  std::vector<AttentionRowTrace> traced;
+  for (int64_t r : trace ? trace->rows : std::vector<int64_t>{}) {
+    if (r < a || r >= b) continue;
+    AttentionRowTrace t;
+    t.row = r;
+    t.position = t0 + r;
+    t.heads = s.heads;
+    if (has_indexer(s)) {
+      const int64_t i = r - a, N = keys.rows;
+      t.selected.assign(idx.row(i).data(), idx.row(i).data() + s.index_topk);
+      Mat<T> iq(1, s.index_heads * s.index_dim), iw(1, s.index_heads), sc(1, std::max<int64_t>(N, 1));
+      Eigen::Matrix<int32_t, 1, Eigen::Dynamic> one(s.index_topk);
+      indexer_query(iq_params(p, cview_of(cq).slice_rows(i, 1), xr.slice_rows(i, 1), t.position, view_of(iq),
+                              view_of(iw)));
+      IndexerParams<T> ip;
+      ip.q = cview_of(iq);
+      ip.k = keys;
+      ip.w = cview_of(iw);
+      ip.heads = s.index_heads;
+      ip.ratio = s.ratio;
+      ip.topk = s.index_topk;
+      ip.pos0 = t.position;
+      ip.scores = {sc.data(), 1, N, sc.cols()};
+      ip.indices = {one.data(), 1, s.index_topk, s.index_topk};
+      if (N > 0) indexer(ip);
+      t.index_scores.assign(sc.data(), sc.data() + N);
+    }
+    traced.push_back(std::move(t));
+  }
 
   // Window rows in position order, positions [first, t0 + b): up to window - 1 positions
   // before the run's first row (from the ring while they precede the chunk, then the
@@ -177,8 +208,9 @@ void attend_run(const AttentionLayerParams<T>& p, View2<const T> x, int64_t a, i
   // never exceeds its old one, so it stays visible to every query that selected it.
   const int64_t N = s.ratio > 0 ? st.comp->rows() : 0;
   Mat<T> comp;
+  std::vector<int32_t> used_ids;  // CSA: the entry numbers of comp's rows
   if (has_indexer(s)) {
-    std::vector<int32_t> used;
+    std::vector<int32_t>& used = used_ids;
     for (int64_t i = 0; i < idx.size(); ++i)
       if (idx.data()[i] >= 0) used.push_back(idx.data()[i]);
     std::sort(used.begin(), used.end());
@@ -201,6 +233,51 @@ void attend_run(const AttentionLayerParams<T>& p, View2<const T> x, int64_t a, i
                                                                           : cview_of(comp);
   View2<const int32_t> iv{idx.size() ? idx.data() : nullptr, idx.rows(), idx.cols(), idx.cols()};
   attend_and_project(p, cview_of(q), cview_of(win), cv, iv, p0, y);
+
+  // The traced rows' softmax weights, in float64 over exactly what attention() read: window
+  // rows by position, compressed entries (cv rows: HCA every entry, CSA the rows read).
+  for (AttentionRowTrace& t : traced) {
+    const int64_t i = t.row - a, pos = t.position;
+    std::vector<std::pair<int64_t, const T*>> rows_read;  // (number, entry row)
+    for (int64_t q0 = std::max<int64_t>(0, pos - (s.window - 1)); q0 <= pos; ++q0) {
+      t.window.push_back(q0);
+      rows_read.push_back({q0, win.row(q0 - first).data()});
+    }
+    if (has_indexer(s)) {
+      std::vector<int32_t> sel;
+      for (int32_t j : t.selected)
+        if (j >= 0 && s.ratio * j + s.ratio - 1 <= pos) sel.push_back(j);
+      std::sort(sel.begin(), sel.end());
+      for (int32_t j : sel) {
+        t.entries.push_back(j);
+        const int64_t k = std::lower_bound(used_ids.begin(), used_ids.end(), j) - used_ids.begin();
+        rows_read.push_back({j, cv.data + k * cv.ld});
+      }
+    } else {
+      for (int64_t j = 0; j < cv.rows && s.ratio * j + s.ratio - 1 <= pos; ++j) {
+        t.entries.push_back(j);
+        rows_read.push_back({j, cv.data + j * cv.ld});
+      }
+    }
+    const int64_t n = int64_t(rows_read.size());
+    const double scale = 1.0 / std::sqrt(double(d));
+    t.weights.assign(size_t(s.heads * n), 0.0);
+    for (int64_t h = 0; h < s.heads; ++h) {
+      const T* qh = q.row(i).data() + h * d;
+      double* w = t.weights.data() + h * n;
+      double mx = double(p.w.attn_sink[h]);
+      for (int64_t k = 0; k < n; ++k) {
+        double dot = 0;
+        for (int64_t c = 0; c < d; ++c) dot += double(qh[c]) * double(rows_read[size_t(k)].second[c]);
+        w[k] = dot * scale;
+        mx = std::max(mx, w[k]);
+      }
+      double z = std::exp(double(p.w.attn_sink[h]) - mx);
+      for (int64_t k = 0; k < n; ++k) z += std::exp(w[k] - mx);
+      for (int64_t k = 0; k < n; ++k) w[k] = std::exp(w[k] - mx) / z;
+    }
+    trace->out.push_back(std::move(t));
+  }
 }
 
 }  // namespace
@@ -208,7 +285,8 @@ void attend_run(const AttentionLayerParams<T>& p, View2<const T> x, int64_t a, i
 template <class T>
 void attention_layer_forward_rows(const AttentionLayerParams<T>& p, View2<const T> x,
                                   const std::vector<int64_t>& rows, View2<T> y,
-                                  AttentionLayerState<T>& st, std::vector<int32_t>* topk) {
+                                  AttentionLayerState<T>& st, std::vector<int32_t>* topk,
+                                  AttentionTraceRequest* trace) {
   const auto& s = p.shape;
   check(s);
   const int64_t T_ = x.rows, d = s.head_dim, t0 = st.pos;
@@ -227,6 +305,10 @@ void attention_layer_forward_rows(const AttentionLayerParams<T>& p, View2<const 
               (!has_indexer(s) || (st.index_keys && st.index_keys->width() == s.index_dim)),
           "attention_layer: the state does not match the layer shape");
   if (topk) topk->clear();
+  if (trace)
+    for (int64_t r : trace->rows)
+      require(std::binary_search(rows.begin(), rows.end(), r),
+              "attention_layer: traced row " + std::to_string(r) + " is not one of the output rows");
   if (T_ == 0) return;
 
   // §2.9 step 2: this chunk's window entries (every row: the cache covers all positions).
@@ -264,7 +346,8 @@ void attention_layer_forward_rows(const AttentionLayerParams<T>& p, View2<const 
   for (size_t i = 0; i < rows.size();) {
     size_t j = i + 1;
     while (j < rows.size() && rows[j] == rows[j - 1] + 1) ++j;
-    attend_run(p, x, rows[i], rows[j - 1] + 1, kv, keys, st, t0, y.slice_rows(int64_t(i), int64_t(j - i)), topk);
+    attend_run(p, x, rows[i], rows[j - 1] + 1, kv, keys, st, t0, y.slice_rows(int64_t(i), int64_t(j - i)), topk,
+               trace);
     i = j;
   }
 
@@ -306,7 +389,8 @@ void attention_layer_decode(const AttentionLayerParams<T>& p, const T* x_t, T* y
                                            std::vector<int32_t>*);                              \
   template void attention_layer_forward_rows<T>(const AttentionLayerParams<T>&, View2<const T>, \
                                                 const std::vector<int64_t>&, View2<T>,          \
-                                                AttentionLayerState<T>&, std::vector<int32_t>*); \
+                                                AttentionLayerState<T>&, std::vector<int32_t>*, \
+                                                AttentionTraceRequest*);                         \
   template void attention_layer_prefill<T>(const AttentionLayerParams<T>&, View2<const T>,      \
                                            View2<T>, AttentionLayerState<T>*,                   \
                                            std::vector<int32_t>*);                              \

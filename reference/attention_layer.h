@@ -109,6 +109,26 @@ struct AttentionLayerState {
   }
 };
 
+// What attention_layer_forward_rows saw for one traced row (its `trace` argument): the
+// indexer's selection and scores (CSA) and every head's softmax weights over what the row
+// attended. Weights are recomputed in float64 from the same q and entries as the attention
+// op (s_j = q_h . e_j / sqrt(d), w_j = exp(s_j - lse), lse over the sink and every j), so
+// 1 - sum_j w_j is the sink's share.
+struct AttentionRowTrace {
+  int64_t row = 0;                   // chunk row
+  int64_t position = 0;              // absolute position
+  int64_t heads = 0;
+  std::vector<int32_t> selected;     // CSA: the indexer's top-k (entry numbers, -1 pads)
+  std::vector<double> index_scores;  // CSA: [N] every indexer key's score, -inf if not visible
+  std::vector<int64_t> window;       // positions of the window rows attended, increasing
+  std::vector<int64_t> entries;      // compressed entry numbers attended, increasing
+  std::vector<double> weights;       // [heads, window.size() + entries.size()]
+};
+struct AttentionTraceRequest {
+  std::vector<int64_t> rows;            // chunk rows to trace (each must be an asked row)
+  std::vector<AttentionRowTrace> out;   // appended, in row order
+};
+
 namespace ref {
 
 // A fresh state (position 0) whose rows live in stores made by `stores`.
@@ -130,12 +150,14 @@ void attention_layer_forward(const AttentionLayerParams<T>& p, View2<const T> x,
 // and compressed entries by position, §2.8), whatever later rows of the chunk added to the
 // state. The query path, indexer scoring and attention run only for those rows, one run of
 // consecutive rows at a time; `rows` = all rows is attention_layer_forward. topk: the
-// selections of the asked rows, [rows.size(), topk] (CSA only).
+// selections of the asked rows, [rows.size(), topk] (CSA only). trace: records the rows it
+// names (AttentionRowTrace); costs one extra indexer scoring and one softmax per traced row.
 template <class T>
 void attention_layer_forward_rows(const AttentionLayerParams<T>& p, View2<const T> x,
                                   const std::vector<int64_t>& rows, View2<T> y,
                                   AttentionLayerState<T>& state,
-                                  std::vector<int32_t>* topk = nullptr);
+                                  std::vector<int32_t>* topk = nullptr,
+                                  AttentionTraceRequest* trace = nullptr);
 
 // forward on a fresh float state: x [T, D] at positions 0..T-1. Optionally leaves the state.
 template <class T>

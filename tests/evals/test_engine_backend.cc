@@ -33,7 +33,7 @@ constexpr double kLogprobTol = 1e-4;
 
 void loglik_is_the_sum_of_next_token_logprobs(EngineModel& m) {
   EXPECT_EQ(m.spec(), "engine:ref");
-  EXPECT_EQ(m.capabilities(), uint32_t(kTokens | kChat | kGenerate | kLoglik | kCandidates));
+  EXPECT_EQ(m.capabilities(), uint32_t(kTokens | kChat | kGenerate | kLoglik | kCandidates | kTrace));
   const std::vector<int32_t> ctx = m.tokenize("The quiet river follows the old road.");
   const std::vector<int32_t> cont = {ctx[1], ctx[2], ctx[3]};
   const Loglik whole = m.loglik(ctx, cont);

@@ -31,7 +31,7 @@ TEST(EvalCli, ListShowsSuitesTasksAndVersions) {
   ASSERT_EQ(r.status, 0) << r.err;
   for (const char* s :
        {"suite recall", "niah_single", "niah_multikey", "niah_multivalue", "niah_multiquery",
-        "variable_tracking", "niah_geometry", "mrcr", "v1", "degradation: not yet"})
+        "variable_tracking", "niah_geometry", "mrcr", "v1", "suite degradation", "layer_trace"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
 }
 
@@ -44,7 +44,7 @@ TEST(EvalCli, BadInputExitsTwoWithAMessage) {
       {"eval --lengths 4x" + ok, "'4x' is not a length"},
       {"eval --lengths 4k,,8k" + ok, "empty length"},
       {"eval --suite nope --lengths 4k" + ok, "unknown suite 'nope'"},
-      {"eval --suite degradation --lengths 4k" + ok, "not yet"},
+      {"eval --suite degradation --lengths 4k" + ok, "no config.json"},
       {"eval --lengths 4k --depths 2" + ok, "'2' is not a depth"},
       {"eval --lengths 4k --format other" + ok, "--format"},
       {"eval --lengths 4k --backend cuda" + ok, "not built/available"},

@@ -385,14 +385,8 @@ double needle_mass(Probe& p, const std::vector<int32_t>& ids, int64_t vpos) {
   return needle / z;
 }
 
-// The doc's closed forms (needle outside the window, clean haystack, layer-1 sink 0):
-//   HCA  pi* = e^S / (e^S + 128 + floor(T/128))
-//   CSA  pi* = 2 e^S / (2 e^S + 128 + min(floor(T/4), k) - 1)
-double closed_form_mass(ProbeRetrieval r, double S, int64_t T, int64_t k) {
-  const double es = std::exp(S);
-  if (r == ProbeRetrieval::hca) return es / (es + double(kWindow) + double(T / kHcaRatio));
-  return 2 * es / (2 * es + double(kWindow) + double(std::min(T / kCsaRatio, k)) - 1);
-}
+// The doc's closed forms (needle outside the window, clean haystack, layer-1 sink 0).
+double closed_form_mass(ProbeRetrieval r, double S, int64_t T, int64_t k) { return probe_needle_mass(r, S, T, k); }
 
 // One clean haystack of T tokens (the last one the key) with one needle at value position v.
 std::vector<int32_t> single_needle_prompt(const Probe& p, int64_t T, int64_t v) {
