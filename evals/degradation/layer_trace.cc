@@ -42,7 +42,8 @@ bool holds(const LayerTrace& l, size_t i, int64_t pos) {
   return l.ratio > 0 && j == pos / l.ratio;
 }
 
-// max over heads of the weight on the rows holding `pos`.
+}  // namespace
+
 double needle_mass(const LayerTrace& l, int64_t pos) {
   const size_t n = l.window.size() + l.entries.size();
   if (l.heads <= 0 || l.weights.size() != size_t(l.heads) * n) return kNaN;
@@ -55,6 +56,8 @@ double needle_mass(const LayerTrace& l, int64_t pos) {
   }
   return best;
 }
+
+namespace {
 
 // The probe's knobs that the closed-form mass needs, from probe.json's "knobs" text.
 struct ProbeMassKnobs {

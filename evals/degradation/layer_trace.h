@@ -57,6 +57,11 @@ inline constexpr double kTieTolerance = 1e-9;
 // NaN when nothing was selected.
 double topk_recall(const std::vector<int32_t>& selected, const std::vector<double>& exact);
 
+// max over heads of a traced layer's softmax weight on the rows that hold position `pos`
+// (window row pos; HCA entry pos / 128; CSA entries pos / 4 and pos / 4 + 1). NaN when the
+// trace has no weights.
+double needle_mass(const LayerTrace& l, int64_t pos);
+
 // An attention output whose RMS is below this is "zero" (a 1e-6 share of the unit RMS that
 // the normalised sub-layer input has): its relative error is not defined.
 inline constexpr double kZeroOutputRms = 1e-6;

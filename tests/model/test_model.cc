@@ -12,6 +12,7 @@
 #include "model/checkpoint.h"
 #include "model/model.h"
 #include "model/sampler.h"
+#include "reference/constants.h"
 #include "reference/errors.h"
 #include "tests/support/compare.h"
 #include "tests/support/tolerance.h"
@@ -161,6 +162,60 @@ TEST(Model, GenerationIsDeterministic) {
   EXPECT_TRUE(c.stopped);
   EXPECT_LE(c.tokens.size(), 4u);
   EXPECT_EQ(c.tokens.back(), a.tokens[3]);
+}
+
+// The fp64 backend (make_f64_backend) runs the same ops in double: its logits differ from the
+// float backend's (exact numerics) by float rounding only (logits_tol), are not bit-equal
+// (it really computes in double), and are deterministic.
+TEST(ModelF64, AgreesWithTheFloatBackendToRounding) {
+  Model f = tiny_model();
+  Model d(make_f64_backend(tiny_weights()));
+  EXPECT_EQ(d.backend().name(), "ref-f64");
+  const auto ids = tokens(200, 11);
+  Sequence sf = f.new_sequence(), sd = d.new_sequence(), sd2 = d.new_sequence();
+  const auto lf = f.prefill(sf, ids, 64), ld = d.prefill(sd, ids, 64), ld2 = d.prefill(sd2, ids, 64);
+  const double tol = logits_tol(ld);
+  double max_diff = 0;
+  for (size_t i = 0; i < lf.size(); ++i) max_diff = std::max(max_diff, std::fabs(double(lf[i]) - double(ld[i])));
+  EXPECT_LT(max_diff, tol);
+  EXPECT_GT(max_diff, 0.0);
+  EXPECT_EQ(ld, ld2) << "the fp64 backend is deterministic";
+}
+
+// forward(..., trace): every layer at every distinct logit row, without changing the logits;
+// the indexer's scores cover every key at the chunk's end (invisible ones -inf), the window
+// and the compressed entries are exactly the row's visible set.
+TEST(ModelTrace, RecordsEveryLayerAtTheLogitRows) {
+  Model m = tiny_model();
+  const auto& c = m.config();
+  const int64_t n = 300;
+  const auto ids = tokens(n, 12);
+  Sequence s1 = m.new_sequence(), s2 = m.new_sequence();
+  const auto plain = m.forward(s1, ids.data(), n, {299, 150});
+  const auto traced = m.forward(s2, ids.data(), n, {299, 150}, false, /*trace=*/true);
+  EXPECT_EQ(plain.logits, traced.logits);
+  ASSERT_EQ(int64_t(traced.trace.size()), 2 * c.n_layers);
+  for (const AttentionTrace& t : traced.trace) {
+    const auto sh = c.attention_shape(t.layer);
+    EXPECT_TRUE(t.traced);
+    EXPECT_EQ(int64_t(t.output.size()), c.dim);
+    EXPECT_TRUE(t.row == 150 || t.row == 299);
+    const int64_t pos = t.row;
+    EXPECT_EQ(int64_t(t.detail.window.size()), std::min<int64_t>(pos + 1, sh.window));
+    EXPECT_EQ(t.detail.window.back(), pos);
+    const size_t rows = t.detail.window.size() + t.detail.entries.size();
+    EXPECT_EQ(t.detail.weights.size(), size_t(sh.heads) * rows);
+    if (sh.ratio == kHcaRatio) EXPECT_EQ(int64_t(t.detail.entries.size()), (pos + 1) / kHcaRatio);
+    if (sh.ratio == kCsaRatio) {
+      EXPECT_EQ(int64_t(t.detail.index_scores.size()), n / kCsaRatio);  // keys at the chunk's end
+      int64_t finite = 0;
+      for (double v : t.detail.index_scores) finite += std::isfinite(v);
+      EXPECT_EQ(finite, (pos + 1) / kCsaRatio);  // visible: 4 j + 3 <= pos
+      EXPECT_EQ(int64_t(t.detail.selected.size()), sh.index_topk);
+      for (int64_t e : t.detail.entries) EXPECT_LE(kCsaRatio * e + kCsaRatio - 1, pos);
+    }
+    if (sh.ratio == 0) EXPECT_TRUE(t.detail.entries.empty());
+  }
 }
 
 TEST(Model, BadTokenIdsAreRejected) {
