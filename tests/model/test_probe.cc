@@ -250,6 +250,17 @@ TEST(ProbeRecall, LongContexts) {
   }
 }
 
+// 1M tokens (DSV4_1M_TESTS=1; ~2 min per haystack on 2 cores): the first pair, the middle,
+// the last value outside the window and the needle before the final key, 16 distractors each.
+TEST(ProbeRecall, OneMillionTokens) {
+  const char* e = std::getenv("DSV4_1M_TESTS");
+  if (!e || std::string(e) != "1") GTEST_SKIP() << "1M-token prompts: set DSV4_1M_TESTS=1";
+  constexpr int64_t T = int64_t(1) << 20;
+  const std::vector<int64_t> cases{1, T / 2 + 2, T - 1 - kWindow, T - 2};
+  expect_recall(ProbeRetrieval::csa, T, cases);
+  expect_recall(ProbeRetrieval::hca, T, cases);
+}
+
 // ---- window-only: exact iff the needle is in the last 128 tokens ----------------------------
 
 TEST(ProbeRecall, WindowOnlyExactIffInTheLastWindow) {
