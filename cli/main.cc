@@ -10,6 +10,7 @@
 //   dsv4 forward --model DIR ... --out F  logits of every position to a file
 //   dsv4 generate --model DIR --prompt T  text generation
 //   dsv4 eval --suite recall --model DIR --lengths 4k,16k --out DIR   eval suites (docs/evals.md)
+//   dsv4 eval compare RUN_A RUN_B         paired comparison of runs (evals/compare.h)
 //   dsv4 bench [--filter RE] [--quick]    microbenchmarks: bench.json + bench_derived.json (docs/bench.md)
 //   dsv4 bench compare BASELINE NEW       the performance-regression check (bench/compare.h)
 //   dsv4 report RESULTS... --out DIR      report.md, index.html, summary.json (docs/report.md)
@@ -20,6 +21,7 @@
 #include "cli/bench_cmd.h"
 #include "cli/bench_compare.h"
 #include "cli/eval_cmd.h"
+#include "cli/eval_compare.h"
 #include "cli/model_cmds.h"
 #include "cli/generate_cmds.h"
 #include "cli/init_cmd.h"
@@ -115,6 +117,8 @@ int main(int argc, char** argv) {
 
   dsv4::cli::EvalArgs ev;
   auto* evc = dsv4::cli::add_eval_command(app, ev);
+  dsv4::cli::EvalCompareArgs evcmp;
+  auto* evcmpc = dsv4::cli::add_eval_compare(evc, evcmp);
 
   dsv4::cli::ModelRunArgs fwd, gen;
   auto model_options = [](CLI::App* c, dsv4::cli::ModelRunArgs& a) {
@@ -181,6 +185,7 @@ int main(int argc, char** argv) {
   if (bcmpc->parsed()) return dsv4::cli::bench_compare(bcmp);
   if (benchc->parsed()) return dsv4::cli::bench_command(bench);
   if (repc->parsed()) return dsv4::cli::report_command(rep);
+  if (evcmpc->parsed()) return dsv4::cli::eval_compare(evcmp);
   if (evc->parsed()) return dsv4::cli::eval_command(ev);
   if (fwdc->parsed()) return dsv4::cli::forward_command(fwd);
   if (genc->parsed()) return dsv4::cli::generate_command(gen);
