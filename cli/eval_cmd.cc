@@ -92,7 +92,9 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
   c->add_option("--numerics", a.numerics,
                 "official (FP8/FP4 simulation) | exact; default: from probe.json knobs.quant "
                 "(true: official, false: exact), else official");
-  c->add_option("--kv-layout", a.kv_layout, "f32 | bf16 | fp8")->default_str(a.kv_layout);
+  c->add_option("--kv-layout", a.kv_layout,
+                "auto (fp8, the deployment layout, with official numerics; f32 with exact) | f32 | bf16 | fp8")
+      ->default_str(a.kv_layout);
   c->add_option("--chunk", a.chunk, "prefill chunk, tokens")->default_str(std::to_string(a.chunk));
   c->add_option("--lengths", a.lengths,
                 "prompt lengths in tokens, e.g. 4k,16k,64k,256k,1m (k = 1024)");
@@ -184,7 +186,8 @@ int eval_command(const EvalArgs& a) {
     const NumericsChoice numerics = choose_numerics(a.numerics, a.model);
     cfg.numerics = numerics.numerics;
     cfg.numerics_source = numerics.source;
-    EngineOptions eo{a.backend, numerics.numerics, a.kv_layout, a.chunk};
+    cfg.kv_layout = a.kv_layout != "auto" ? a.kv_layout : numerics.numerics == "official" ? "fp8" : "f32";
+    EngineOptions eo{a.backend, numerics.numerics, cfg.kv_layout, a.chunk};
     EngineModel model(a.model, eo);
     std::unique_ptr<ProbeTokens> probe;
     if (cfg.format == PromptFormat::probe) {

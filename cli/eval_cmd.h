@@ -15,7 +15,7 @@ struct EvalArgs {
   std::string model;
   std::string backend = "ref";
   std::string numerics;  // "" = not given: from probe.json knobs.quant, else official
-  std::string kv_layout = "f32";
+  std::string kv_layout = "auto";  // auto: fp8 (deployment) with official numerics, f32 with exact
   int64_t chunk = 512;
   std::string lengths;
   std::string depths = "0,0.25,0.5,0.75,1";

@@ -84,7 +84,8 @@ json::object canonical_args(const RunConfig& cfg, const std::vector<const Task*>
           {"resamples", cfg.resamples},
           {"model_dir", cfg.model_dir},
           {"checkpoint_hash", cfg.checkpoint_hash},
-          {"numerics", cfg.numerics}};
+          {"numerics", cfg.numerics},
+          {"kv_layout", cfg.kv_layout}};
 }
 
 // Names the first argument that differs between two canonical argument objects.
@@ -454,7 +455,8 @@ json::object results_json(const RunConfig& cfg, const LanguageModel& model,
                        {"checkpoint_hash", cfg.checkpoint_hash},
                        {"checkpoint_hash_method", cfg.checkpoint_hash_method},
                        {"numerics", cfg.numerics},
-                       {"numerics_source", cfg.numerics_source}};
+                       {"numerics_source", cfg.numerics_source},
+                       {"kv_layout", cfg.kv_layout}};
   if (probe)
     model_j["probe"] = json::object{{"path", probe->path},
                                     {"retrieval", probe->retrieval},

@@ -42,6 +42,8 @@ struct RunConfig {
   std::string checkpoint_hash, checkpoint_hash_method;
   // The numerics the model runs with and why (evals/numerics.h); "" for non-engine models.
   std::string numerics, numerics_source;
+  // The engine's KV cache layout (f32 | bf16 | fp8); "" for non-engine models.
+  std::string kv_layout;
   // Testing aid: stop (as if killed) after this many newly finished samples; < 0: never.
   int64_t stop_after = -1;
   enum class Progress { automatic, bar, lines, none } progress = Progress::automatic;

@@ -103,6 +103,7 @@ TEST(EvalCli, CsaProbeRecallsEveryNeedleWithDistractors) {
   EXPECT_EQ(res.at("model").at("probe").at("retrieval").as_string(), "csa");
   EXPECT_EQ(res.at("model").at("numerics").as_string(), "official");  // quant=true by default
   EXPECT_EQ(res.at("model").at("numerics_source").as_string(), "probe.json knobs.quant=true");
+  EXPECT_EQ(res.at("model").at("kv_layout").as_string(), "fp8");  // --kv-layout auto: the deployment layout
   const json::object& t = task_of(res, "niah_multikey");
   for (const auto& b : t.at("by_length").as_array()) {
     EXPECT_EQ(b.at("mean").to_number<double>(), 1.0) << json::serialize(b);
@@ -134,6 +135,7 @@ TEST(EvalCli, F32ProbeRunsWithExactNumerics) {
   EXPECT_EQ(res.at("model").at("numerics").as_string(), "exact");
   EXPECT_EQ(res.at("model").at("numerics_source").as_string(), "probe.json knobs.quant=false");
   EXPECT_EQ(res.at("arguments").at("numerics").as_string(), "exact");
+  EXPECT_EQ(res.at("arguments").at("kv_layout").as_string(), "f32");  // auto with exact numerics
   EXPECT_EQ(
       task_of(res, "niah_single").at("by_length").as_array()[0].at("mean").to_number<double>(),
       1.0);
