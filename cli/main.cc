@@ -11,6 +11,7 @@
 //   dsv4 generate --model DIR --prompt T  text generation
 //   dsv4 eval --suite recall --model DIR --lengths 4k,16k --out DIR   eval suites (docs/evals.md)
 //   dsv4 eval compare RUN_A RUN_B         paired comparison of runs (evals/compare.h)
+//   dsv4 plan --preset P --gpus N ...    per-GPU memory of sharded layouts (model/plan.h)
 //   dsv4 bench [--filter RE] [--quick]    microbenchmarks: bench.json + bench_derived.json (docs/bench.md)
 //   dsv4 bench compare BASELINE NEW       the performance-regression check (bench/compare.h)
 //   dsv4 report RESULTS... --out DIR      report.md, index.html, summary.json (docs/report.md)
@@ -26,6 +27,7 @@
 #include "cli/generate_cmds.h"
 #include "cli/init_cmd.h"
 #include "cli/op_runner.h"
+#include "cli/plan_cmd.h"
 #include "cli/report_cmd.h"
 #include "cli/run.h"
 
@@ -116,6 +118,8 @@ int main(int argc, char** argv) {
   repc->add_option("--out", rep.out, "output folder")->default_str(rep.out);
 
   dsv4::cli::EvalArgs ev;
+  dsv4::cli::PlanArgs plan;
+  auto* planc = dsv4::cli::add_plan_command(app, plan);
   auto* evc = dsv4::cli::add_eval_command(app, ev);
   dsv4::cli::EvalCompareArgs evcmp;
   auto* evcmpc = dsv4::cli::add_eval_compare(evc, evcmp);
@@ -181,6 +185,7 @@ int main(int argc, char** argv) {
   if (showc->parsed()) return dsv4::cli::config_show(config_what, config_json);
   if (initc->parsed()) return dsv4::cli::init_command(init);
   if (kvc->parsed()) return dsv4::cli::kv_report(kv);
+  if (planc->parsed()) return dsv4::cli::plan_command(plan);
   if (flc->parsed()) return dsv4::cli::flops_report(fl);
   if (bcmpc->parsed()) return dsv4::cli::bench_compare(bcmp);
   if (benchc->parsed()) return dsv4::cli::bench_command(bench);
