@@ -1,5 +1,6 @@
 // The dsv4 command: the one place that knows every folder.
 //   dsv4 op NAME --in IN --out OUT ...   run one kernel on files (docs/op-contract.md)
+//   dsv4 op --list [--json]              every op; --json: its status per backend (kind dsv4.ops)
 //   dsv4 run [--out DIR] [--quick]       the default harness run (docs/run.md)
 //   dsv4 config show PRESET|PATH         a model configuration
 //   dsv4 init --preset P --seed S --out DIR  a random checkpoint (model/checkpoint.h)
@@ -28,6 +29,7 @@
 #include "cli/init_cmd.h"
 #include "cli/op_runner.h"
 #include "cli/plan_cmd.h"
+#include "cli/op_status.h"
 #include "cli/report_cmd.h"
 #include "cli/run.h"
 
@@ -47,12 +49,13 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "CPU threads for the reference (0 = all cores)")->default_str("1");
 
   dsv4::cli::OpRunArgs op;
-  bool list = false, op_help = false;
+  bool list = false, list_json = false, op_help = false;
   auto* opc = app.add_subcommand("op", "run one kernel on safetensors files (dsv4 op --list)");
   opc->set_help_flag();  // NAME --help prints the op's contract instead
   opc->add_flag("-h,--help", op_help, "this help, or with NAME the op's contract");
   opc->add_option("name", op.op, "op name");
   opc->add_flag("--list", list, "list every op with its inputs, outputs and keys");
+  opc->add_flag("--json", list_json, "with --list: each op's status per backend as JSON (kind dsv4.ops)");
   opc->add_option("--in", op.in, "input safetensors file");
   opc->add_option("--out", op.out, "output safetensors file (written atomically)");
   opc->add_option("--backend", op.backend, "ref | cuda")->default_str("ref");
@@ -171,8 +174,13 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
+    if (list_json && !list) {
+      fmt::print(stderr, "dsv4 op: --json goes with --list\n");
+      return kBadInput;
+    }
     if (list) {
-      dsv4::cli::print_op_list();
+      if (list_json) dsv4::cli::print_op_list_json();
+      else dsv4::cli::print_op_list();
       return 0;
     }
     if (op.op.empty()) {

@@ -182,8 +182,11 @@ int run_op(const OpRunArgs& a) {
       throw InputError("--precision: expected f32 or f64, found '" + a.precision + "'");
     if (a.backend != "ref") {
       if (a.backend == "cuda")
-        throw InputError("--backend cuda: op '" + a.op +
-                         "' has no CUDA implementation wired into dsv4 op in this build");
+        throw InputError("--backend cuda: op '" + a.op + "': " +
+                         (spec->cuda_kernel.empty()
+                              ? std::string("no CUDA kernel yet")
+                              : "its CUDA kernel (" + spec->cuda_kernel + ") is not run by dsv4 op yet") +
+                         " (dsv4 op --list --json shows each op's status)");
       throw InputError("--backend: expected ref or cuda, found '" + a.backend + "'");
     }
     if (a.in.empty()) throw InputError("--in is required");

@@ -123,6 +123,9 @@ struct OpSpec {
   std::string name;
   std::string summary;
   std::string spec_ref;  // e.g. "v4-architecture.md §2.3"
+  // The optimized/ header of the op's CUDA twin ("optimized/rmsnorm.cuh"); empty: no kernel
+  // yet. The one place that says which ops have one (cli/op_status.h derives the status).
+  std::string cuda_kernel;
   std::vector<TensorSpec> inputs;
   std::vector<OutputSpec> outputs;
   std::vector<KeySpec> keys;

@@ -17,6 +17,7 @@ OpSpec rmsnorm_op() {
   s.name = "rmsnorm";
   s.summary = "y = x / sqrt(mean(x^2) + eps) * w (w optional: unweighted)";
   s.spec_ref = "v4-architecture.md §2.1, §2.2, §3.1";
+  s.cuda_kernel = "optimized/rmsnorm.cuh";
   s.inputs = {{"x", {"R", "d"}}, {"w", {"d"}, Elem::real, true}};
   s.outputs = {{"y", {"R", "d"}}};
   s.keys = {{"eps", "1e-6", "added to the mean square"}};
@@ -71,6 +72,7 @@ OpSpec hadamard_op() {
   s.name = "hadamard";
   s.summary = "y = x H / sqrt(d), the normalised Walsh-Hadamard transform (d a power of two)";
   s.spec_ref = "v4-architecture.md §2.3, §2.4";
+  s.cuda_kernel = "optimized/hadamard.cuh";
   s.inputs = {{"x", {"R", "d"}}};
   s.outputs = {{"y", {"R", "d"}}};
   s.check = [](const Keys&, const Dims& d, const auto&) {

@@ -29,7 +29,7 @@ int report_command(const ReportArgs& a) {
     const report::Inputs in = report::load_inputs(a.inputs);
     if (in.used.empty())
       throw InputError("no result files found in the given paths (looked for dsv4.kv_claims, dsv4.flops_claims, "
-                       "dsv4.bench, dsv4.bench.compare and dsv4.eval.results JSON files)");
+                       "dsv4.bench, dsv4.bench.compare, dsv4.eval.results and dsv4.ops JSON files)");
     const report::Report r = report::build_report(in, now_iso());
     report::write_report(r, a.out);
     std::string sections;

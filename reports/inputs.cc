@@ -268,6 +268,39 @@ EvalBin read_bin(const Doc& d, const json::value& b, const std::string& p) {
   return e;
 }
 
+// One "metrics_by_length" entry. mean is a number, or null when no sample had the metric
+// (then n must be 0 and ci95 / min / max may be absent); n and n_na are counts.
+MetricBin read_metric_bin(const Doc& d, const json::value& b, const std::string& p) {
+  MetricBin m;
+  m.metric = d.string(b, p, "metric");
+  if (m.metric.empty()) d.fail(p + ".metric", "empty name");
+  m.length = d.number(b, p, "length");
+  if (!(m.length > 0)) d.fail(p + ".length", "expected a positive number of tokens");
+  auto count = [&](const char* key) {
+    const double x = d.number(b, p, key);
+    if (x < 0 || x != std::floor(x)) d.fail(Doc::join(p, key), "expected a count (a non-negative integer)");
+    return x;
+  };
+  m.n = count("n");
+  m.n_na = count("n_na");
+  const auto& mean = d.at(b, p, "mean");
+  if (mean.is_null()) {
+    if (m.n != 0) d.fail(p + ".mean", fmt::format("null, but n = {:g} samples had the metric", m.n));
+    m.mean = m.lo = m.hi = m.min = m.max = NAN;
+    return m;
+  }
+  m.mean = d.number(b, p, "mean");
+  if (m.n == 0) d.fail(p + ".mean", "a number, but n = 0 samples had the metric");
+  const auto& ci = d.array(b, p, "ci95");
+  if (ci.size() != 2 || !ci[0].is_number() || !ci[1].is_number()) d.fail(p + ".ci95", "expected [lo, hi]");
+  m.lo = ci[0].to_number<double>();
+  m.hi = ci[1].to_number<double>();
+  if (!(m.lo <= m.hi)) d.fail(p + ".ci95", "lo > hi");
+  m.min = d.number(b, p, "min");
+  m.max = d.number(b, p, "max");
+  return m;
+}
+
 std::string text_of(const json::value& v) {
   if (v.is_string()) return std::string(v.get_string());
   if (v.is_bool()) return v.get_bool() ? "on" : "off";
@@ -285,9 +318,13 @@ EvalRun read_eval(const Doc& d) {
   r.model_dir = d.string(m, "model", "dir");
   r.backend = d.string(m, "model", "backend");
   r.checkpoint_hash = d.string(m, "model", "checkpoint_hash");
+  if (const auto* v = m.get_object().if_contains("numerics"); v && v->is_string()) r.numerics = std::string(v->get_string());
   if (const auto* pr = m.get_object().if_contains("probe"); pr && pr->is_object())
     if (const auto* k = pr->get_object().if_contains("knobs"); k && k->is_object())
-      for (const auto& [key, v] : k->get_object()) r.probe_knobs += (r.probe_knobs.empty() ? "" : " ") + std::string(key) + "=" + text_of(v);
+      for (const auto& [key, v] : k->get_object()) {
+        r.probe_knobs += (r.probe_knobs.empty() ? "" : " ") + std::string(key) + "=" + text_of(v);
+        r.probe_knob_values[std::string(key)] = text_of(v);
+      }
   if (const auto* g = d.root().get_object().if_contains("git"); g && g->is_object())
     if (const auto* v = g->get_object().if_contains("revision"); v && v->is_string()) r.revision = std::string(v->get_string());
   if (const auto* mc = d.root().get_object().if_contains("machine"); mc && mc->is_object())
@@ -308,9 +345,47 @@ EvalRun read_eval(const Doc& d) {
     bins("by_length", true, t.by_length);
     bins("by_length_depth", false, t.by_depth);
     bins("by_length_class", false, t.by_class);
+    if (tasks[i].get_object().contains("metrics_by_length")) {
+      const auto& a = d.array(tasks[i], p, "metrics_by_length");
+      for (size_t k = 0; k < a.size(); ++k) {
+        const std::string mp = fmt::format("{}.metrics_by_length[{}]", p, k);
+        MetricBin mb = read_metric_bin(d, a[k], mp);
+        for (const auto& seen : t.metrics_by_length)
+          if (seen.metric == mb.metric && seen.length == mb.length)
+            d.fail(mp, fmt::format("a second entry for metric '{}' at length {:g}", mb.metric, mb.length));
+        t.metrics_by_length.push_back(std::move(mb));
+      }
+    }
     r.tasks.push_back(std::move(t));
   }
   return r;
+}
+
+// The schema version of dsv4.ops this reader understands (cli/op_status.h writes it).
+constexpr double kOpsSchemaVersion = 1;
+
+OpsList read_ops(const Doc& d) {
+  OpsList o;
+  o.file = d.file();
+  const double version = d.number(d.root(), "", "schema_version");
+  if (version != kOpsSchemaVersion)
+    d.fail("schema_version", fmt::format("expected {:g}, found {:g}", kOpsSchemaVersion, version));
+  const auto& ops = d.array(d.root(), "", "ops");
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const std::string p = Doc::item("ops", i);
+    OpStatus s;
+    s.name = d.string(ops[i], p, "name");
+    s.summary = d.string(ops[i], p, "summary");
+    const auto& b = d.object(d.at(ops[i], p, "backends"), p + ".backends");
+    for (const char* required : {"ref", "cuda"})
+      if (!b.contains(required)) d.fail(fmt::format("{}.backends.{}", p, required), "missing");
+    for (const auto& [backend, status] : b) {
+      if (!status.is_string()) d.fail(fmt::format("{}.backends.{}", p, std::string(backend)), "expected a string");
+      s.backends.emplace_back(std::string(backend), std::string(status.get_string()));
+    }
+    o.ops.push_back(std::move(s));
+  }
+  return o;
 }
 
 void collect(const fs::path& p, int depth, std::vector<fs::path>& out) {
@@ -367,6 +442,9 @@ Inputs load_inputs(const std::vector<std::string>& paths) {
       in.compare.push_back(read_compare(d));
     } else if (k == "dsv4.eval.results") {
       in.evals.push_back(read_eval(d));
+    } else if (k == "dsv4.ops") {
+      if (in.ops) throw InputError(name + ": a second dsv4.ops file (the first: " + in.ops->file + ")");
+      in.ops = read_ops(d);
     } else {
       in.ignored.push_back(name);
       continue;

@@ -7,7 +7,9 @@
 //   dsv4.bench.compare    `dsv4 bench compare --json`: the regression verdicts
 //   dsv4.eval.results     `dsv4 eval`'s results.json (docs/evals.md): per task and length bin
 //                         the mean score, its bootstrap CI, the noise floors; depth and
-//                         compression-geometry breakdowns
+//                         compression-geometry breakdowns; per task the per-metric aggregates
+//                         "metrics_by_length" (the degradation suite, evals/degradation/)
+//   dsv4.ops              `dsv4 op --list --json`: every op and its status per backend
 //
 // load_inputs() takes files and directories (searched recursively, at most kMaxDepth levels,
 // for *.json). JSON files without a "kind" string, or with a kind not listed, are listed as
@@ -87,16 +89,41 @@ struct EvalBin {
   double tokens_per_second = -1;
 };
 
+// One entry of a task's "metrics_by_length": a named per-sample metric aggregated over the
+// samples of one length bin. n samples had the metric, n_na did not (it does not apply there);
+// mean, ci95, min, max are NaN when n == 0 (the file writes mean null).
+struct MetricBin {
+  std::string metric;  // "logits_rel_err", "needle_mass.L1", ...
+  double length = 0, n = 0, n_na = 0;
+  double mean = 0, lo = 0, hi = 0, min = 0, max = 0;
+};
+
 struct EvalTask {
   std::string name, version, data_hash;
   double effective_length = 0;
   std::vector<EvalBin> by_length, by_depth, by_class;
+  std::vector<MetricBin> metrics_by_length;  // empty when the file has none
 };
 
 struct EvalRun {
   std::string file, suite, format, probe_label, model_dir, backend, checkpoint_hash, revision, machine;
+  std::string numerics;     // model.numerics ("official", "exact"); empty when not given
   std::string probe_knobs;  // "retrieval=csa S=12 ..." for probes, else empty
+  std::map<std::string, std::string> probe_knob_values;  // the same knobs by name
   std::vector<EvalTask> tasks;
+};
+
+// `dsv4 op --list --json`: per op, its status per backend as the binary that wrote the file
+// states it ("available (CPU reference)", "compiled, not run", "not in this build", "no kernel
+// yet"), shown verbatim.
+struct OpStatus {
+  std::string name, summary;
+  std::vector<std::pair<std::string, std::string>> backends;  // in the file's order
+};
+
+struct OpsList {
+  std::string file;
+  std::vector<OpStatus> ops;
 };
 
 struct Inputs {
@@ -105,12 +132,13 @@ struct Inputs {
   std::vector<BenchRun> bench;
   std::vector<CompareRun> compare;
   std::vector<EvalRun> evals;
+  std::optional<OpsList> ops;
   std::vector<std::string> used;     // files read, in order
   std::vector<std::string> ignored;  // JSON files without a known kind
 };
 
 // Throws InputError: a path that does not exist, an unreadable or non-JSON file of a known
-// kind, a missing/malformed field, two files of a kind that must be unique (kv, flops).
+// kind, a missing/malformed field, two files of a kind that must be unique (kv, flops, ops).
 Inputs load_inputs(const std::vector<std::string>& paths);
 
 }  // namespace dsv4::report

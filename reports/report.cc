@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "reference/errors.h"
+#include "reports/blocks.h"
+#include "reports/section_degradation.h"
 #include "reports/svg.h"
 
 namespace dsv4::report {
@@ -41,33 +43,6 @@ const ModelStyle* style_of(const std::string& key) {
 
 std::string pct(double x) { return fmt::format("{:.2f} %", 100 * x); }
 std::string fixed(double x, int digits) { return fmt::format("{:.{}f}", x, digits); }
-
-Block text(std::string s) {
-  Block b;
-  b.text = std::move(s);
-  return b;
-}
-Block table(Table t) {
-  Block b;
-  b.kind = Block::TableBlock;
-  b.table = std::move(t);
-  return b;
-}
-Block figure(std::string id, std::string caption, std::string svg) {
-  Block b;
-  b.kind = Block::FigureBlock;
-  b.figure = {std::move(id), std::move(caption), std::move(svg)};
-  return b;
-}
-
-Axis context_axis(const std::vector<double>& contexts) {
-  Axis a;
-  a.label = "context (tokens)";
-  a.scale = Scale::Log10;
-  a.ticks = contexts;
-  a.format = tokens_label;
-  return a;
-}
 
 // One line per known model (its label and colour) over the contexts, on log-log axes.
 Chart per_model_chart(const std::string& title, const std::string& y_label, const std::vector<double>& contexts,
@@ -125,8 +100,6 @@ Section reproduction(const Inputs& in, json::object& summary) {
 }
 
 // ---- 2. kernels ---------------------------------------------------------------------------
-
-std::string short_file(const std::string& f) { return fs::path(f).parent_path().filename().string() + "/" + fs::path(f).filename().string(); }
 
 void kernels_of(const BenchRun& b, size_t index, Section& s, json::array& runs) {
   const std::string tag = fmt::format("bench{}", index);
@@ -237,11 +210,50 @@ void kernels_of(const BenchRun& b, size_t index, Section& s, json::array& runs) 
                               {"speedups", std::move(sps)}});
 }
 
+// The per-op status table from `dsv4 op --list --json`: one row per op, one column per backend
+// (ref, cuda, then any other the file names), the statuses as the binary wrote them.
+void correctness_status(const OpsList& ops, Section& s, json::object& summary) {
+  std::vector<std::string> backends{"ref", "cuda"};
+  for (const auto& op : ops.ops)
+    for (const auto& [b, status] : op.backends)
+      if (std::find(backends.begin(), backends.end(), b) == backends.end()) backends.push_back(b);
+  s.blocks.push_back(text(fmt::format(
+      "Correctness status per op and backend, as `{}` (`dsv4 op --list --json`) states it. The reference backend is "
+      "checked by `ctest -L cpu` against naive fp64 oracles; a CUDA kernel that is compiled has been checked only where "
+      "`ctest -L gpu` ran on a device, which this status does not claim.",
+      short_file(ops.file))));
+  Table t{{"op"}, {}, {false}};
+  for (const auto& b : backends) {
+    t.header.push_back(b);
+    t.numeric.push_back(false);
+  }
+  t.header.push_back("what it computes");
+  t.numeric.push_back(false);
+  json::array rows;
+  for (const auto& op : ops.ops) {
+    std::vector<std::string> row{op.name};
+    json::object st;
+    for (const auto& b : backends) {
+      std::string cell = "-";
+      for (const auto& [name, status] : op.backends)
+        if (name == b) cell = status;
+      row.push_back(cell);
+      st[b] = cell;
+    }
+    row.push_back(op.summary);
+    t.rows.push_back(std::move(row));
+    rows.push_back(json::object{{"name", op.name}, {"backends", std::move(st)}});
+  }
+  s.blocks.push_back(table(std::move(t)));
+  summary["op_status"] = json::object{{"file", ops.file}, {"ops", std::move(rows)}};
+}
+
 Section kernels(const Inputs& in, json::object& summary) {
-  Section s{"kernels", "Kernels: time, throughput and share of the machine's ceiling", {}};
+  Section s{"kernels", "Kernels: correctness status, time, throughput and share of the machine's ceiling", {}};
   s.blocks.push_back(text(
       "Correctness is checked by the test suite (`ctest`: every reference op against a naive oracle; the CUDA kernels "
       "only where a GPU ran them), not by these timings; the inputs here are random and the caches fabricated."));
+  if (in.ops) correctness_status(*in.ops, s, summary);
   json::array runs;
   for (size_t i = 0; i < in.bench.size(); ++i) kernels_of(in.bench[i], i, s, runs);
   summary["kernels"] = std::move(runs);
@@ -464,9 +476,10 @@ Report build_report(const Inputs& in, const std::string& generated_at) {
   r.title = "dsv4 report";
   json::object summary{{"kind", "dsv4.report"}, {"version", 1}};
   if (in.kv || in.flops) r.sections.push_back(reproduction(in, summary));
-  if (!in.bench.empty()) r.sections.push_back(kernels(in, summary));
+  if (!in.bench.empty() || in.ops) r.sections.push_back(kernels(in, summary));
   if (std::any_of(in.evals.begin(), in.evals.end(), [](const EvalRun& e) { return e.suite == "recall"; }))
     r.sections.push_back(recall(in, summary));
+  if (std::any_of(in.evals.begin(), in.evals.end(), has_degradation)) r.sections.push_back(degradation(in, summary));
   if (!in.compare.empty()) r.sections.push_back(regression(in, summary));
   r.sections.push_back(provenance(in, generated_at, summary));
   json::array ids;

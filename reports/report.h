@@ -4,11 +4,14 @@
 //   reproduction   the paper's efficiency claims (dsv4.kv_claims, dsv4.flops_claims): the claims
 //                  table (ours, paper, difference, convention) and the KV-per-sequence and
 //                  decode-FLOPs-per-token curves over 4K..1M on log axes
-//   kernels        per dsv4.bench run: the per-op table (time, GFLOP/s, GB/s, share of the
+//   kernels        the correctness status per op and backend (dsv4.ops, `dsv4 op --list --json`);
+//                  per dsv4.bench run: the per-op table (time, GFLOP/s, GB/s, share of the
 //                  same-run ceiling, target), a roofline chart and the V4 speedups vs context
 //   recall         dsv4.eval.results of the recall suite: per task the length table (mean, 95 % CI,
 //                  noise floors, tokens/s), the score-vs-length chart, the depth x length heatmap
 //                  and the compression-geometry table; probes labelled with their knobs
+//   degradation    dsv4.eval.results of the degradation suite (or any with metrics_by_length):
+//                  per run a length table and its own figures (reports/section_degradation.h)
 //   regression     dsv4.bench.compare: faster / slower / no clear difference per benchmark
 //   provenance     the files read, the benchmark machine, the report's build revision
 // Each section renders to Markdown (figures linked as figures/<id>.svg) and to HTML (figures

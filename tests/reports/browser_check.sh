@@ -2,7 +2,8 @@
 # The report in a real browser (ctest reports.browser_renders_the_report):
 #   browser_check.sh DSV4 BASELINE OUTDIR
 # Builds result files with the dsv4 binary (the claims tables, a benchmark file and a verdict
-# from the committed perf baseline, a short recall run on a probe), writes the report, and
+# from the committed perf baseline, short recall and degradation runs on a probe, the op
+# status list), writes the report, and
 # renders OUTDIR/report/index.html with Debian's chromium, headless, offline (background
 # networking, sync, component updates off). Fails when the page logs anything to the
 # console, when the screenshot is missing or blank (a blank page of this size compresses to a
@@ -26,6 +27,9 @@ cp "$baseline" "$out/in/bench/bench_derived.json"
 "$dsv4" init --probe recall --retrieval csa --out "$out/probe" >/dev/null
 "$dsv4" eval --suite recall --model "$out/probe" --lengths 1k --samples 1 --tasks niah_multikey \
   --out "$out/in/eval" --progress none >/dev/null
+"$dsv4" eval --suite degradation --model "$out/probe" --lengths 1k --depths 0.5 --samples 1 \
+  --out "$out/in/degradation" --progress none >/dev/null
+"$dsv4" op --list --json > "$out/in/ops.json"
 "$dsv4" report "$out/in" --out "$out/report"
 
 flags=(--headless=new --no-sandbox --disable-gpu --disable-background-networking --disable-component-update
@@ -47,9 +51,10 @@ if [ "$size" -lt 50000 ]; then
   echo "browser_check: screenshot $out/report.png is missing or blank ($size bytes)" >&2
   fail=1
 fi
-for id in reproduction kernels recall regression provenance; do
+for id in reproduction kernels recall degradation regression provenance; do
   grep -q "<section id=\"$id\">" "$out/dom.html" || { echo "browser_check: section '$id' not in the rendered page" >&2; fail=1; }
 done
+grep -q "no kernel yet" "$out/dom.html" || { echo "browser_check: the op status table is not in the rendered page" >&2; fail=1; }
 svgs=$(grep -o "<svg" "$out/dom.html" | wc -l)
 if [ "$svgs" -lt 6 ]; then
   echo "browser_check: only $svgs charts in the rendered page" >&2
