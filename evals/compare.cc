@@ -107,7 +107,8 @@ json::object run_summary(const RunOnDisk& r) {
   json::object m;
   m["dir"] = r.dir;
   if (const auto* model = r.results.if_contains("model"); model && model->is_object()) {
-    for (const char* k : {"dir", "backend", "checkpoint_hash", "numerics"})
+    if (const auto* v = model->as_object().if_contains("dir")) m["model_dir"] = *v;
+    for (const char* k : {"backend", "checkpoint_hash", "numerics", "kv_layout", "endpoint", "model_name"})
       if (const auto* v = model->as_object().if_contains(k)) m[k] = *v;
     if (const auto* p = model->as_object().if_contains("probe")) m["probe"] = *p;
   }

@@ -57,8 +57,8 @@ struct RunOnDisk {
 // the run is not complete.
 RunOnDisk read_run(const std::string& dir);
 
-// The comparison document ("kind": "dsv4.eval.compare"): runs (dir, model, backend,
-// checkpoint hash, numerics), and per comparison (first vs each later run) the per-bin and
+// The comparison document ("kind": "dsv4.eval.compare"): runs (dir, model_dir, backend,
+// checkpoint hash, numerics, kv_layout, endpoint / model_name, probe), and per comparison (first vs each later run) the per-bin and
 // per-cell rows {task, length, cell?, n, a {mean, ci95}, b {mean, ci95}, diff {mean, ci95},
 // test {name, n, a_wins, b_wins, ties, p}, verdict}.
 boost::json::object compare_runs(const std::vector<RunOnDisk>& runs, const CompareOptions& o);

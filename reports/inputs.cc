@@ -388,6 +388,64 @@ OpsList read_ops(const Doc& d) {
   return o;
 }
 
+// "dir (backend, numerics)" of runs[i] of a dsv4.eval.compare document.
+std::string run_label(const Doc& d, const json::array& runs, const std::string& dir) {
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const std::string p = Doc::item("runs", i);
+    if (d.string(runs[i], p, "dir") != dir) continue;
+    std::string extra;
+    if (const auto* v = runs[i].is_object() ? runs[i].get_object().if_contains("model_dir") : nullptr; v && v->is_string())
+      extra = "model " + std::string(v->get_string());
+    for (const char* k : {"backend", "numerics"})
+      if (const auto* v = runs[i].is_object() ? runs[i].get_object().if_contains(k) : nullptr; v && v->is_string())
+        extra += (extra.empty() ? "" : ", ") + std::string(v->get_string());
+    return extra.empty() ? dir : dir + " (" + extra + ")";
+  }
+  d.fail("runs", "no entry for the compared run '" + dir + "'");
+}
+
+std::vector<EvalComparison> read_eval_compare(const Doc& d) {
+  std::vector<EvalComparison> out;
+  const auto& runs = d.array(d.root(), "", "runs");
+  const auto& cs = d.array(d.root(), "", "comparisons");
+  for (size_t i = 0; i < cs.size(); ++i) {
+    const std::string p = Doc::item("comparisons", i);
+    EvalComparison c;
+    c.file = d.file();
+    c.a = d.string(cs[i], p, "a");
+    c.b = d.string(cs[i], p, "b");
+    c.a_model = run_label(d, runs, c.a);
+    c.b_model = run_label(d, runs, c.b);
+    const auto& rows = d.array(cs[i], p, "by_length");
+    for (size_t j = 0; j < rows.size(); ++j) {
+      const std::string q = p + "." + Doc::item("by_length", j);
+      PairedRow r;
+      r.task = d.string(rows[j], q, "task");
+      r.length = d.number(rows[j], q, "length");
+      r.n = d.number(rows[j], q, "n");
+      r.verdict = d.string(rows[j], q, "verdict");
+      auto mean_ci = [&](const char* key, double& m, double& lo, double& hi) {
+        const std::string k = q + "." + key;
+        const auto& o = d.at(rows[j], q, key);
+        m = d.number(o, k, "mean");
+        const auto& ci = d.array(o, k, "ci95");
+        if (ci.size() != 2 || !ci[0].is_number() || !ci[1].is_number()) d.fail(k + ".ci95", "expected [lo, hi]");
+        lo = ci[0].to_number<double>();
+        hi = ci[1].to_number<double>();
+      };
+      mean_ci("a", r.a, r.a_lo, r.a_hi);
+      mean_ci("b", r.b, r.b_lo, r.b_hi);
+      mean_ci("diff", r.diff, r.diff_lo, r.diff_hi);
+      const auto& t = d.at(rows[j], q, "test");
+      r.test = d.string(t, q + ".test", "name");
+      r.p = d.number(t, q + ".test", "p");
+      c.rows.push_back(std::move(r));
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 void collect(const fs::path& p, int depth, std::vector<fs::path>& out) {
   if (fs::is_regular_file(p)) {
     if (p.extension() == ".json") out.push_back(p);
@@ -442,6 +500,8 @@ Inputs load_inputs(const std::vector<std::string>& paths) {
       in.compare.push_back(read_compare(d));
     } else if (k == "dsv4.eval.results") {
       in.evals.push_back(read_eval(d));
+    } else if (k == "dsv4.eval.compare") {
+      for (auto& c : read_eval_compare(d)) in.comparisons.push_back(std::move(c));
     } else if (k == "dsv4.ops") {
       if (in.ops) throw InputError(name + ": a second dsv4.ops file (the first: " + in.ops->file + ")");
       in.ops = read_ops(d);

@@ -10,6 +10,7 @@
 //                         compression-geometry breakdowns; per task the per-metric aggregates
 //                         "metrics_by_length" (the degradation suite, evals/degradation/)
 //   dsv4.ops              `dsv4 op --list --json`: every op and its status per backend
+//   dsv4.eval.compare     `dsv4 eval compare --out F`: paired comparisons of eval runs
 //
 // load_inputs() takes files and directories (searched recursively, at most kMaxDepth levels,
 // for *.json). JSON files without a "kind" string, or with a kind not listed, are listed as
@@ -126,6 +127,19 @@ struct OpsList {
   std::vector<OpStatus> ops;
 };
 
+// `dsv4 eval compare`: one paired comparison row (a task x length bin) of run A vs run B.
+struct PairedRow {
+  std::string task, verdict, test;
+  double length = 0, n = 0;
+  double a = 0, a_lo = 0, a_hi = 0, b = 0, b_lo = 0, b_hi = 0, diff = 0, diff_lo = 0, diff_hi = 0, p = 1;
+};
+
+struct EvalComparison {
+  std::string file, a, b;  // run directories
+  std::string a_model, b_model;  // "dir (backend, numerics)" as the file describes the runs
+  std::vector<PairedRow> rows;   // by_length
+};
+
 struct Inputs {
   std::optional<KvClaims> kv;
   std::optional<FlopsClaims> flops;
@@ -133,6 +147,7 @@ struct Inputs {
   std::vector<CompareRun> compare;
   std::vector<EvalRun> evals;
   std::optional<OpsList> ops;
+  std::vector<EvalComparison> comparisons;  // one per (first run, later run) of each file
   std::vector<std::string> used;     // files read, in order
   std::vector<std::string> ignored;  // JSON files without a known kind
 };
