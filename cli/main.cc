@@ -12,6 +12,7 @@
 //   dsv4 generate --model DIR --prompt T  text generation
 //   dsv4 eval --suite recall --model DIR --lengths 4k,16k --out DIR   eval suites (docs/evals.md)
 //   dsv4 eval compare RUN_A RUN_B         paired comparison of runs (evals/compare.h)
+//   dsv4 eval cost RUN --prices F --price N   what each answer cost (evals/cost.h)
 //   dsv4 plan --preset P --gpus N ...    per-GPU memory of sharded layouts (model/plan.h)
 //   dsv4 bench [--filter RE] [--quick]    microbenchmarks: bench.json + bench_derived.json (docs/bench.md)
 //   dsv4 bench compare BASELINE NEW       the performance-regression check (bench/compare.h)
@@ -24,6 +25,7 @@
 #include "cli/bench_compare.h"
 #include "cli/eval_cmd.h"
 #include "cli/eval_compare.h"
+#include "cli/eval_cost.h"
 #include "cli/model_cmds.h"
 #include "cli/generate_cmds.h"
 #include "cli/init_cmd.h"
@@ -126,6 +128,8 @@ int main(int argc, char** argv) {
   auto* evc = dsv4::cli::add_eval_command(app, ev);
   dsv4::cli::EvalCompareArgs evcmp;
   auto* evcmpc = dsv4::cli::add_eval_compare(evc, evcmp);
+  dsv4::cli::EvalCostArgs evcost;
+  auto* evcostc = dsv4::cli::add_eval_cost(evc, evcost);
 
   dsv4::cli::ModelRunArgs fwd, gen;
   auto model_options = [](CLI::App* c, dsv4::cli::ModelRunArgs& a) {
@@ -199,6 +203,7 @@ int main(int argc, char** argv) {
   if (benchc->parsed()) return dsv4::cli::bench_command(bench);
   if (repc->parsed()) return dsv4::cli::report_command(rep);
   if (evcmpc->parsed()) return dsv4::cli::eval_compare(evcmp);
+  if (evcostc->parsed()) return dsv4::cli::eval_cost(evcost);
   if (evc->parsed()) return dsv4::cli::eval_command(ev);
   if (fwdc->parsed()) return dsv4::cli::forward_command(fwd);
   if (genc->parsed()) return dsv4::cli::generate_command(gen);

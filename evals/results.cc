@@ -169,6 +169,8 @@ json::object to_json(const SampleRecord& r) {
   o["completion_tokens"] = r.completion_tokens;
   o["seconds"] = r.seconds;
   o["prefill_seconds"] = r.prefill_seconds;
+  if (r.cached_prompt_tokens) o["cached_prompt_tokens"] = r.cached_prompt_tokens;
+  if (r.reasoning_tokens) o["reasoning_tokens"] = r.reasoning_tokens;
   if (!r.metrics.empty()) {
     json::object m;
     for (const auto& [k, v] : r.metrics) m[k] = std::isfinite(v) ? json::value(v) : json::value(nullptr);
@@ -216,6 +218,8 @@ SampleRecord sample_from_json(const json::value& v) {
   r.completion_tokens = int_field(o, "completion_tokens");
   r.seconds = num_field(o, "seconds");
   r.prefill_seconds = num_field(o, "prefill_seconds");
+  if (o.contains("cached_prompt_tokens")) r.cached_prompt_tokens = int_field(o, "cached_prompt_tokens");
+  if (o.contains("reasoning_tokens")) r.reasoning_tokens = int_field(o, "reasoning_tokens");
   if (const json::value* m = o.if_contains("metrics")) {
     if (!m->is_object()) throw InputError("field \"metrics\" is not an object");
     for (const auto& [k, v] : m->as_object()) {
