@@ -446,6 +446,36 @@ std::vector<EvalComparison> read_eval_compare(const Doc& d) {
   return out;
 }
 
+RunCost read_cost(const Doc& d) {
+  RunCost c;
+  c.file = d.file();
+  c.run = d.string(d.root(), "", "run");
+  const auto& price = d.at(d.root(), "", "price");
+  c.price = d.string(price, "price", "name");
+  c.date = d.string(price, "price", "date");
+  c.source = d.string(price, "price", "source");
+  c.currency = d.string(price, "price", "currency");
+  c.total = d.number(d.root(), "", "total");
+  const auto& tasks = d.array(d.root(), "", "tasks");
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const std::string p = Doc::item("tasks", i);
+    const std::string task = d.string(tasks[i], p, "name");
+    const auto& rows = d.array(tasks[i], p, "by_length");
+    for (size_t j = 0; j < rows.size(); ++j) {
+      const std::string q = p + "." + Doc::item("by_length", j);
+      CostRow r;
+      r.task = task;
+      r.length = d.number(rows[j], q, "length");
+      r.n = d.number(rows[j], q, "n");
+      r.cost_per_sample = d.number(rows[j], q, "cost_per_sample");
+      r.mean_score = d.number(rows[j], q, "mean_score");
+      if (r.n <= 0 || r.cost_per_sample < 0) d.fail(q, "n must be positive and cost_per_sample non-negative");
+      c.rows.push_back(std::move(r));
+    }
+  }
+  return c;
+}
+
 void collect(const fs::path& p, int depth, std::vector<fs::path>& out) {
   if (fs::is_regular_file(p)) {
     if (p.extension() == ".json") out.push_back(p);
@@ -500,6 +530,8 @@ Inputs load_inputs(const std::vector<std::string>& paths) {
       in.compare.push_back(read_compare(d));
     } else if (k == "dsv4.eval.results") {
       in.evals.push_back(read_eval(d));
+    } else if (k == "dsv4.eval.cost") {
+      in.costs.push_back(read_cost(d));
     } else if (k == "dsv4.eval.compare") {
       for (auto& c : read_eval_compare(d)) in.comparisons.push_back(std::move(c));
     } else if (k == "dsv4.ops") {

@@ -11,6 +11,7 @@
 //                         "metrics_by_length" (the degradation suite, evals/degradation/)
 //   dsv4.ops              `dsv4 op --list --json`: every op and its status per backend
 //   dsv4.eval.compare     `dsv4 eval compare --out F`: paired comparisons of eval runs
+//   dsv4.eval.cost        `dsv4 eval cost RUN ...` (RUN/cost.json): what each answer cost
 //
 // load_inputs() takes files and directories (searched recursively, at most kMaxDepth levels,
 // for *.json). JSON files without a "kind" string, or with a kind not listed, are listed as
@@ -140,6 +141,18 @@ struct EvalComparison {
   std::vector<PairedRow> rows;   // by_length
 };
 
+// `dsv4 eval cost`: one task x length bin of a priced run.
+struct CostRow {
+  std::string task;
+  double length = 0, n = 0, cost_per_sample = 0, mean_score = 0;
+};
+
+struct RunCost {
+  std::string file, run, price, date, source, currency;
+  double total = 0;
+  std::vector<CostRow> rows;
+};
+
 struct Inputs {
   std::optional<KvClaims> kv;
   std::optional<FlopsClaims> flops;
@@ -148,6 +161,7 @@ struct Inputs {
   std::vector<EvalRun> evals;
   std::optional<OpsList> ops;
   std::vector<EvalComparison> comparisons;  // one per (first run, later run) of each file
+  std::vector<RunCost> costs;
   std::vector<std::string> used;     // files read, in order
   std::vector<std::string> ignored;  // JSON files without a known kind
 };

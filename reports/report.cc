@@ -14,6 +14,7 @@
 #include "reference/errors.h"
 #include "reports/blocks.h"
 #include "reports/section_compare.h"
+#include "reports/section_cost.h"
 #include "reports/section_degradation.h"
 #include "reports/svg.h"
 
@@ -482,6 +483,7 @@ Report build_report(const Inputs& in, const std::string& generated_at) {
     r.sections.push_back(recall(in, summary));
   if (std::any_of(in.evals.begin(), in.evals.end(), has_degradation)) r.sections.push_back(degradation(in, summary));
   if (!in.comparisons.empty()) r.sections.push_back(comparison(in, summary));
+  if (!in.costs.empty()) r.sections.push_back(cost(in, summary));
   if (!in.compare.empty()) r.sections.push_back(regression(in, summary));
   r.sections.push_back(provenance(in, generated_at, summary));
   json::array ids;

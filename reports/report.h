@@ -14,6 +14,8 @@
 //                  per run a length table and its own figures (reports/section_degradation.h)
 //   comparison     dsv4.eval.compare: paired differences of eval runs per length bin, the exact
 //                  test and the verdict (reports/section_compare.h)
+//   cost           dsv4.eval.cost: cost per sample against accuracy, cost to reach accuracy X
+//                  (reports/section_cost.h)
 //   regression     dsv4.bench.compare: faster / slower / no clear difference per benchmark
 //   provenance     the files read, the benchmark machine, the report's build revision
 // Each section renders to Markdown (figures linked as figures/<id>.svg) and to HTML (figures
