@@ -231,7 +231,9 @@ TEST(LayerTraceRun, MetricsAggregateAndAKilledRunResumes) {
       EXPECT_EQ(m.at("n_na").as_int64(), 2);
       EXPECT_TRUE(m.at("mean").is_null());
     }
-    if (m.at("metric").as_string() == "recall") EXPECT_EQ(m.at("mean").to_number<double>(), 1.0);
+    if (m.at("metric").as_string() == "recall") {
+      EXPECT_EQ(m.at("mean").to_number<double>(), 1.0);
+    }
   }
   EXPECT_TRUE(saw_predicted);
 

@@ -205,7 +205,9 @@ TEST(ModelTrace, RecordsEveryLayerAtTheLogitRows) {
     EXPECT_EQ(t.detail.window.back(), pos);
     const size_t rows = t.detail.window.size() + t.detail.entries.size();
     EXPECT_EQ(t.detail.weights.size(), size_t(sh.heads) * rows);
-    if (sh.ratio == kHcaRatio) EXPECT_EQ(int64_t(t.detail.entries.size()), (pos + 1) / kHcaRatio);
+    if (sh.ratio == kHcaRatio) {
+      EXPECT_EQ(int64_t(t.detail.entries.size()), (pos + 1) / kHcaRatio);
+    }
     if (sh.ratio == kCsaRatio) {
       EXPECT_EQ(int64_t(t.detail.index_scores.size()), n / kCsaRatio);  // keys at the chunk's end
       int64_t finite = 0;
@@ -214,7 +216,9 @@ TEST(ModelTrace, RecordsEveryLayerAtTheLogitRows) {
       EXPECT_EQ(int64_t(t.detail.selected.size()), sh.index_topk);
       for (int64_t e : t.detail.entries) EXPECT_LE(kCsaRatio * e + kCsaRatio - 1, pos);
     }
-    if (sh.ratio == 0) EXPECT_TRUE(t.detail.entries.empty());
+    if (sh.ratio == 0) {
+      EXPECT_TRUE(t.detail.entries.empty());
+    }
   }
 }
 

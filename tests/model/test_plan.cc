@@ -74,7 +74,9 @@ TEST(Plan, SuggestionIsTheSmallestTpThatFits) {
   ASSERT_FALSE(ls.empty());
   EXPECT_TRUE(ls.front().fits);
   for (const RankMemory& m : ls)
-    if (m.fits) EXPECT_GE(m.tp, ls.front().tp);
+    if (m.fits) {
+      EXPECT_GE(m.tp, ls.front().tp);
+    }
   // V4-Pro's experts (FP4) do not fit 8 GPUs unless split 8 ways
   for (const RankMemory& m : ls) EXPECT_EQ(m.fits, m.ep == 8) << m.tp << "x" << m.ep;
   PlanRequest tiny = request(8);
