@@ -4,8 +4,14 @@
 
 #include <filesystem>
 #include <sstream>
+#include <algorithm>
+#include <thread>
 
+#include "evals/coding/problems.h"
+#include "comm/comm.h"
 #include "evals/engine_backend.h"
+#include "evals/multi_rank.h"
+#include "evals/http_backend.h"
 #include "evals/numerics.h"
 #include "evals/recall/probe_tokens.h"
 #include "evals/registry.h"
@@ -81,6 +87,95 @@ void print_table(const boost::json::object& r) {
   }
 }
 
+// The coding suite's problem files: --problems (comma-separated, made absolute so the
+// run's arguments name them wherever it resumes from) or the team's set.
+std::vector<std::string> coding_problem_files(const EvalArgs& a) {
+  if (a.problems.empty()) return team_problem_files();
+  std::vector<std::string> out;
+  std::stringstream ss(a.problems);
+  for (std::string f; std::getline(ss, f, ',');) {
+    if (f.empty()) throw InputError("--problems: empty file name in '" + a.problems + "'");
+    if (!fs::is_regular_file(f)) throw InputError("--problems: '" + f + "' is not a file");
+    out.push_back(fs::weakly_canonical(f).string());
+  }
+  return out;
+}
+
+void set_coding_options(const EvalArgs& a, TaskOptions& o) {
+  if (!(a.temperature >= 0)) throw InputError("--temperature must be >= 0");
+  if (!(a.top_p > 0 && a.top_p <= 1)) throw InputError("--top-p must be in (0, 1]");
+  if (a.max_tokens < 1) throw InputError("--max-tokens must be >= 1");
+  if (!(a.code_timeout > 0)) throw InputError("--code-timeout must be positive");
+  o.problem_files = coding_problem_files(a);
+  o.coding_temperature = a.temperature;
+  o.coding_top_p = a.top_p;
+  o.coding_max_tokens = a.max_tokens;
+  o.coding_timeout_seconds = a.code_timeout;
+}
+
+// dsv4 eval --suite coding --validate: every reference solution must pass and every mutant
+// fail. Prints one line per failure and a total; exit 0 when all hold, 1 otherwise.
+int validate_problem_set(const EvalArgs& a) {
+  if (a.suite != "coding") throw InputError("--validate: only the coding suite has a problem set");
+  const std::vector<Problem> problems = load_problem_files(coding_problem_files(a));
+  int64_t ok = 0, bad = 0;
+  const int jobs = int(std::max(1u, std::thread::hardware_concurrency()));
+  for (const ValidationRow& r : validate_problems(problems, jobs)) {
+    if (r.ok) {
+      ++ok;
+      continue;
+    }
+    ++bad;
+    fmt::print("FAIL {} {}: {} {}\n", r.task_id, r.kind, run_class_name(r.outcome), r.detail);
+  }
+  fmt::print("dsv4 eval --validate: {} problems, {} checks passed, {} failed\n", problems.size(),
+             ok, bad);
+  return bad == 0 ? 0 : 1;
+}
+
+// The coding suite's pass@k and run classes (results.json tasks[].summary.overall).
+void print_coding_summary(const boost::json::object& r) {
+  for (const auto& tv : r.at("tasks").as_array()) {
+    const auto* sum = tv.as_object().if_contains("summary");
+    if (!sum || !sum->as_object().contains("overall")) continue;
+    const auto& o = sum->as_object().at("overall").as_object();
+    std::string pass;
+    for (const auto& [k, v] : o.at("pass_at_k").as_object())
+      pass += fmt::format("  {} {}", std::string(k),
+                          v.is_null() ? std::string("n/a") : fmt::format("{:.4f}", v.to_number<double>()));
+    fmt::print("{}: {} problems, {} samples;{}\n", std::string(tv.at("name").as_string()),
+               o.at("problems").as_int64(), o.at("samples").as_int64(), pass);
+    fmt::print("  wrong answers {}, timeouts {}, sandbox kills {}, sandbox errors {}\n",
+               o.at("wrong_answers").as_int64(), o.at("timeouts").as_int64(),
+               o.at("sandbox_kills").as_int64(), o.at("sandbox_errors").as_int64());
+    if (const auto* langs = sum->as_object().if_contains("by_language"))
+      for (const auto& [lang, lv] : langs->as_object()) {
+        const auto& p1 = lv.at("pass_at_k").at("pass@1");
+        fmt::print("  {}: {} problems, pass@1 {}\n", std::string(lang), lv.at("problems").as_int64(),
+                   p1.is_null() ? std::string("n/a") : fmt::format("{:.4f}", p1.to_number<double>()));
+      }
+  }
+}
+
+// dsv4 eval --endpoint: the same run through the http backend (no numerics: the server's).
+int run_http_eval(const EvalArgs& a, RunConfig& cfg, const fs::path& probe_json) {
+  HttpModel model(http_backend_options(a.http, a.model));
+  cfg.endpoint = model.base_url();
+  cfg.model_name = model.model_name();
+  std::unique_ptr<ProbeTokens> probe;
+  if (cfg.format == PromptFormat::probe) {
+    if (probe_json.empty() || !fs::exists(probe_json))
+      throw InputError("--format probe: needs --model DIR with DIR/probe.json (the probe's token sets)");
+    probe = std::make_unique<ProbeTokens>(read_probe_tokens(probe_json.string()));
+  }
+  const RunSummary s = run_eval(cfg, model, probe.get());
+  print_table(s.results);
+  print_coding_summary(s.results);
+  fmt::print(stderr, "dsv4 eval: {} samples ({} resumed) via {} -> {}/results.json\n", s.planned, s.resumed,
+             model.spec(), a.out);
+  return 0;
+}
+
 }  // namespace
 
 CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
@@ -96,6 +191,8 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
                 "auto (fp8, the deployment layout, with official numerics; f32 with exact) | f32 | bf16 | fp8")
       ->default_str(a.kv_layout);
   c->add_option("--chunk", a.chunk, "prefill chunk, tokens")->default_str(std::to_string(a.chunk));
+  c->add_option("--tp", a.tp, "tensor-parallel ranks (under mpirun; docs/parallel.md)")->default_str("1");
+  c->add_option("--ep", a.ep, "expert-parallel ranks (under mpirun; docs/parallel.md)")->default_str("1");
   c->add_option("--lengths", a.lengths,
                 "prompt lengths in tokens, e.g. 4k,16k,64k,256k,1m (k = 1024)");
   c->add_option("--depths", a.depths, "needle depths in [0, 1]")->default_str(a.depths);
@@ -123,26 +220,56 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
   c->add_flag("--new", a.fresh,
               "start a fresh run: move an existing --out aside to OUT.old-<UTC time> (kept)");
   c->add_option("--progress", a.progress, "auto | bar | lines | none")->default_str(a.progress);
+  add_http_options(c, a.http);
+  c->add_option("--problems", a.problems,
+                "coding: HumanEval-style JSONL problem files, comma-separated (default: the "
+                "team's set, evals/coding/problems/)");
+  c->add_flag("--validate", a.validate,
+              "coding: run every reference solution (must pass) and mutant (must fail) of the "
+              "problem set in the sandbox, without a model");
+  c->add_option("--temperature", a.temperature, "coding: sampling temperature of each completion")
+      ->default_str("0.8");
+  c->add_option("--top-p", a.top_p, "coding: nucleus sampling mass")->default_str("0.95");
+  c->add_option("--max-tokens", a.max_tokens, "coding: tokens generated per completion")
+      ->default_str(std::to_string(a.max_tokens));
+  c->add_option("--code-timeout", a.code_timeout,
+                "coding: wall-clock and CPU-seconds limit of each program, seconds")
+      ->default_str("10");
   return c;
 }
 
 int eval_command(const EvalArgs& a) {
+  std::unique_ptr<comm::Comm> world;  // multi-rank: rank 0 leads, the rest follow (evals/multi_rank.h)
+  // A failing rank of several ends them all (none waits in a collective); one rank returns.
+  auto fail = [&](const std::string& line, int code) {
+    if (world && world->size() > 1) world->abort(line, code);
+    fmt::print(stderr, "{}\n", line);
+    return code;
+  };
   try {
+    world = comm::init_world();
+    if (world->size() > 1 && (a.list || a.validate || !a.http.endpoint.empty()))
+      throw InputError("under mpirun only the engine eval runs (not --list, --validate or --endpoint)");
     if (a.list) {
       print_list();
       return 0;
     }
+    if (a.validate) return validate_problem_set(a);
     RunConfig cfg;
     cfg.suite = a.suite;
     (void)find_suite(a.suite);  // an unknown suite fails before the model loads
-    if (a.model.empty()) throw InputError("--model is required");
-    if (!fs::is_directory(a.model))
+    const bool http = !a.http.endpoint.empty();  // the http backend (cli/http_options.h)
+    if (a.model.empty() && !http) throw InputError("--model is required (or --endpoint URL --model-name NAME)");
+    if (!a.model.empty() && !fs::is_directory(a.model))
       throw InputError("--model: '" + a.model + "' is not a directory");
-    if (a.lengths.empty()) throw InputError("--lengths is required (e.g. 4k,16k)");
+    const bool coding = a.suite == "coding";  // no length axis (evals/coding/coding_task.h)
+    if (a.lengths.empty() && !coding) throw InputError("--lengths is required (e.g. 4k,16k)");
+    if (!a.lengths.empty() && coding)
+      throw InputError("--lengths: the coding suite has no length axis (one bin, 0)");
     if (a.out.empty()) throw InputError("--out is required");
     if (a.force && a.fresh)
       throw InputError("--new and --force: give one (--new keeps the old run, --force deletes it)");
-    cfg.lengths = parse_lengths(a.lengths);
+    cfg.lengths = coding ? std::vector<int64_t>{0} : parse_lengths(a.lengths);
     cfg.depths = parse_depths(a.depths);
     if (!a.tasks.empty()) cfg.tasks = split_names(a.tasks);
     cfg.samples = a.samples;
@@ -155,6 +282,8 @@ int eval_command(const EvalArgs& a) {
     cfg.options.queries = a.queries;
     if (a.hops < 1) throw InputError("--hops must be >= 1");
     cfg.options.hops = a.hops;
+    if (coding) set_coding_options(a, cfg.options);
+    if (!coding && !a.problems.empty()) throw InputError("--problems: only the coding suite reads problems");
     cfg.threshold = a.threshold;
     cfg.resamples = a.resamples;
     cfg.out = a.out;
@@ -170,7 +299,7 @@ int eval_command(const EvalArgs& a) {
       cfg.progress = RunConfig::Progress::none;
     else
       throw InputError("--progress: expected auto, bar, lines or none, found '" + a.progress + "'");
-    const fs::path probe_json = fs::path(a.model) / "probe.json";
+    const fs::path probe_json = a.model.empty() ? fs::path() : fs::path(a.model) / "probe.json";
     if (a.format == "auto")
       cfg.format = fs::exists(probe_json) ? PromptFormat::probe : PromptFormat::natural;
     else if (a.format == "probe")
@@ -179,16 +308,28 @@ int eval_command(const EvalArgs& a) {
       cfg.format = PromptFormat::natural;
     else
       throw InputError("--format: expected auto, probe or natural, found '" + a.format + "'");
-    cfg.model_dir = fs::weakly_canonical(a.model).string();
-    const Fingerprint fp = checkpoint_fingerprint(a.model);
-    cfg.checkpoint_hash = fp.hash;
-    cfg.checkpoint_hash_method = fp.method;
+    if (!a.model.empty()) {  // with --endpoint: the local copy (probe.json, tokenizer.json)
+      cfg.model_dir = fs::weakly_canonical(a.model).string();
+      const Fingerprint fp = checkpoint_fingerprint(a.model);
+      cfg.checkpoint_hash = fp.hash;
+      cfg.checkpoint_hash_method = fp.method;
+    }
+    if (http) return run_http_eval(a, cfg, probe_json);
     const NumericsChoice numerics = choose_numerics(a.numerics, a.model);
     cfg.numerics = numerics.numerics;
     cfg.numerics_source = numerics.source;
     cfg.kv_layout = a.kv_layout != "auto" ? a.kv_layout : numerics.numerics == "official" ? "fp8" : "f32";
     EngineOptions eo{a.backend, numerics.numerics, cfg.kv_layout, a.chunk};
+    eo.world = world.get(), eo.tp = a.tp, eo.ep = a.ep;
     EngineModel model(a.model, eo);
+    std::unique_ptr<LeaderModel> leader;
+    if (world->size() > 1) {
+      if (world->rank() != 0) {
+        follow(model, *world);
+        return 0;
+      }
+      leader = std::make_unique<LeaderModel>(model, *world);
+    }
     std::unique_ptr<ProbeTokens> probe;
     if (cfg.format == PromptFormat::probe) {
       if (!fs::exists(probe_json))
@@ -196,17 +337,17 @@ int eval_command(const EvalArgs& a) {
       probe =
           std::make_unique<ProbeTokens>(read_probe_tokens(probe_json.string(), model.vocab_size()));
     }
-    const RunSummary s = run_eval(cfg, model, probe.get());
+    const RunSummary s = run_eval(cfg, leader ? static_cast<LanguageModel&>(*leader) : model, probe.get());
+    if (leader) leader->finish();
     print_table(s.results);
+    print_coding_summary(s.results);
     fmt::print(stderr, "dsv4 eval: {} samples ({} resumed) -> {}/results.json\n", s.planned,
                s.resumed, a.out);
     return 0;
   } catch (const InputError& e) {
-    fmt::print(stderr, "dsv4 eval: {}\n", e.what());
-    return 2;
+    return fail(fmt::format("dsv4 eval: {}", e.what()), 2);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "dsv4 eval: error: {}\n", e.what());
-    return 1;
+    return fail(fmt::format("dsv4 eval: error: {}", e.what()), 1);
   }
 }
 

@@ -1,11 +1,16 @@
 // dsv4 eval: run an eval suite on a model (evals/, docs/evals.md).
 //   dsv4 eval --suite recall --model DIR --lengths 4k,16k --samples N --seed S --out DIR
 //   dsv4 eval --list
+//   dsv4 eval --suite coding --model DIR --samples N --out DIR [--problems FILE,...]
+//   dsv4 eval --suite coding --validate [--problems FILE,...]
+//   dsv4 eval --suite S --endpoint URL --model-name NAME [--model DIR] ...   (the http backend)
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
+
+#include "cli/http_options.h"
 
 namespace dsv4::cli {
 
@@ -17,6 +22,7 @@ struct EvalArgs {
   std::string numerics;  // "" = not given: from probe.json knobs.quant, else official
   std::string kv_layout = "auto";  // auto: fp8 (deployment) with official numerics, f32 with exact
   int64_t chunk = 512;
+  int tp = 1, ep = 1;  // multi-rank engine under mpirun (docs/parallel.md, evals/multi_rank.h)
   std::string lengths;
   std::string depths = "0,0.25,0.5,0.75,1";
   std::string tasks;
@@ -33,6 +39,15 @@ struct EvalArgs {
   bool force = false;
   bool fresh = false;  // --new
   std::string progress = "auto";
+  // coding suite (evals/coding/): problem files, sampling, the sandbox timeout; --validate
+  // runs the problem set's reference solutions and mutants instead of a model.
+  std::string problems;  // comma-separated JSONL files; "" = the team's set
+  bool validate = false;
+  double temperature = 0.8;
+  double top_p = 0.95;
+  int64_t max_tokens = 512;
+  double code_timeout = 10;
+  HttpArgs http;  // --endpoint URL --model-name NAME: the http backend instead of the engine
 };
 
 // Adds the `eval` subcommand to app; returns it.

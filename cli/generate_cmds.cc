@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "comm/comm.h"
+#include "model/backend_sharded.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -56,7 +58,22 @@ struct Loaded {
   std::vector<int32_t> prompt;
 };
 
-Loaded load(const ModelRunArgs& a) {
+// The reference backend, or with more than one rank or a --tp/--ep above 1 this rank's shard
+// of it (model/backend_sharded.h; the layout is checked against the number of ranks).
+std::unique_ptr<Backend> make_backend(ModelWeights w, BackendOptions o, const ModelRunArgs& a, comm::Comm& world) {
+  if (world.size() == 1 && a.tp == 1 && a.ep == 1) return make_reference_backend(std::move(w), o);
+  return make_sharded_backend(std::move(w), o, world, {a.tp, a.ep});
+}
+
+// The end of a failed command: one rank alone prints and returns `code`; with more ranks the
+// failing rank ends them all (comm abort), so none waits in a collective for it.
+int fail(comm::Comm* world, const std::string& line, int code) {
+  if (world && world->size() > 1) world->abort(line, code);
+  fmt::print(stderr, "{}\n", line);
+  return code;
+}
+
+Loaded load(const ModelRunArgs& a, comm::Comm& world) {
   if (a.backend != "ref")
     throw InputError(a.backend == "cuda" ? "--backend cuda: the CUDA backend is not built into the model yet"
                                          : "--backend: expected ref or cuda, found '" + a.backend + "'");
@@ -72,7 +89,7 @@ Loaded load(const ModelRunArgs& a) {
   Loaded l;
   ModelWeights w = load_checkpoint(a.model);
   const int64_t vocab = w.config.vocab_size;
-  l.model = std::make_unique<Model>(make_reference_backend(std::move(w), o));
+  l.model = std::make_unique<Model>(make_backend(std::move(w), o, a, world));
   const fs::path tok = fs::path(a.model) / "tokenizer.json";
   if (fs::exists(tok)) l.tokenizer = std::make_unique<Tokenizer>(tok.string());
   if (!a.tokens_file.empty()) {
@@ -93,11 +110,13 @@ Loaded load(const ModelRunArgs& a) {
 }  // namespace
 
 int forward_command(const ModelRunArgs& a) {
+  std::unique_ptr<comm::Comm> world;  // outlives the model (its TP/EP groups are split from it)
   try {
+    world = comm::init_world();
     if (a.out.empty()) throw InputError("--out is required");
     const fs::path parent = fs::path(a.out).has_parent_path() ? fs::path(a.out).parent_path() : ".";
     if (!fs::is_directory(parent)) throw InputError("--out: directory '" + parent.string() + "' does not exist");
-    Loaded l = load(a);
+    Loaded l = load(a, *world);
     Model& m = *l.model;
     const auto& c = m.config();
     const int64_t T = int64_t(l.prompt.size()), V = c.vocab_size, H = c.hc_mult * c.dim;
@@ -114,6 +133,7 @@ int forward_command(const ModelRunArgs& a) {
       for (size_t L = 0; L < o.hidden.size(); ++L) std::copy(o.hidden[L].begin(), o.hidden[L].end(), hidden[L].begin() + i * H);
     }
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (world->rank() != 0) return 0;  // every rank holds the same logits; rank 0 writes them
     SafetensorsWriter w;
     w.set_metadata("dsv4", "forward");
     w.set_metadata("model", a.model);
@@ -122,6 +142,8 @@ int forward_command(const ModelRunArgs& a) {
     w.set_metadata("numerics", a.numerics);
     w.set_metadata("kv_layout", a.kv_layout);
     w.set_metadata("chunk", std::to_string(a.chunk));
+    if (world->size() > 1 || a.tp > 1 || a.ep > 1)
+      w.set_metadata("layout", fmt::format("ranks={} tp={} ep={}", world->size(), a.tp, a.ep));
     w.set_metadata("config", config_to_json(c));
     w.add("tokens", DType::I32, {T}, l.prompt.data(), l.prompt.size() * sizeof(int32_t));
     w.add("logits", DType::F32, {T, V}, logits.data(), logits.size() * sizeof(float));
@@ -132,17 +154,18 @@ int forward_command(const ModelRunArgs& a) {
                double(T) / sec, T, V, a.out);
     return 0;
   } catch (const InputError& e) {
-    fmt::print(stderr, "dsv4 forward: {}\n", e.what());
-    return 2;
+    return fail(world.get(), fmt::format("dsv4 forward: {}", e.what()), 2);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "dsv4 forward: error: {}\n", e.what());
-    return 1;
+    return fail(world.get(), fmt::format("dsv4 forward: error: {}", e.what()), 1);
   }
 }
 
 int generate_command(const ModelRunArgs& a) {
+  std::unique_ptr<comm::Comm> world;  // outlives the model (its TP/EP groups are split from it)
   try {
-    Loaded l = load(a);
+    world = comm::init_world();
+    const bool printer = world->rank() == 0;  // every rank generates the same tokens
+    Loaded l = load(a, *world);
     Model& m = *l.model;
     SamplingParams p;
     p.temperature = a.temperature;
@@ -158,6 +181,7 @@ int generate_command(const ModelRunArgs& a) {
     std::string printed;
     const Generation g = generate(m, l.prompt, p, [&](int32_t tok) {
       out.push_back(tok);
+      if (!printer) return true;
       if (l.tokenizer) {  // print the text as it grows (whole characters only)
         const std::string text = l.tokenizer->decode(out, true);
         if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0) {
@@ -171,17 +195,16 @@ int generate_command(const ModelRunArgs& a) {
       }
       return true;
     });
+    if (!printer) return 0;
     fmt::print("\n");
     fmt::print(stderr, "dsv4 generate: prompt {} tokens, prefill {:.2f} s ({:.1f} tokens/s); {} tokens in {:.2f} s ({:.1f} tokens/s){}\n",
                l.prompt.size(), g.prefill_seconds, double(l.prompt.size()) / std::max(g.prefill_seconds, 1e-9), g.tokens.size(),
                g.decode_seconds, double(g.tokens.size()) / std::max(g.decode_seconds, 1e-9), g.stopped ? ", stopped at a stop token" : "");
     return 0;
   } catch (const InputError& e) {
-    fmt::print(stderr, "dsv4 generate: {}\n", e.what());
-    return 2;
+    return fail(world.get(), fmt::format("dsv4 generate: {}", e.what()), 2);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "dsv4 generate: error: {}\n", e.what());
-    return 1;
+    return fail(world.get(), fmt::format("dsv4 generate: error: {}", e.what()), 1);
   }
 }
 

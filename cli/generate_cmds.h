@@ -17,6 +17,9 @@ struct ModelRunArgs {
   std::string numerics = "official";
   std::string kv_layout = "f32";
   int64_t chunk = 512;
+  // multi-rank (docs/parallel.md): tensor- and expert-parallel ranks; under mpirun -np N
+  int tp = 1;
+  int ep = 1;
   // forward
   std::string out;
   bool hidden = false;
@@ -31,6 +34,8 @@ struct ModelRunArgs {
 
 // Logits of every position (and with --hidden each layer's residual streams) to a
 // safetensors file; docs/op-contract.md "Whole-model files".
+// Both commands run sharded under mpirun with --tp/--ep (model/backend_sharded.h): every rank
+// computes, rank 0 alone prints and writes; a rank that fails ends every rank (comm abort).
 int forward_command(const ModelRunArgs& a);
 // Prints the generated text (stdout) and timing (stderr).
 int generate_command(const ModelRunArgs& a);

@@ -11,6 +11,7 @@
 //   dsv4 forward --model DIR ... --out F  logits of every position to a file
 //   dsv4 generate --model DIR --prompt T  text generation
 //   dsv4 eval --suite recall --model DIR --lengths 4k,16k --out DIR   eval suites (docs/evals.md)
+//   dsv4 serve --model DIR --port P       the engine over an OpenAI-compatible HTTP API
 //   dsv4 eval compare RUN_A RUN_B         paired comparison of runs (evals/compare.h)
 //   dsv4 eval cost RUN --prices F --price N   what each answer cost (evals/cost.h)
 //   dsv4 plan --preset P --gpus N ...    per-GPU memory of sharded layouts (model/plan.h)
@@ -34,6 +35,7 @@
 #include "cli/op_status.h"
 #include "cli/report_cmd.h"
 #include "cli/run.h"
+#include "cli/serve_cmd.h"
 
 namespace {
 
@@ -126,6 +128,8 @@ int main(int argc, char** argv) {
   dsv4::cli::PlanArgs plan;
   auto* planc = dsv4::cli::add_plan_command(app, plan);
   auto* evc = dsv4::cli::add_eval_command(app, ev);
+  dsv4::cli::ServeArgs serve;
+  auto* servec = dsv4::cli::add_serve_command(app, serve);
   dsv4::cli::EvalCompareArgs evcmp;
   auto* evcmpc = dsv4::cli::add_eval_compare(evc, evcmp);
   dsv4::cli::EvalCostArgs evcost;
@@ -141,6 +145,8 @@ int main(int argc, char** argv) {
     c->add_option("--numerics", a.numerics, "official (FP8/FP4 simulation) | exact")->default_str(a.numerics);
     c->add_option("--kv-layout", a.kv_layout, "f32 | bf16 | fp8 (deployment)")->default_str(a.kv_layout);
     c->add_option("--chunk", a.chunk, "prefill chunk, tokens")->default_str(std::to_string(a.chunk));
+    c->add_option("--tp", a.tp, "tensor-parallel ranks (under mpirun; docs/parallel.md)")->default_str("1");
+    c->add_option("--ep", a.ep, "expert-parallel ranks (under mpirun; docs/parallel.md)")->default_str("1");
   };
   auto* fwdc = app.add_subcommand("forward", "logits of every position (and hidden states) to a safetensors file");
   model_options(fwdc, fwd);
@@ -205,6 +211,7 @@ int main(int argc, char** argv) {
   if (evcmpc->parsed()) return dsv4::cli::eval_compare(evcmp);
   if (evcostc->parsed()) return dsv4::cli::eval_cost(evcost);
   if (evc->parsed()) return dsv4::cli::eval_command(ev);
+  if (servec->parsed()) return dsv4::cli::serve_command(serve);
   if (fwdc->parsed()) return dsv4::cli::forward_command(fwd);
   if (genc->parsed()) return dsv4::cli::generate_command(gen);
   return kBadInput;

@@ -16,6 +16,9 @@ namespace dsv4 {
 class Model;
 class Tokenizer;
 }  // namespace dsv4
+namespace dsv4::comm {
+class Comm;
+}  // namespace dsv4::comm
 
 namespace dsv4::evals {
 
@@ -24,6 +27,11 @@ struct EngineOptions {
   std::string numerics = "official";  // official (FP8/FP4 simulation) | exact
   std::string kv_layout = "f32";      // f32 | bf16 | fp8
   int64_t chunk = 512;                // prefill chunk, tokens
+  // Multi-rank (docs/parallel.md, evals/multi_rank.h): with more than one rank in `world`, or
+  // tp/ep above 1, this rank's shard of the sharded backend (model/backend_sharded.h).
+  comm::Comm* world = nullptr;        // outlives the model; null: one rank
+  int tp = 1;
+  int ep = 1;
 };
 
 class EngineModel final : public LanguageModel {

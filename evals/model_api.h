@@ -17,7 +17,7 @@
 //                              (the degradation suite; local engines only)
 // Backends:
 //   engine (evals/engine_backend.h)  this project's Model on a checkpoint dir: everything.
-//   http   (OpenAI-compatible, next) generate via /v1/completions with a token-array prompt
+//   http   (OpenAI-compatible, evals/http_backend.h) generate via /v1/completions with a token-array prompt
 //          (vLLM/SGLang accept one) or text; loglik via `echo` + `logprobs` where the server
 //          has them; score_candidates via top_logprobs (exact only when every candidate is in
 //          the returned top set, otherwise Unsupported) or via `logit_bias`-restricted

@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include "evals/coding/coding_task.h"
 #include "evals/degradation/layer_trace.h"
 #include "evals/hash.h"
 #include "evals/recall/mrcr.h"
@@ -74,6 +75,11 @@ const std::vector<Suite>& suites() {
             "position the deployment path against the fp64 reference (drift, needle mass, indexer "
             "top-k recall) beside KV bytes, FLOPs and time",
             {std::make_shared<NiahTask>(NiahKind::multikey), std::make_shared<LayerTraceTask>()}},
+      Suite{"coding",
+            "functional correctness of generated Python and JavaScript functions (HumanEval "
+            "JSONL problems, --problems): n samples per problem run against hidden tests in a "
+            "sandbox, unbiased pass@1/10/100",
+            {std::make_shared<CodingTask>()}},
   };
   return k;
 }

@@ -7,6 +7,7 @@
 // data hash (results.json) combines the item hashes in canonical order.
 #pragma once
 
+#include <boost/json.hpp>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -18,7 +19,8 @@
 
 namespace dsv4::evals {
 
-struct ProbeTokens;  // evals/recall/probe_tokens.h
+struct ProbeTokens;   // evals/recall/probe_tokens.h
+struct SampleRecord;  // evals/results.h
 
 // How prompts are built: `probe` in the probe checkpoint's own token vocabulary (needle =
 // [key id, value id], the prompt ends with the query key, answer = argmax over value ids);
@@ -32,6 +34,13 @@ struct TaskOptions {
   int64_t values = 4;        // niah_multivalue: values stored under the one key
   int64_t queries = 4;       // niah_multiquery: keys asked at once
   int64_t hops = 4;          // variable_tracking: assignments per chain
+  // coding suite (evals/coding/coding_task.h): the problem files (HumanEval JSONL) and how
+  // each completion is sampled (n samples per problem at this temperature for pass@k).
+  std::vector<std::string> problem_files;
+  double coding_temperature = 0.8;
+  double coding_top_p = 0.95;
+  int64_t coding_max_tokens = 512;
+  double coding_timeout_seconds = 10;  // each program's wall-clock and CPU-seconds limit
 };
 
 struct GenContext {
@@ -82,6 +91,9 @@ struct Item {
   // Known values a task compares against, derived from the model's identity (a probe's
   // closed-form needle mass); not part of the hash.
   std::map<std::string, double> known;
+  // Task-specific data generate() hands to evaluate() (coding: the problem's test code and
+  // the sampling settings); part of the hash only where the task puts it there.
+  std::map<std::string, std::string> task_data;
 };
 
 // What running one item gave.
@@ -102,6 +114,7 @@ Outcome greedy_line(LanguageModel& m, const std::vector<int32_t>& prompt, int64_
 struct GridSpec {
   std::vector<int64_t> lengths;
   std::vector<double> depths;
+  TaskOptions options;  // tasks whose cells come from data (coding: one cell per problem)
 };
 
 class Task {
@@ -118,6 +131,12 @@ class Task {
   virtual Outcome evaluate(LanguageModel& m, const Item& item) const = 0;
   // The score a prediction earns (also used for the noise floors).
   virtual double score(const Item& item, const std::string& prediction) const = 0;
+  // Task-level results beyond the runner's per-group means (results.json tasks[].summary),
+  // from the task's finished samples in plan order; null (the default) adds nothing.
+  virtual boost::json::value summarize(const std::vector<const SampleRecord*>& records) const {
+    (void)records;
+    return nullptr;
+  }
 
  protected:
   // An item's identity (task, version, run seed, cell, index, format) for generate(); its

@@ -69,7 +69,7 @@ json::object canonical_args(const RunConfig& cfg, const std::vector<const Task*>
     t.push_back(json::object{{"name", x->name()}, {"version", x->version()}});
   for (int64_t x : cfg.lengths) L.push_back(x);
   for (double x : cfg.depths) d.push_back(x);
-  return {{"suite", cfg.suite},
+  json::object args{{"suite", cfg.suite},
           {"tasks", t},
           {"lengths", L},
           {"depths", d},
@@ -86,6 +86,17 @@ json::object canonical_args(const RunConfig& cfg, const std::vector<const Task*>
           {"checkpoint_hash", cfg.checkpoint_hash},
           {"numerics", cfg.numerics},
           {"kv_layout", cfg.kv_layout}};
+  if (!cfg.model_name.empty()) args["model_name"] = cfg.model_name;  // http backend only
+  if (!cfg.options.problem_files.empty()) {  // coding suite (evals/coding/coding_task.h)
+    json::array files;
+    for (const std::string& f : cfg.options.problem_files) files.push_back(json::value(f));
+    args["coding"] = json::object{{"problem_files", files},
+                                  {"temperature", cfg.options.coding_temperature},
+                                  {"top_p", cfg.options.coding_top_p},
+                                  {"max_tokens", cfg.options.coding_max_tokens},
+                                  {"timeout_seconds", cfg.options.coding_timeout_seconds}};
+  }
+  return args;
 }
 
 // Names the first argument that differs between two canonical argument objects.
@@ -448,7 +459,9 @@ json::object results_json(const RunConfig& cfg, const LanguageModel& model,
         recs.push_back(&r);
         model_seconds += r.seconds;
       }
-    task_json.push_back(task_results(*t, recs, data_hash[t].digest(), cfg));
+    json::object tr = task_results(*t, recs, data_hash[t].digest(), cfg);
+    if (json::value extra = t->summarize(recs); !extra.is_null()) tr["summary"] = extra;
+    task_json.push_back(std::move(tr));
   }
   json::object model_j{{"dir", cfg.model_dir},
                        {"backend", model.spec()},
@@ -461,6 +474,10 @@ json::object results_json(const RunConfig& cfg, const LanguageModel& model,
     model_j["probe"] = json::object{{"path", probe->path},
                                     {"retrieval", probe->retrieval},
                                     {"knobs", json::parse(probe->knobs_json)}};
+  if (!cfg.endpoint.empty()) {  // http backend: where and which model (never the API key)
+    model_j["endpoint"] = cfg.endpoint;
+    model_j["model_name"] = cfg.model_name;
+  }
   return {
       {"kind", "dsv4.eval.results"},
       {"schema_version", 1},
@@ -531,7 +548,7 @@ RunSummary run_eval(const RunConfig& cfg, LanguageModel& model, const ProbeToken
   const json::object args = canonical_args(cfg, tasks);
   GenContext ctx{cfg.format, probe, &model, cfg.options};
   std::vector<Planned> plan;
-  GridSpec grid{cfg.lengths, cfg.depths};
+  GridSpec grid{cfg.lengths, cfg.depths, cfg.options};
   for (const Task* t : tasks)
     for (const Cell& c : t->cells(grid))
       for (int64_t i = 0; i < cfg.samples; ++i) plan.push_back({t, c, i});

@@ -44,6 +44,10 @@ struct RunConfig {
   std::string numerics, numerics_source;
   // The engine's KV cache layout (f32 | bf16 | fp8); "" for non-engine models.
   std::string kv_layout;
+  // The http backend (evals/http_backend.h), "" otherwise: the server's base URL (results.json
+  // only: a run may resume against the same model at another address) and the server's model
+  // name (results.json and the run's arguments: a resume against another model is refused).
+  std::string endpoint, model_name;
   // Testing aid: stop (as if killed) after this many newly finished samples; < 0: never.
   int64_t stop_after = -1;
   enum class Progress { automatic, bar, lines, none } progress = Progress::automatic;
