@@ -275,7 +275,8 @@ MetricBin read_metric_bin(const Doc& d, const json::value& b, const std::string&
   m.metric = d.string(b, p, "metric");
   if (m.metric.empty()) d.fail(p + ".metric", "empty name");
   m.length = d.number(b, p, "length");
-  if (!(m.length > 0)) d.fail(p + ".length", "expected a positive number of tokens");
+  // 0: a suite without a length axis (coding: one bin 0); negative is malformed.
+  if (!(m.length >= 0)) d.fail(p + ".length", "expected a non-negative number of tokens");
   auto count = [&](const char* key) {
     const double x = d.number(b, p, key);
     if (x < 0 || x != std::floor(x)) d.fail(Doc::join(p, key), "expected a count (a non-negative integer)");
@@ -306,6 +307,55 @@ std::string text_of(const json::value& v) {
   if (v.is_bool()) return v.get_bool() ? "on" : "off";
   if (v.is_number()) return fmt::format("{:g}", v.to_number<double>());
   return json::serialize(v);
+}
+
+PassAtK read_pass(const Doc& d, const json::value& o, const std::string& p) {
+  PassAtK k;
+  double* out[] = {&k.pass1, &k.pass10, &k.pass100};
+  const char* keys[] = {"pass@1", "pass@10", "pass@100"};
+  for (int i = 0; i < 3; ++i) {
+    const auto& v = d.at(o, p, keys[i]);
+    if (v.is_null()) continue;
+    if (!v.is_number()) d.fail(Doc::join(p, keys[i]), "expected a number or null");
+    *out[i] = v.to_number<double>();
+  }
+  return k;
+}
+
+CodingSummary read_coding(const Doc& d, const json::value& s, const std::string& p) {
+  CodingSummary c;
+  auto aggregate = [&](const std::string& scope, const json::value& a, const std::string& ap) {
+    CodingAggregate g;
+    g.scope = scope;
+    g.problems = d.number(a, ap, "problems");
+    g.samples = d.number(a, ap, "samples");
+    g.wrong = d.number(a, ap, "wrong_answers");
+    g.timeouts = d.number(a, ap, "timeouts");
+    g.kills = d.number(a, ap, "sandbox_kills");
+    g.errors = d.number(a, ap, "sandbox_errors");
+    g.pass = read_pass(d, d.at(a, ap, "pass_at_k"), ap + ".pass_at_k");
+    c.aggregates.push_back(std::move(g));
+  };
+  aggregate("overall", d.at(s, p, "overall"), p + ".overall");
+  const auto& langs = d.at(s, p, "by_language");
+  for (const auto& [lang, a] : d.object(langs, p + ".by_language"))
+    aggregate(std::string(lang), a, p + ".by_language." + std::string(lang));
+  const auto& probs = d.array(s, p, "problems");
+  for (size_t i = 0; i < probs.size(); ++i) {
+    const std::string q = p + "." + Doc::item("problems", i);
+    CodingProblem pr;
+    pr.task_id = d.string(probs[i], q, "task_id");
+    pr.language = d.string(probs[i], q, "language");
+    pr.n = d.number(probs[i], q, "n");
+    pr.c = d.number(probs[i], q, "c");
+    pr.pass = read_pass(d, probs[i], q);
+    for (const auto& [cls, v] : d.object(d.at(probs[i], q, "classes"), q + ".classes")) {
+      if (!v.is_number()) d.fail(q + ".classes." + std::string(cls), "expected a count");
+      pr.classes.push_back({std::string(cls), v.to_number<double>()});
+    }
+    c.problems.push_back(std::move(pr));
+  }
+  return c;
 }
 
 EvalRun read_eval(const Doc& d) {
@@ -356,6 +406,8 @@ EvalRun read_eval(const Doc& d) {
         t.metrics_by_length.push_back(std::move(mb));
       }
     }
+    if (r.suite == "coding" && tasks[i].get_object().contains("summary"))
+      t.coding = read_coding(d, d.at(tasks[i], p, "summary"), p + ".summary");
     r.tasks.push_back(std::move(t));
   }
   return r;

@@ -100,8 +100,29 @@ struct MetricBin {
   double mean = 0, lo = 0, hi = 0, min = 0, max = 0;
 };
 
+// The coding suite's tasks[].summary (evals/coding/coding_task.h): pass@k and run classes.
+struct PassAtK {
+  double pass1 = -1, pass10 = -1, pass100 = -1;  // -1: not defined (k > n)
+};
+struct CodingAggregate {
+  std::string scope;  // "overall" or a language
+  double problems = 0, samples = 0, wrong = 0, timeouts = 0, kills = 0, errors = 0;
+  PassAtK pass;
+};
+struct CodingProblem {
+  std::string task_id, language;
+  double n = 0, c = 0;
+  PassAtK pass;
+  std::vector<std::pair<std::string, double>> classes;  // run class -> samples
+};
+struct CodingSummary {
+  std::vector<CodingAggregate> aggregates;  // overall first, then per language
+  std::vector<CodingProblem> problems;
+};
+
 struct EvalTask {
   std::string name, version, data_hash;
+  std::optional<CodingSummary> coding;  // tasks[].summary of the coding suite
   double effective_length = 0;
   std::vector<EvalBin> by_length, by_depth, by_class;
   std::vector<MetricBin> metrics_by_length;  // empty when the file has none

@@ -13,6 +13,7 @@
 
 #include "reference/errors.h"
 #include "reports/blocks.h"
+#include "reports/section_coding.h"
 #include "reports/section_compare.h"
 #include "reports/section_cost.h"
 #include "reports/section_degradation.h"
@@ -482,6 +483,7 @@ Report build_report(const Inputs& in, const std::string& generated_at) {
   if (std::any_of(in.evals.begin(), in.evals.end(), [](const EvalRun& e) { return e.suite == "recall"; }))
     r.sections.push_back(recall(in, summary));
   if (std::any_of(in.evals.begin(), in.evals.end(), has_degradation)) r.sections.push_back(degradation(in, summary));
+  if (std::any_of(in.evals.begin(), in.evals.end(), has_coding)) r.sections.push_back(coding(in, summary));
   if (!in.comparisons.empty()) r.sections.push_back(comparison(in, summary));
   if (!in.costs.empty()) r.sections.push_back(cost(in, summary));
   if (!in.compare.empty()) r.sections.push_back(regression(in, summary));

@@ -12,6 +12,8 @@
 //                  and the compression-geometry table; probes labelled with their knobs
 //   degradation    dsv4.eval.results of the degradation suite (or any with metrics_by_length):
 //                  per run a length table and its own figures (reports/section_degradation.h)
+//   coding         dsv4.eval.results of the coding suite: pass@k overall and per language, failure
+//                  classes, per-problem table (reports/section_coding.h)
 //   comparison     dsv4.eval.compare: paired differences of eval runs per length bin, the exact
 //                  test and the verdict (reports/section_compare.h)
 //   cost           dsv4.eval.cost: cost per sample against accuracy, cost to reach accuracy X

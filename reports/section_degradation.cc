@@ -435,6 +435,7 @@ void degradation_of(const EvalRun& run, size_t index, Section& s, json::array& o
 }  // namespace
 
 bool has_degradation(const EvalRun& run) {
+  if (run.suite == "coding") return false;  // its per-sample metrics are run classes (section_coding.h)
   return run.suite == "degradation" ||
          std::any_of(run.tasks.begin(), run.tasks.end(), [](const EvalTask& t) { return !t.metrics_by_length.empty(); });
 }

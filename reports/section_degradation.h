@@ -21,7 +21,8 @@
 
 namespace dsv4::report {
 
-// The run belongs in the section: suite "degradation", or a task with metrics_by_length.
+// The run belongs in the section: suite "degradation", or a task with metrics_by_length
+// (except coding runs, whose per-sample metrics are run classes: the coding section).
 bool has_degradation(const EvalRun& run);
 
 Section degradation(const Inputs& in, boost::json::object& summary);
