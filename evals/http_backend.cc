@@ -80,6 +80,18 @@ void read_usage(const json::value& v, Usage& u) {
     u.prompt_tokens = x->as_int64();
   if (const auto* x = o.if_contains("completion_tokens"); x && x->is_int64())
     u.completion_tokens = x->as_int64();
+  // Cached prompt tokens: OpenAI's prompt_tokens_details.cached_tokens, or DeepSeek's
+  // prompt_cache_hit_tokens; reasoning tokens: completion_tokens_details.reasoning_tokens.
+  auto detail = [&](const char* obj, const char* key) -> const json::value* {
+    const auto* d = o.if_contains(obj);
+    return d && d->is_object() ? d->as_object().if_contains(key) : nullptr;
+  };
+  if (const auto* x = detail("prompt_tokens_details", "cached_tokens"); x && x->is_int64())
+    u.cached_prompt_tokens = x->as_int64();
+  else if (const auto* y = o.if_contains("prompt_cache_hit_tokens"); y && y->is_int64())
+    u.cached_prompt_tokens = y->as_int64();
+  if (const auto* x = detail("completion_tokens_details", "reasoning_tokens"); x && x->is_int64())
+    u.reasoning_tokens = x->as_int64();
 }
 
 // The generated text of one response or stream chunk: choices[0].text (completions) or

@@ -103,6 +103,8 @@ Outcome greedy_line(LanguageModel& m, const std::vector<int32_t>& prompt, int64_
   o.prediction = c.text;
   o.prompt_tokens = c.usage.prompt_tokens;
   o.completion_tokens = c.usage.completion_tokens;
+  o.cached_prompt_tokens = c.usage.cached_prompt_tokens;
+  o.reasoning_tokens = c.usage.reasoning_tokens;
   o.prefill_seconds = c.usage.prefill_seconds;
   o.seconds = c.usage.prefill_seconds + c.usage.decode_seconds;
   return o;

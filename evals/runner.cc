@@ -414,6 +414,8 @@ SampleRecord make_record(const Task& task, const Item& item, const Outcome& o, u
   r.copy_first = item.needle_answers.empty() ? 0 : task.score(item, item.needle_answers.front());
   r.prompt_tokens = o.prompt_tokens;
   r.completion_tokens = o.completion_tokens;
+  r.cached_prompt_tokens = o.cached_prompt_tokens;
+  r.reasoning_tokens = o.reasoning_tokens;
   r.seconds = o.seconds;
   r.prefill_seconds = o.prefill_seconds;
   r.metrics = o.metrics;

@@ -195,6 +195,8 @@ Outcome CodingTask::evaluate(LanguageModel& m, const Item& item) const {
   o.score = r.outcome == RunClass::passed ? 1 : 0;
   o.prompt_tokens = c.usage.prompt_tokens;
   o.completion_tokens = c.usage.completion_tokens;
+  o.cached_prompt_tokens = c.usage.cached_prompt_tokens;
+  o.reasoning_tokens = c.usage.reasoning_tokens;
   o.prefill_seconds = c.usage.prefill_seconds;
   o.seconds = c.usage.prefill_seconds + c.usage.decode_seconds;
   for (RunClass k : kClasses)

@@ -454,6 +454,7 @@ Outcome NiahTask::evaluate(LanguageModel& m, const Item& item) const {
         size_t(std::max_element(s.logprob.begin(), s.logprob.end()) - s.logprob.begin());
     o.prediction = std::to_string(item.candidates[best]);
     o.prompt_tokens = s.usage.prompt_tokens;
+    o.cached_prompt_tokens = s.usage.cached_prompt_tokens;
     o.prefill_seconds = s.usage.prefill_seconds;
     o.seconds = s.usage.prefill_seconds + s.usage.decode_seconds;
   } else {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 
 #include "evals/http_backend.h"
+#include "evals/registry.h"
 #include "reference/errors.h"
 #include "tests/evals/fake_http_server.h"
 
@@ -60,6 +61,28 @@ TEST(HttpBackend, RetriesA500ThenSucceeds) {
   EXPECT_NE(req.find("POST /v1/completions"), std::string::npos) << req;
   EXPECT_NE(req.find(R"("prompt":[5,6,7])"), std::string::npos) << req;
   EXPECT_NE(req.find(R"("model":"m")"), std::string::npos) << req;
+}
+
+// Token accounting for the cost of a sample (evals/cost.h): the cached prompt tokens and the
+// reasoning tokens servers report in their usage details, OpenAI's and DeepSeek's spellings.
+TEST(HttpBackend, ReadsCachedAndReasoningTokens) {
+  FakeHttpServer s(
+      {test::respond(200, R"({"choices":[{"index":0,"text":" a","finish_reason":"length"}],"usage":{"prompt_tokens":900,)"
+                          R"("completion_tokens":40,"prompt_tokens_details":{"cached_tokens":512},)"
+                          R"("completion_tokens_details":{"reasoning_tokens":30}}})"),
+       test::respond(200, R"({"choices":[{"index":0,"text":" b","finish_reason":"length"}],"usage":{"prompt_tokens":900,)"
+                          R"("completion_tokens":40,"prompt_cache_hit_tokens":640}})")});
+  HttpModel m(options(s));
+  const Completion a = m.generate({5, 6}, params());
+  EXPECT_EQ(a.usage.prompt_tokens, 900);
+  EXPECT_EQ(a.usage.cached_prompt_tokens, 512);
+  EXPECT_EQ(a.usage.reasoning_tokens, 30);
+  const Completion b = m.generate({5, 6}, params());
+  EXPECT_EQ(b.usage.cached_prompt_tokens, 640);
+  EXPECT_EQ(b.usage.reasoning_tokens, 0);
+  const Outcome o = greedy_line(m, {5, 6}, 2);  // the last reply repeats: the runner's record gets them
+  EXPECT_EQ(o.prompt_tokens, 900);
+  EXPECT_EQ(o.cached_prompt_tokens, 640);
 }
 
 TEST(HttpBackend, BacksOffExponentiallyOn429) {
