@@ -2,12 +2,14 @@
 
 #include <fmt/core.h>
 
+#include <cctype>
 #include <filesystem>
 #include <sstream>
 #include <algorithm>
 #include <thread>
 
 #include "evals/coding/problems.h"
+#include "evals/compare.h"
 #include "comm/comm.h"
 #include "evals/engine_backend.h"
 #include "evals/multi_rank.h"
@@ -158,16 +160,58 @@ void print_coding_summary(const boost::json::object& r) {
 }
 
 // dsv4 eval --endpoint: the same run through the http backend (no numerics: the server's).
+// A model name as a directory name: [A-Za-z0-9._-] kept, anything else '_'.
+std::string dir_name(const std::string& name) {
+  std::string s;
+  for (char ch : name) s += std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '-' || ch == '_' ? ch : '_';
+  return s.empty() || s == "." || s == ".." ? "model" : s;
+}
+
+// Several endpoints: the same items on every server, interleaved (evals/runner.h run_evals),
+// each run in OUT/<model name>/, then the paired comparison of the first with each other one
+// in OUT/compare.json (evals/compare.h).
+int run_http_evals(const EvalArgs& a, const RunConfig& base, const ProbeTokens* probe) {
+  std::vector<std::unique_ptr<HttpModel>> models;
+  std::vector<RunConfig> cfgs;
+  std::vector<LanguageModel*> ptrs;
+  for (size_t i = 0; i < a.http.endpoints.size(); ++i) {
+    models.push_back(std::make_unique<HttpModel>(http_backend_options(a.http, a.model, i)));
+    RunConfig c = base;
+    c.endpoint = models.back()->base_url();
+    c.model_name = models.back()->model_name();
+    c.out = (fs::path(a.out) / dir_name(c.model_name)).string();
+    for (const RunConfig& o : cfgs)
+      if (o.out == c.out) throw InputError("--model-name: two endpoints share the name '" + c.model_name + "'");
+    cfgs.push_back(std::move(c));
+    ptrs.push_back(models.back().get());
+  }
+  fs::create_directories(a.out);
+  const std::vector<RunSummary> sums = run_evals(cfgs, ptrs, probe);
+  std::vector<RunOnDisk> runs;
+  for (size_t i = 0; i < sums.size(); ++i) {
+    fmt::print("{} ({}):\n", cfgs[i].model_name, cfgs[i].endpoint);
+    print_table(sums[i].results);
+    runs.push_back(read_run(cfgs[i].out));
+  }
+  const boost::json::object doc = compare_runs(runs, CompareOptions{});
+  write_file_atomic((fs::path(a.out) / "compare.json").string(), pretty_json(doc));
+  fmt::print("{}", compare_table(doc));
+  fmt::print(stderr, "dsv4 eval: {} servers, {} samples each -> {}/<model name>/results.json, {}/compare.json\n",
+             sums.size(), sums.front().planned, a.out, a.out);
+  return 0;
+}
+
 int run_http_eval(const EvalArgs& a, RunConfig& cfg, const fs::path& probe_json) {
-  HttpModel model(http_backend_options(a.http, a.model));
-  cfg.endpoint = model.base_url();
-  cfg.model_name = model.model_name();
   std::unique_ptr<ProbeTokens> probe;
   if (cfg.format == PromptFormat::probe) {
     if (probe_json.empty() || !fs::exists(probe_json))
       throw InputError("--format probe: needs --model DIR with DIR/probe.json (the probe's token sets)");
     probe = std::make_unique<ProbeTokens>(read_probe_tokens(probe_json.string()));
   }
+  if (a.http.endpoints.size() > 1) return run_http_evals(a, cfg, probe.get());
+  HttpModel model(http_backend_options(a.http, a.model));
+  cfg.endpoint = model.base_url();
+  cfg.model_name = model.model_name();
   const RunSummary s = run_eval(cfg, model, probe.get());
   print_table(s.results);
   print_coding_summary(s.results);
@@ -248,7 +292,7 @@ int eval_command(const EvalArgs& a) {
   };
   try {
     world = comm::init_world();
-    if (world->size() > 1 && (a.list || a.validate || !a.http.endpoint.empty()))
+    if (world->size() > 1 && (a.list || a.validate || !a.http.endpoints.empty()))
       throw InputError("under mpirun only the engine eval runs (not --list, --validate or --endpoint)");
     if (a.list) {
       print_list();
@@ -258,7 +302,7 @@ int eval_command(const EvalArgs& a) {
     RunConfig cfg;
     cfg.suite = a.suite;
     (void)find_suite(a.suite);  // an unknown suite fails before the model loads
-    const bool http = !a.http.endpoint.empty();  // the http backend (cli/http_options.h)
+    const bool http = !a.http.endpoints.empty();  // the http backend (cli/http_options.h)
     if (a.model.empty() && !http) throw InputError("--model is required (or --endpoint URL --model-name NAME)");
     if (!a.model.empty() && !fs::is_directory(a.model))
       throw InputError("--model: '" + a.model + "' is not a directory");

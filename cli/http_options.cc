@@ -7,10 +7,10 @@
 namespace dsv4::cli {
 
 void add_http_options(CLI::App* c, HttpArgs& a) {
-  c->add_option(
-      "--endpoint", a.endpoint,
-      "OpenAI-compatible server base URL (e.g. http://127.0.0.1:8000/v1): the http backend");
-  c->add_option("--model-name", a.model_name, "with --endpoint: the server's model name");
+  c->add_option("--endpoint", a.endpoints,
+                "OpenAI-compatible server base URL (e.g. http://127.0.0.1:8000/v1): the http backend; repeat "
+                "for several servers on the same items (OUT/<model name>/ each, OUT/compare.json)");
+  c->add_option("--model-name", a.model_names, "with --endpoint: the server's model name (one per --endpoint)");
   c->add_option("--api-key-env", a.api_key_env,
                 "environment variable holding the API key (never logged)")
       ->default_str(a.api_key_env);
@@ -38,17 +38,20 @@ void add_http_options(CLI::App* c, HttpArgs& a) {
       ->default_str("0.5");
 }
 
-evals::HttpBackendOptions http_backend_options(const HttpArgs& a, const std::string& model_dir) {
-  if (a.model_name.empty())
-    throw InputError("--endpoint needs --model-name NAME (the server's model)");
+evals::HttpBackendOptions http_backend_options(const HttpArgs& a, const std::string& model_dir, size_t i) {
+  if (a.model_names.size() != a.endpoints.size())
+    throw InputError("--endpoint needs --model-name NAME (the server's model), one per --endpoint: " +
+                     std::to_string(a.endpoints.size()) + " endpoints, " + std::to_string(a.model_names.size()) +
+                     " model names");
+  if (i >= a.endpoints.size()) throw InputError("--endpoint: no endpoint " + std::to_string(i));
   evals::HttpBackendOptions o;
-  o.http.base_url = a.endpoint;
+  o.http.base_url = a.endpoints[i];
   o.http.api_key_env = a.api_key_env;
   o.http.concurrency = a.concurrency;
   o.http.timeout_s = a.timeout_s;
   o.http.max_retries = a.retries;
   o.http.backoff_s = a.backoff_s;
-  o.model = a.model_name;
+  o.model = a.model_names[i];
   o.tokenizer = a.tokenizer;
   if (o.tokenizer.empty() && !model_dir.empty()) {
     const auto tj = std::filesystem::path(model_dir) / "tokenizer.json";

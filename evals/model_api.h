@@ -65,10 +65,10 @@ struct SamplingParams {
 struct Usage {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
-  int64_t cached_prompt_tokens = 0;  // of prompt_tokens, served from the server's prompt cache
-  int64_t reasoning_tokens = 0;      // of completion_tokens, spent on reasoning (where reported)
   double prefill_seconds = 0;  // time to the first token's logits
   double decode_seconds = 0;
+  int64_t cached_prompt_tokens = 0;  // of prompt_tokens, served from the server's prompt cache
+  int64_t reasoning_tokens = 0;      // of completion_tokens, spent on reasoning (where reported)
 };
 
 struct Completion {

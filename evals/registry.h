@@ -101,8 +101,8 @@ struct Outcome {
   std::string prediction;
   double score = 0;
   int64_t prompt_tokens = 0, completion_tokens = 0;
-  int64_t cached_prompt_tokens = 0, reasoning_tokens = 0;  // from the backend's usage, where reported
   double seconds = 0, prefill_seconds = 0;
+  int64_t cached_prompt_tokens = 0, reasoning_tokens = 0;  // from the backend's usage, where reported
   // Further per-sample measurements (name -> value), aggregated per length bin with their
   // own confidence intervals (results.json "metrics_by_length"); NaN: not applicable.
   std::map<std::string, double> metrics;

@@ -31,9 +31,9 @@ struct SampleRecord {
   std::string prediction, expected;
   double score = 0, chance = 0, copy_random = 0, copy_first = 0;
   int64_t prompt_tokens = 0, completion_tokens = 0;
+  double seconds = 0, prefill_seconds = 0;
   int64_t cached_prompt_tokens = 0;  // of prompt_tokens, served from a server's prompt cache
   int64_t reasoning_tokens = 0;      // of completion_tokens, spent on reasoning (where reported)
-  double seconds = 0, prefill_seconds = 0;
   std::map<std::string, double> metrics;  // Outcome::metrics; NaN is written as null
 
   // "task|version|length|cell|index": identifies the sample within a run.

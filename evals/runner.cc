@@ -530,8 +530,29 @@ std::string move_run_aside(const std::string& out) {
   return target;
 }
 
-RunSummary run_eval(const RunConfig& cfg, LanguageModel& model, const ProbeTokens* probe) {
-  const auto t_start = Clock::now();
+namespace {
+
+// One run of run_evals: its arguments, model, plan state and output files.
+struct RunState {
+  const RunConfig* cfg = nullptr;
+  LanguageModel* model = nullptr;
+  std::vector<const Task*> tasks;
+  json::object args;
+  GenContext ctx;
+  std::vector<Planned> plan;
+  std::map<std::string, SampleRecord> done;
+  std::string samples_path;
+  std::unique_ptr<SampleWriter> writer;
+  std::unique_ptr<Progress> progress;
+  std::map<const Task*, Hasher> data_hash;
+  RunSummary sum;
+  bool stopped = false;  // stop_after reached (a simulated kill)
+};
+
+// Checks the arguments and the model's capabilities, plans, prepares OUT and reads what a
+// previous invocation finished. Nothing is written before every check has passed.
+void start_run(RunState& s, const ProbeTokens* probe) {
+  const RunConfig& cfg = *s.cfg;
   if (cfg.lengths.empty()) throw InputError("--lengths is required");
   if (cfg.samples <= 0) throw InputError("--samples must be positive");
   if (cfg.depths.empty()) throw InputError("--depths: at least one depth");
@@ -539,63 +560,119 @@ RunSummary run_eval(const RunConfig& cfg, LanguageModel& model, const ProbeToken
   if (cfg.resamples <= 0) throw InputError("--resamples must be positive");
   if (cfg.format == PromptFormat::probe && !probe)
     throw InputError("--format probe: the model directory has no probe.json");
-  const std::vector<const Task*> tasks = resolve_tasks(cfg);
-  for (const Task* t : tasks) {
-    const uint32_t need = t->needs(cfg.format), have = model.capabilities();
+  s.tasks = resolve_tasks(cfg);
+  for (const Task* t : s.tasks) {
+    const uint32_t need = t->needs(cfg.format), have = s.model->capabilities();
     if ((need & have) != need)
       throw InputError(fmt::format("task {} (format {}) needs {}; backend {} has {}", t->name(),
-                                   format_name(cfg.format), capability_names(need), model.spec(),
+                                   format_name(cfg.format), capability_names(need), s.model->spec(),
                                    capability_names(have)));
   }
-  const json::object args = canonical_args(cfg, tasks);
-  GenContext ctx{cfg.format, probe, &model, cfg.options};
-  std::vector<Planned> plan;
+  s.args = canonical_args(cfg, s.tasks);
+  s.ctx = GenContext{cfg.format, probe, s.model, cfg.options};
   GridSpec grid{cfg.lengths, cfg.depths, cfg.options};
-  for (const Task* t : tasks)
+  for (const Task* t : s.tasks)
     for (const Cell& c : t->cells(grid))
-      for (int64_t i = 0; i < cfg.samples; ++i) plan.push_back({t, c, i});
+      for (int64_t i = 0; i < cfg.samples; ++i) s.plan.push_back({t, c, i});
   // Items are generated one at a time below (a 1M prompt is 4 MB); generating sample 0 of
   // every cell first makes a length too short for a task fail before anything is written.
-  for (const Task* t : tasks)
-    for (const Cell& c : t->cells(grid)) (void)t->generate(ctx, c, cfg.seed, 0);
-  prepare_out_dir(cfg, args);
-  const fs::path out(cfg.out);
-  const std::string samples_path = (out / "samples.jsonl").string();
-  std::map<std::string, SampleRecord> done = load_finished(samples_path, plan);
+  for (const Task* t : s.tasks)
+    for (const Cell& c : t->cells(grid)) (void)t->generate(s.ctx, c, cfg.seed, 0);
+}
 
-  RunSummary sum;
-  sum.planned = int64_t(plan.size());
-  sum.resumed = int64_t(done.size());
+void open_run(RunState& s) {
+  const RunConfig& cfg = *s.cfg;
+  prepare_out_dir(cfg, s.args);
+  s.samples_path = (fs::path(cfg.out) / "samples.jsonl").string();
+  s.done = load_finished(s.samples_path, s.plan);
+  s.sum.planned = int64_t(s.plan.size());
+  s.sum.resumed = int64_t(s.done.size());
   int64_t total_tokens = 0, done_tokens = 0;
-  for (const Planned& p : plan) total_tokens += p.cell.length;
-  for (const auto& [k, r] : done) done_tokens += r.length;
-  Progress progress(cfg.progress, sum.planned, sum.resumed, total_tokens, done_tokens);
-  SampleWriter writer(samples_path);
-  std::map<const Task*, Hasher> data_hash;
-  for (const Planned& p : plan) {
-    const Item item = p.task->generate(ctx, p.cell, cfg.seed, p.index);
-    data_hash[p.task].u64(item.hash);
-    const std::string key = planned_key(p);
-    if (auto it = done.find(key); it != done.end()) {
-      if (it->second.item_hash != item.hash)
-        throw InputError(
-            fmt::format("{}: sample {} was generated with different data (hash {} recorded, {} "
-                        "now); use --force",
-                        samples_path, key, hex64(it->second.item_hash), hex64(item.hash)));
-      continue;
-    }
-    if (cfg.stop_after >= 0 && sum.ran >= cfg.stop_after) return sum;  // simulated kill
-    const SampleRecord r = make_record(*p.task, item, p.task->evaluate(model, item), cfg.seed);
-    writer.append(r);
-    progress.step(r);
-    done.emplace(key, r);
-    ++sum.ran;
+  for (const Planned& p : s.plan) total_tokens += p.cell.length;
+  for (const auto& [k, r] : s.done) done_tokens += r.length;
+  s.progress = std::make_unique<Progress>(cfg.progress, s.sum.planned, s.sum.resumed, total_tokens, done_tokens);
+  s.writer = std::make_unique<SampleWriter>(s.samples_path);
+}
+
+// Planned sample i of run s: skipped when finished before (its item must be unchanged), else
+// run, recorded and appended to samples.jsonl.
+void step_run(RunState& s, size_t i) {
+  if (s.stopped) return;
+  const RunConfig& cfg = *s.cfg;
+  const Planned& p = s.plan[i];
+  const Item item = p.task->generate(s.ctx, p.cell, cfg.seed, p.index);
+  s.data_hash[p.task].u64(item.hash);
+  const std::string key = planned_key(p);
+  if (auto it = s.done.find(key); it != s.done.end()) {
+    if (it->second.item_hash != item.hash)
+      throw InputError(
+          fmt::format("{}: sample {} was generated with different data (hash {} recorded, {} "
+                      "now); use --force",
+                      s.samples_path, key, hex64(it->second.item_hash), hex64(item.hash)));
+    return;
   }
-  sum.results = results_json(cfg, model, probe, args, tasks, plan, done, data_hash, sum,
-                             std::chrono::duration<double>(Clock::now() - t_start).count());
-  write_file_atomic((out / "results.json").string(), pretty_json(sum.results));
-  sum.complete = true;
-  return sum;
+  if (cfg.stop_after >= 0 && s.sum.ran >= cfg.stop_after) {  // simulated kill
+    s.stopped = true;
+    return;
+  }
+  const SampleRecord r = make_record(*p.task, item, p.task->evaluate(*s.model, item), cfg.seed);
+  s.writer->append(r);
+  s.progress->step(r);
+  s.done.emplace(key, r);
+  ++s.sum.ran;
+}
+
+void finish_run(RunState& s, const ProbeTokens* probe, double wall_seconds) {
+  if (s.stopped) return;
+  s.sum.results = results_json(*s.cfg, *s.model, probe, s.args, s.tasks, s.plan, s.done, s.data_hash, s.sum,
+                               wall_seconds);
+  write_file_atomic((fs::path(s.cfg->out) / "results.json").string(), pretty_json(s.sum.results));
+  s.sum.complete = true;
+}
+
+// The arguments that decide a run's plan (and its items, for the same tokenizer).
+json::object plan_identity(const json::object& args) {
+  json::object id;
+  for (const char* k : {"suite", "tasks", "lengths", "depths", "samples", "seed", "format", "distractors", "values",
+                        "queries", "hops", "coding"})
+    if (const auto* v = args.if_contains(k)) id[k] = *v;
+  return id;
+}
+
+}  // namespace
+
+RunSummary run_eval(const RunConfig& cfg, LanguageModel& model, const ProbeTokens* probe) {
+  return run_evals({cfg}, {&model}, probe).front();
+}
+
+std::vector<RunSummary> run_evals(const std::vector<RunConfig>& cfgs, const std::vector<LanguageModel*>& models,
+                                  const ProbeTokens* probe) {
+  const auto t_start = Clock::now();
+  if (cfgs.empty() || cfgs.size() != models.size()) throw InputError("run_evals: one model per run");
+  std::vector<RunState> runs(cfgs.size());
+  for (size_t r = 0; r < runs.size(); ++r) {
+    runs[r].cfg = &cfgs[r];
+    runs[r].model = models[r];
+    start_run(runs[r], probe);
+    for (size_t q = 0; q < r; ++q) {
+      if (cfgs[q].out == cfgs[r].out) throw InputError("runs " + std::to_string(q) + " and " + std::to_string(r) +
+                                                       " write to the same directory '" + cfgs[r].out + "'");
+      if (plan_identity(runs[q].args) != plan_identity(runs[r].args))
+        throw InputError("interleaved runs must share suite, tasks, lengths, depths, samples, seed and options");
+    }
+  }
+  for (RunState& s : runs) open_run(s);
+  // Interleaved: sample i of every run before sample i + 1 of any, so the models see the same
+  // items at the same time (a fair comparison under drifting server load).
+  for (size_t i = 0; i < runs.front().plan.size(); ++i)
+    for (RunState& s : runs) step_run(s, i);
+  const double wall = std::chrono::duration<double>(Clock::now() - t_start).count();
+  std::vector<RunSummary> out;
+  for (RunState& s : runs) {
+    finish_run(s, probe, wall);
+    out.push_back(std::move(s.sum));
+  }
+  return out;
 }
 
 }  // namespace dsv4::evals

@@ -63,6 +63,13 @@ struct RunSummary {
 // bad arguments (exit 2 at the CLI) before any model call.
 RunSummary run_eval(const RunConfig& cfg, LanguageModel& model, const ProbeTokens* probe);
 
+// Several runs of the same plan (suite, tasks, lengths, depths, samples, seed, generator
+// options), one model each, each with its own OUT, interleaved: sample i goes to every model
+// before sample i + 1 to any (`dsv4 eval --endpoint A --endpoint B`: a comparison fair in
+// time). Each run resumes on its own. InputError when the plans differ or two runs share an OUT.
+std::vector<RunSummary> run_evals(const std::vector<RunConfig>& cfgs, const std::vector<LanguageModel*>& models,
+                                  const ProbeTokens* probe);
+
 // Renames the directory `out` to `out`.old-YYYYmmddTHHMMSSZ (UTC now; -2, -3, ... appended
 // when that name is taken) and returns the new path. InputError when the rename fails.
 std::string move_run_aside(const std::string& out);
