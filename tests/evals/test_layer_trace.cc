@@ -185,13 +185,6 @@ TEST(LayerTraceEngine, OfficialNumericsShowTheQuantisationDrift) {
 
 // ---- a degradation run: metrics in results.json, resume after a kill ------------------------
 
-json::object read_json(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return json::parse(ss.str()).as_object();
-}
-
 // metrics_by_length without the timing metric (wall time differs between runs).
 json::array deterministic_metrics(const json::object& results) {
   json::array out;
