@@ -70,6 +70,12 @@ const std::vector<Suite>& suites() {
              std::make_shared<NiahTask>(NiahKind::variables),
              std::make_shared<NiahTask>(NiahKind::geometry),
              std::make_shared<MrcrTask>()}},
+      Suite{"longcode",
+            "long-context code: a synthetic Python repository up to 1M tokens, questions whose "
+            "answer needs one definition far away (return value, defining file, parameters); exact "
+            "match (probe checkpoints: key -> value recall)",
+            {std::make_shared<NiahTask>(NiahKind::repo_return), std::make_shared<NiahTask>(NiahKind::repo_file),
+             std::make_shared<NiahTask>(NiahKind::repo_params)}},
       Suite{"degradation",
             "what changes with context length: recall with distractors, and per layer at the last "
             "position the deployment path against the fp64 reference (drift, needle mass, indexer "

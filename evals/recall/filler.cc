@@ -1,5 +1,6 @@
 #include "evals/recall/filler.h"
 
+#include <algorithm>
 #include <array>
 
 #include "reference/errors.h"
@@ -31,6 +32,57 @@ std::string pick(std::mt19937_64& rng, const std::array<const char*, N>& words) 
 }
 
 }  // namespace
+
+namespace {
+constexpr uint64_t kFunctionLo = 10000, kFunctionSpan = 90000;  // 5-digit function ids
+constexpr uint64_t kModuleLo = 1000, kModuleSpan = 9000;        // 4-digit module numbers
+constexpr int64_t kFunctionsPerFile = 8;
+constexpr int64_t kCoefficientSpan = 19;  // a in [2, 20], b in [0, 18]
+}  // namespace
+
+const std::vector<std::string>& code_parameter_names() {
+  static const std::vector<std::string> k = {"count", "width", "height", "offset", "scale", "limit",
+                                             "index", "total", "delta",  "factor", "base",  "step"};
+  return k;
+}
+
+std::string CodeFunction::name() const { return "f_" + std::to_string(id); }
+
+std::string CodeFunction::text() const {
+  return "def " + name() + "(" + p + ", " + q + "):\n    return " + p + " * " + std::to_string(a) + " + " + q +
+         " - " + std::to_string(b) + "\n\n";
+}
+
+CodeFunction code_function(std::mt19937_64& rng) {
+  const auto& names = code_parameter_names();
+  CodeFunction f;
+  f.id = kFunctionLo + uniform_index(rng, kFunctionSpan);
+  const size_t i = uniform_index(rng, names.size());
+  size_t j = uniform_index(rng, names.size() - 1);
+  if (j >= i) ++j;
+  f.p = names[i], f.q = names[j];
+  f.a = 2 + int64_t(uniform_index(rng, kCoefficientSpan));
+  f.b = int64_t(uniform_index(rng, kCoefficientSpan));
+  return f;
+}
+
+std::string code_file(uint64_t module) { return "pkg/mod_" + std::to_string(kModuleLo + module % kModuleSpan) + ".py"; }
+
+int32_t CodeFiller::next() {
+  while (at_ == pending_.size()) {
+    pending_.clear();
+    at_ = 0;
+    std::string text;
+    if (in_file_ == 0) text = "# file: " + code_file(uniform_index(rng_, kModuleSpan)) + "\n";
+    CodeFunction f = code_function(rng_);
+    while (std::find(reserved_.begin(), reserved_.end(), f.id) != reserved_.end()) f = code_function(rng_);
+    text += f.text();
+    in_file_ = (in_file_ + 1) % kFunctionsPerFile;
+    pending_ = model_.tokenize(text);
+    if (pending_.empty()) throw InputError("the tokenizer maps a code line to no tokens");
+  }
+  return pending_[at_++];
+}
 
 int32_t ProbeFiller::next() {
   return ids_[uniform_index(rng_, ids_.size())];

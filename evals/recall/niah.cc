@@ -30,6 +30,9 @@ constexpr int64_t kVariableChains = 2;
 constexpr int kNameLetters = 5;
 constexpr uint64_t kNameSpan = 26ull * 26 * 26 * 26 * 26;
 constexpr uint64_t kVarValueLo = 10000, kVarValueSpan = 90000;
+// Long-context code: 4-digit module numbers (as filler.cc), call arguments in [0, 100).
+constexpr uint64_t kModuleSpan = 9000;
+constexpr uint64_t kArgSpan = 100;
 
 // One needle: its tokens and where its answer starts inside them.
 struct Needle {
@@ -151,8 +154,48 @@ void variable_frame(const LanguageModel& m, std::mt19937_64& rng, int64_t hops, 
   f.distractors.assign(all.begin() + 1, all.end());
 }
 
-Frame make_frame(const GenContext& ctx, std::mt19937_64& rng, NiahKind kind) {
+// Long-context code (natural): one function definition under its file header is the needle;
+// the question asks about it. reserved: the target's id (the filler never defines it).
+void code_frame(const LanguageModel& m, std::mt19937_64& rng, NiahKind kind, Frame& f,
+                std::vector<uint64_t>& reserved) {
+  const CodeFunction fn = code_function(rng);
+  reserved.push_back(fn.id);
+  const std::string file = code_file(uniform_index(rng, kModuleSpan));
+  const int64_t x = int64_t(uniform_index(rng, kArgSpan)), y = int64_t(uniform_index(rng, kArgSpan));
+  Needle n;
+  int64_t def_at = 0;
+  n.tokens = concat_pieces(m, {"# file: " + file + "\n", fn.text()}, &def_at);
+  n.value_offset = def_at;
+  std::string question;
+  if (kind == NiahKind::repo_return) {
+    n.answer = std::to_string(fn.call(x, y));
+    question = "What does " + fn.name() + "(" + std::to_string(x) + ", " + std::to_string(y) +
+               ") return? Answer with the number only.";
+  } else if (kind == NiahKind::repo_file) {
+    n.answer = file;
+    question = "Which file defines the function " + fn.name() + "? Answer with the file path only.";
+  } else {
+    n.answer = fn.p + ", " + fn.q;
+    question = "What are the parameter names of " + fn.name() +
+               ", in order? Answer with the names only, separated by commas.";
+  }
+  const std::string intro = "Below is the source code of a Python repository. Read it.\n\n";
+  const std::string chat = m.render_chat({{"user", intro + kHaystackMark}});
+  const size_t at = chat.find(kHaystackMark);
+  if (at == std::string::npos) throw InputError("the chat rendering lost the user text");
+  f.prefix = m.tokenize(chat.substr(0, at));
+  f.suffix = m.tokenize("\n\n" + question + chat.substr(at + 1));
+  f.target = n;
+  f.answers = {n.answer};
+}
+
+Frame make_frame(const GenContext& ctx, std::mt19937_64& rng, NiahKind kind, std::vector<uint64_t>& reserved) {
   const TaskOptions& o = ctx.options;
+  if (is_code_kind(kind) && ctx.format == PromptFormat::natural) {
+    Frame f;
+    code_frame(*ctx.model, rng, kind, f, reserved);
+    return f;
+  }
   if (kind == NiahKind::variables) {
     Frame f;
     variable_frame(*ctx.model, rng, o.hops, f);
@@ -339,8 +382,18 @@ std::string NiahTask::name() const {
       return "variable_tracking";
     case NiahKind::geometry:
       return "niah_geometry";
+    case NiahKind::repo_return:
+      return "repo_return";
+    case NiahKind::repo_file:
+      return "repo_file";
+    case NiahKind::repo_params:
+      return "repo_params";
   }
   return "";
+}
+
+bool is_code_kind(NiahKind k) {
+  return k == NiahKind::repo_return || k == NiahKind::repo_file || k == NiahKind::repo_params;
 }
 
 std::string NiahTask::version() const {
@@ -363,6 +416,12 @@ std::string NiahTask::description() const {
     case NiahKind::geometry:
       return "one needle by offset mod 4 / mod 128, block straddles, inside/outside the 128-token "
              "window";
+    case NiahKind::repo_return:
+      return "synthetic Python repository: what does f_N(x, y) return (exact); length x depth";
+    case NiahKind::repo_file:
+      return "synthetic Python repository: which file defines f_N (exact); length x depth";
+    case NiahKind::repo_params:
+      return "synthetic Python repository: f_N's parameter names in order (exact); length x depth";
   }
   return "";
 }
@@ -399,7 +458,8 @@ Item NiahTask::generate(const GenContext& ctx, const Cell& cell, uint64_t run_se
   if (!supports(ctx.format))
     throw InputError(it.task + ": no " + format_name(ctx.format) + " format");
   if (ctx.options.distractors < 0) throw InputError("--distractors must be >= 0");
-  Frame f = make_frame(ctx, rng, kind_);
+  std::vector<uint64_t> reserved;  // code tasks: function ids the filler must not define
+  Frame f = make_frame(ctx, rng, kind_, reserved);
   const int64_t L = cell.length;
   const int64_t body_lo = int64_t(f.prefix.size()), body_hi = L - int64_t(f.suffix.size());
   int64_t needed = int64_t(f.target.tokens.size()) + kNeedleGap;
@@ -417,6 +477,8 @@ Item NiahTask::generate(const GenContext& ctx, const Cell& cell, uint64_t run_se
   const uint64_t filler_seed = rng();
   if (ctx.format == PromptFormat::probe)
     filler = std::make_unique<ProbeFiller>(ctx.probe->filler, filler_seed);
+  else if (is_code_kind(kind_))
+    filler = std::make_unique<CodeFiller>(*ctx.model, filler_seed, reserved);
   else
     filler = std::make_unique<GrammarFiller>(*ctx.model, filler_seed);
   it.prompt.reserve(size_t(L));
@@ -437,8 +499,15 @@ Item NiahTask::generate(const GenContext& ctx, const Cell& cell, uint64_t run_se
     it.candidates = ctx.probe->values;
     it.chance = double(f.answers.size()) / double(ctx.probe->values.size());
   } else {
-    // A uniform guess of one answer: a 7-digit value, or a 5-letter variable name.
-    it.chance = 1.0 / double(kind_ == NiahKind::variables ? kNameSpan : kValueSpan);
+    // A uniform guess of one answer: a 7-digit value, a 5-letter variable name, a file of the
+    // repository, an ordered pair of parameter names, or a return value (x a + y - b spans
+    // about 100 x 20 + 100 values).
+    const double params = double(code_parameter_names().size());
+    it.chance = kind_ == NiahKind::variables     ? 1.0 / double(kNameSpan)
+                : kind_ == NiahKind::repo_file   ? 1.0 / double(kModuleSpan)
+                : kind_ == NiahKind::repo_params ? 1.0 / (params * (params - 1))
+                : kind_ == NiahKind::repo_return ? 1.0 / double(kArgSpan * 21)
+                                                 : 1.0 / double(kValueSpan);
   }
   it.geometry = geometry_of(f.target.pos, tlen, f.target.pos + f.target.value_offset, L);
   it.hash = Hasher().ids(it.prompt).ids(it.candidates).str(it.expected).digest();
@@ -464,7 +533,43 @@ Outcome NiahTask::evaluate(LanguageModel& m, const Item& item) const {
   return o;
 }
 
+namespace {
+// The first non-empty line, trimmed (spaces, tabs, backticks; a final period); with `list`,
+// its comma-separated items trimmed and joined with ",".
+std::string first_line(const std::string& s, bool list) {
+  size_t b = 0;
+  std::string line;
+  while (b < s.size() && line.empty()) {
+    const size_t e = std::min(s.find('\n', b), s.size());
+    line = s.substr(b, e - b);
+    const size_t l = line.find_first_not_of(" \t\r`"), r = line.find_last_not_of(" \t\r`.");
+    line = l == std::string::npos ? "" : line.substr(l, r - l + 1);
+    b = e + 1;
+  }
+  if (!list) return line;
+  std::string out, part;  // each comma-separated item trimmed, joined with ","
+  auto flush = [&] {
+    const size_t l = part.find_first_not_of(' '), r = part.find_last_not_of(' ');
+    out += (out.empty() ? "" : ",") + (l == std::string::npos ? "" : part.substr(l, r - l + 1));
+    part.clear();
+  };
+  for (char ch : line) {
+    if (ch == ',')
+      flush();
+    else
+      part += ch;
+  }
+  flush();
+  return out;
+}
+}  // namespace
+
 double NiahTask::score(const Item& item, const std::string& prediction) const {
+  // Code tasks (natural): exact match of the first line.
+  if (is_code_kind(kind_) && item.format == PromptFormat::natural) {
+    const bool list = kind_ == NiahKind::repo_params;
+    return !item.answers.empty() && first_line(prediction, list) == first_line(item.answers[0], list) ? 1.0 : 0.0;
+  }
   // Probe: the argmax is one of the answers. Natural: the fraction of the answers that
   // appear in the generated text (substring match each).
   if (item.format == PromptFormat::probe)

@@ -19,6 +19,13 @@
 //                    mod128=127   needle across a 128-block boundary, outside the window
 //                    window_in    the whole needle in the last 128 positions
 //                    window_out   just outside: its last token 129..256 positions from the end
+//   repo_return / repo_file / repo_params  long-context code (the `longcode` suite): the
+//                  haystack is a synthetic Python repository (filler.h CodeFiller), the needle one
+//                  function under its file header; the question asks what the function returns
+//                  for given arguments, which file defines it, or its parameter names in order;
+//                  exact match of the answer's first line (params: ", "-separated, spacing
+//                  ignored). Cells: length x depth. Probe format: the question reduces to the
+//                  probe's key -> value recall (the niah_single construction).
 // Prompt = prefix | body (filler with needles at exact positions) | suffix, exactly
 // `length` tokens:
 //   probe    prefix = (none), needle = [key id, value id], suffix = [query key id];
@@ -33,7 +40,12 @@
 
 namespace dsv4::evals {
 
-enum class NiahKind { single, multikey, multivalue, multiquery, variables, geometry };
+enum class NiahKind {
+  single, multikey, multivalue, multiquery, variables, geometry,
+  repo_return, repo_file, repo_params  // long-context code
+};
+// The kind is one of the repo_* code tasks.
+bool is_code_kind(NiahKind k);
 
 class NiahTask final : public Task {
  public:
