@@ -6,7 +6,7 @@
 // Names: <op>/<model>/<case>, e.g. attention_csa_decode/v4-flash/ctx:131072,
 // indexer_decode/v4-pro/ctx:1048576, mla_dense_decode/v3/ctx:32768, ceiling_sgemm/cpu/n:1024.
 // Models: v4-flash, v4-pro, v3.2, v3 (real shapes, model/config.h presets); v4 for ops whose
-// shapes are the same in Flash and Pro; cpu for the ceilings. Cases: ctx:L (a decode step,
+// shapes are the same in Flash and Pro; cpu / gpu for the ceilings. Cases: ctx:L (a decode step,
 // or the last prefill chunk, at context L), tokens:T (context-independent ops over T tokens),
 // rows:R (elementwise ops over R rows), experts:E, csa / csa_indexer / hca (compressors).
 //
@@ -31,9 +31,12 @@
 //     bytes = weights + indexer keys + attended entries.
 // Norms, RoPE, softmax and top-k are not counted where an op contains them (as flops.h).
 //
-// Roofline share (computed by dsv4 bench from the same run's ceilings):
-//   max(flops / sgemm_rate, bytes / read_rate) / seconds. Targets (targets.md): >= 0.75 for
-// every op with `target` set; the whole-layer steps mix a memory-bound half (weights) and a
+// Roofline share (computed by dsv4 bench from the same run's ceilings of the case's backend):
+//   CPU:  max(flops / sgemm_rate, bytes / read_rate) / seconds
+//   CUDA: max(flops / cublas_bf16_rate, bytes / copy_rate) / seconds (seconds from CUDA events)
+// Targets (targets.md): CPU >= 0.75 for every op with `target` set; CUDA >= 0.80 when
+// memory-bound, >= 0.60 when compute-bound (bench/derive.h). The whole-layer steps mix a
+// memory-bound half (weights) and a
 // compute-bound half (indexer, attention) run one after the other, so max() caps their share
 // near max/(sum) and they carry no target.
 #pragma once
@@ -56,16 +59,36 @@ inline constexpr int64_t kMoeBenchExperts = 16;     // experts allocated by the 
 inline constexpr int64_t kMoePrefillTokens = 16;
 inline constexpr double kMemoryLimit = 16.0 * 1024 * 1024 * 1024;  // bytes; larger cases are skipped
 
+// Where a case runs. CUDA cases (built only when nvcc is found: bench/cases_cuda.cc) are the
+// twins of reference cases, named <op>_cuda/<model>/<case> with the twin's model, case and
+// counters; their ceilings are ceiling_copy/gpu/... and ceiling_cublas/gpu/... . The backend
+// is readable from the name alone (backend_of_name), so that bench.json from any build derives.
+enum class Backend { cpu, cuda };
+inline constexpr const char* kCudaOpSuffix = "_cuda";
+inline constexpr const char* kGpuCeilingModel = "gpu";
+Backend backend_of_name(const std::string& name);  // <op>_cuda/... or ceiling_*/gpu/...: cuda
+const char* backend_string(Backend b);             // "cpu", "cuda"
+
+// One timed iteration that measures itself (device work: CUDA events around it) and returns
+// its seconds; Google Benchmark takes them as manual time.
+using TimedStep = std::function<double()>;
+
 struct Case {
   std::string op, model, variant;
   int64_t context = 0;   // tokens of context (0: none)
   double flops = 0;      // per iteration
   double bytes = 0;      // per iteration
-  double memory = 0;     // bytes the set-up allocates (estimate)
+  double memory = 0;     // bytes the set-up allocates on the host (estimate)
+  double device_memory = 0;  // bytes the set-up allocates on the GPU (CUDA cases; estimate)
   bool quick = false;    // in the --quick subset
-  bool target = true;    // judged against the 75 % roofline target
+  bool target = true;    // judged against the roofline target of its backend
+  Backend backend = Backend::cpu;
   std::string skip;      // non-empty: not run, and why
-  std::function<Step()> setup;  // allocates the inputs; the step owns them
+  std::function<Step()> setup;  // allocates the inputs; the step owns them (CPU cases)
+  std::function<TimedStep()> timed_setup;  // the same for cases timed by the device (CUDA)
+  // Checked when the run starts: non-empty means not runnable on this machine, and why
+  // (CUDA cases: "no CUDA device: ..."). Empty function: always runnable.
+  std::function<std::string()> unavailable;
   std::string name() const { return op + "/" + model + "/" + variant; }
 };
 
@@ -78,6 +101,9 @@ void add_v4_layer_cases(std::vector<Case>& out);       // projections, compresso
 void add_v4_block_cases(std::vector<Case>& out);       // mHC, MoE, elementwise
 void add_predecessor_cases(std::vector<Case>& out);    // V3.2 DSA, V3 dense MLA
 void add_ceiling_cases(std::vector<Case>& out);
+// CUDA builds only: a <op>_cuda twin of every reference case of an op with a CUDA kernel
+// (today rmsnorm, hadamard) already in `out`, and the GPU ceilings (bench/cases_cuda.cc).
+void add_cuda_cases(std::vector<Case>& out);
 
 std::string ctx_variant(int64_t L);  // "ctx:L"
 

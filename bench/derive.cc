@@ -6,6 +6,7 @@
 #include <cmath>
 #include <regex>
 #include <set>
+#include <string_view>
 
 #include "bench/cases.h"
 #include "bench/flops.h"
@@ -16,6 +17,9 @@ namespace dsv4::bench {
 namespace json = boost::json;
 
 namespace {
+
+// Google Benchmark appends this to the run name of a manual-time benchmark (the CUDA cases).
+constexpr std::string_view kManualTimeSuffix = "/manual_time";
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -115,6 +119,11 @@ json::value parse_benchmark_json(const std::string& text) {
   return json::parse(std::regex_replace(text, nonfinite, "$1null"));
 }
 
+double target_share(const DerivedBenchmark& b) {
+  if (b.backend != "cuda") return kTargetShare;
+  return b.bound == "compute" ? kCudaComputeTargetShare : kCudaMemoryTargetShare;
+}
+
 double DerivedBenchmark::median_seconds() const { return median(seconds); }
 double DerivedBenchmark::median_share() const { return roofline_share.empty() ? -1 : median(roofline_share); }
 
@@ -130,7 +139,8 @@ Derived derive(const json::value& bench) {
     for (const json::value& v : *runs) {
       if (!v.is_object()) continue;
       const json::object& o = v.as_object();
-      const std::string name = string_of(o, "run_name").empty() ? string_of(o, "name") : string_of(o, "run_name");
+      std::string name = string_of(o, "run_name").empty() ? string_of(o, "name") : string_of(o, "run_name");
+      if (name.ends_with(kManualTimeSuffix)) name.resize(name.size() - kManualTimeSuffix.size());
       if (const json::value* e = o.if_contains("error_occurred"); e && e->is_bool() && e->as_bool()) {
         d.errors[name] = string_of(o, "error_message");
         continue;
@@ -142,7 +152,12 @@ Derived derive(const json::value& bench) {
         b.name = name;
         b.flops_per_iter = number(o, "flops_per_iter");
         b.bytes_per_iter = number(o, "bytes_per_iter");
-        const auto t = targets.find(name);
+        b.backend = backend_string(backend_of_name(name));
+        auto t = targets.find(name);
+        // A CUDA twin missing from this build's list (a GPU run re-derived by a build without
+        // CUDA) takes its reference twin's flag: <op>_cuda/m/c -> <op>/m/c.
+        if (const size_t at = name.find(std::string(kCudaOpSuffix) + "/"); t == targets.end() && at != std::string::npos)
+          t = targets.find(name.substr(0, at) + name.substr(at + std::string(kCudaOpSuffix).size()));
         b.target = t != targets.end() && t->second;
         d.benchmarks.push_back(b);
       }
@@ -162,11 +177,23 @@ Derived derive(const json::value& bench) {
       d.read_bytes_per_s = b.bytes_per_iter / t;
       if (tc > 0) d.read_bytes_per_cpu_s = b.bytes_per_iter / tc;
     }
+    if (b.name.rfind("ceiling_copy/", 0) == 0) d.copy_bytes_per_s = b.bytes_per_iter / t;
+    if (b.name.rfind("ceiling_cublas/", 0) == 0) d.cublas_flops_per_s = b.flops_per_iter / t;
   }
   const bool cpu_ceilings = d.sgemm_flops_per_cpu_s > 0 && d.read_bytes_per_cpu_s > 0;
   const bool ceilings = d.sgemm_flops_per_s > 0 && d.read_bytes_per_s > 0;
+  const bool gpu_ceilings = d.copy_bytes_per_s > 0 && d.cublas_flops_per_s > 0;
   std::map<std::string, const DerivedBenchmark*> by;
   for (auto& b : d.benchmarks) {
+    if (b.backend == "cuda") {  // device time against the GPU ceilings; no CPU-time share
+      if (gpu_ceilings) {
+        const double tf = b.flops_per_iter / d.cublas_flops_per_s, tb = b.bytes_per_iter / d.copy_bytes_per_s;
+        b.bound = tf >= tb ? "compute" : "memory";
+        for (double s : b.seconds) b.roofline_share.push_back(s > 0 ? std::max(tf, tb) / s : 0.0);
+      }
+      by[b.name] = &b;
+      continue;
+    }
     if (ceilings) {
       const double tf = b.flops_per_iter / d.sgemm_flops_per_s, tb = b.bytes_per_iter / d.read_bytes_per_s;
       b.bound = tf >= tb ? "compute" : "memory";
@@ -218,7 +245,9 @@ json::object derived_json(const Derived& d, const std::map<std::string, std::str
                    {"roofline_share_cpu", std::move(cpu_shares)},
                    {"bound", b.bound},
                    {"target", b.target}};
-    if (b.target && !b.roofline_share.empty()) o["target_met"] = b.median_share() >= kTargetShare;
+    o["backend"] = b.backend;
+    if (b.target) o["target_share"] = target_share(b);
+    if (b.target && !b.roofline_share.empty()) o["target_met"] = b.median_share() >= target_share(b);
     benches.push_back(std::move(o));
   }
   json::array speedups;
@@ -241,8 +270,12 @@ json::object derived_json(const Derived& d, const std::map<std::string, std::str
                       {"ceilings", json::object{{"sgemm_flops_per_s", d.sgemm_flops_per_s},
                                                 {"read_bytes_per_s", d.read_bytes_per_s},
                                                 {"sgemm_flops_per_cpu_s", d.sgemm_flops_per_cpu_s},
-                                                {"read_bytes_per_cpu_s", d.read_bytes_per_cpu_s}}},
+                                                {"read_bytes_per_cpu_s", d.read_bytes_per_cpu_s},
+                                                {"copy_bytes_per_s", d.copy_bytes_per_s},
+                                                {"cublas_bf16_flops_per_s", d.cublas_flops_per_s}}},
                       {"target_share", kTargetShare},
+                      {"target_share_cuda", json::object{{"memory", kCudaMemoryTargetShare},
+                                                         {"compute", kCudaComputeTargetShare}}},
                       {"benchmarks", std::move(benches)},
                       {"speedups", std::move(speedups)},
                       {"skipped", std::move(skip)},
@@ -251,21 +284,31 @@ json::object derived_json(const Derived& d, const std::map<std::string, std::str
 
 std::string derived_table(const Derived& d) {
   std::string s;
-  s += fmt::format("same-run ceilings: SGEMM {:.1f} GFLOP/s (ceiling_sgemm), streaming read {:.1f} GB/s (ceiling_read)\n",
-                   d.sgemm_flops_per_s / 1e9, d.read_bytes_per_s / 1e9);
+  const bool gpu = d.copy_bytes_per_s > 0 || d.cublas_flops_per_s > 0;
+  if (!gpu || d.sgemm_flops_per_s > 0 || d.read_bytes_per_s > 0)
+    s += fmt::format("same-run ceilings: SGEMM {:.1f} GFLOP/s (ceiling_sgemm), streaming read {:.1f} GB/s (ceiling_read)\n",
+                     d.sgemm_flops_per_s / 1e9, d.read_bytes_per_s / 1e9);
+  if (gpu)
+    s += fmt::format("same-run GPU ceilings: device copy {:.1f} GB/s (ceiling_copy, read + write), cuBLAS BF16 {:.1f} TFLOP/s "
+                     "(ceiling_cublas)\n",
+                     d.copy_bytes_per_s / 1e9, d.cublas_flops_per_s / 1e12);
   s += "share = max(FLOPs / SGEMM rate, bytes / read rate) / time (median, wall clock); cpu: the same from CPU times\n"
-       "(steady when another process shares the cores); target: share >= 75 % (- : no target)\n\n";
+       "(steady when another process shares the cores); target: share >= 75 % (- : no target)\n"
+       "*_cuda: device time (CUDA events) against the GPU ceilings; target >= 80 % memory-bound, >= 60 % compute-bound\n\n";
   s += fmt::format("{:<26} {:<9} {:<24} {:>10} {:>8} {:>7} {:>8} {:>6} {:>6}  {}\n", "op", "model", "case", "time ms",
                    "GFLOP/s", "GB/s", "bound", "share", "cpu", "target");
   for (const auto& b : d.benchmarks) {
     const size_t a = b.name.find('/'), c = b.name.find('/', a + 1);
     const std::string op = b.name.substr(0, a), model = b.name.substr(a + 1, c - a - 1), cs = b.name.substr(c + 1);
     const double t = b.median_seconds(), share = b.median_share();
-    const std::string target = !b.target || share < 0 ? "-" : share >= kTargetShare ? "yes" : "NO";
-    const double cpu_share = b.roofline_share_cpu.empty() ? 0.0 : median(b.roofline_share_cpu);
-    s += fmt::format("{:<26} {:<9} {:<24} {:>10.3f} {:>8.2f} {:>7.2f} {:>8} {:>5.1f}% {:>5.1f}%  {}\n", op, model, cs,
+    const std::string target = !b.target || share < 0 ? "-" : share >= target_share(b) ? "yes" : "NO";
+    // CUDA cases have no CPU-time share: "-"
+    const std::string cpu_share = b.roofline_share_cpu.empty()
+                                      ? std::string("-")
+                                      : fmt::format("{:.1f}%", 100 * median(b.roofline_share_cpu));
+    s += fmt::format("{:<26} {:<9} {:<24} {:>10.3f} {:>8.2f} {:>7.2f} {:>8} {:>5.1f}% {:>6}  {}\n", op, model, cs,
                      t * 1e3, b.flops_per_iter / t / 1e9, b.bytes_per_iter / t / 1e9, b.bound,
-                     100 * std::max(share, 0.0), 100 * cpu_share, target);
+                     100 * std::max(share, 0.0), cpu_share, target);
   }
   for (const auto& [name, msg] : d.errors) s += fmt::format("{:<60} ERROR: {}\n", name, msg);
   if (!d.speedups.empty()) {

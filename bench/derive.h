@@ -8,6 +8,11 @@
 //                   median rather than the best: it does not grow with the sample count, and the
 //                   kernels are judged by their medians too); read_bytes_per_s likewise
 //   roofline_share  per repetition: max(flops_per_iter / sgemm, bytes_per_iter / read) / seconds
+//                   for CPU cases; CUDA cases (<op>_cuda/..., bench/cases.h) use the GPU
+//                   ceilings measured in the same run instead: copy_bytes_per_s (ceiling_copy,
+//                   read + write) and cublas_flops_per_s (ceiling_cublas, BF16), medians as above
+//   targets         CPU: share >= 0.75; CUDA: >= 0.80 when memory-bound, >= 0.60 when
+//                   compute-bound (shared/docs/targets.md "CUDA on H200")
 //   speedups        per context L and V4 model, the same run's time of the attention core and
 //                   indexer path of every layer of one decode step (medians):
 //                     V4   = n_CSA (indexer_query_decode + indexer_decode + attention_csa_decode)
@@ -21,7 +26,9 @@
 // "seconds" is Google Benchmark's real_time (wall clock) per iteration; "cpu_seconds" its
 // cpu_time (the process's CPU time): with one thread it does not grow when another process
 // takes turns on the same core, so roofline_share_cpu (the CI perf check's metric) is steady
-// on a busy machine where the wall-clock share is not.
+// on a busy machine where the wall-clock share is not. For CUDA cases "seconds" is the device
+// time from CUDA events (manual time; the run is named "<name>/manual_time" in bench.json and
+// the suffix is dropped here), and they have no CPU-time share (roofline_share_cpu is empty).
 #pragma once
 
 #include <boost/json.hpp>
@@ -40,7 +47,8 @@ struct DerivedBenchmark {
   std::vector<double> roofline_share_cpu;  // the share from CPU times (ceilings from CPU times too)
   double flops_per_iter = 0, bytes_per_iter = 0;
   std::string bound;  // "compute" or "memory": the larger term of the roofline time
-  bool target = true;  // judged against kTargetShare
+  std::string backend = "cpu";  // "cpu" or "cuda" (bench/cases.h backend_of_name)
+  bool target = true;  // judged against target_share(*this)
   double median_seconds() const;
   double median_share() const;  // -1 without ceilings
 };
@@ -59,12 +67,18 @@ struct Speedup {
 struct Derived {
   double sgemm_flops_per_s = 0, read_bytes_per_s = 0;  // 0: not measured
   double sgemm_flops_per_cpu_s = 0, read_bytes_per_cpu_s = 0;  // the same from CPU times
+  double copy_bytes_per_s = 0, cublas_flops_per_s = 0;  // GPU ceilings (device time); 0: not measured
   std::vector<DerivedBenchmark> benchmarks;            // in the order of bench.json
   std::vector<Speedup> speedups;
   std::map<std::string, std::string> errors;           // benchmarks that failed: message
 };
 
 inline constexpr double kTargetShare = 0.75;  // targets.md: >= 75 % of the same-run ceiling
+inline constexpr double kCudaMemoryTargetShare = 0.80;   // targets.md: memory-bound CUDA, of the copy rate
+inline constexpr double kCudaComputeTargetShare = 0.60;  // targets.md: compute-bound CUDA, of the cuBLAS rate
+
+// The share a benchmark must reach: kTargetShare on the CPU; on the GPU by its bound.
+double target_share(const DerivedBenchmark& b);
 
 // Parses Google Benchmark's JSON text. Its writer prints non-finite counters (the cv of a
 // counter that is 0, e.g. the SGEMM ceiling's bytes) as bare NaN / Infinity, which is not

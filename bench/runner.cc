@@ -10,6 +10,7 @@
 #include <fstream>
 #include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "bench/derive.h"
@@ -24,7 +25,8 @@ namespace {
 // one case's memory is held at a time.
 struct Fixture {
   std::string name;
-  Step step;
+  Step step;        // CPU cases: timed by Google Benchmark's clock
+  TimedStep timed;  // device cases: each call returns its own seconds (manual time)
 };
 Fixture g_fixture;
 
@@ -32,7 +34,10 @@ void run_case(const Case* c, benchmark::State& st) {
   if (g_fixture.name != c->name()) {
     g_fixture = {};
     try {
-      g_fixture.step = c->setup();
+      if (c->timed_setup)
+        g_fixture.timed = c->timed_setup();
+      else
+        g_fixture.step = c->setup();
       g_fixture.name = c->name();
     } catch (const std::exception& e) {
       st.SkipWithError(("set-up failed: " + std::string(e.what())).c_str());
@@ -42,7 +47,10 @@ void run_case(const Case* c, benchmark::State& st) {
   const NvtxRange range(c->name().c_str());
   for (auto _ : st) {
     try {
-      g_fixture.step();
+      if (g_fixture.timed)
+        st.SetIterationTime(g_fixture.timed());
+      else
+        g_fixture.step();
     } catch (const std::exception& e) {
       st.SkipWithError(e.what());
       break;
@@ -108,21 +116,42 @@ std::string slurp(const std::string& path) {
   return s.str();
 }
 
-// The cases to run (ceilings always) and the skipped ones with their reasons.
+bool is_ceiling(const Case& c) { return c.op.rfind("ceiling_", 0) == 0; }
+
+// The cases to run, ceilings first, and the skipped ones with their reasons. A backend's
+// ceilings run when a chosen case has that backend (every share needs them) or when the
+// filter names them; the CPU ones also when no case is chosen. A case that cannot run on this
+// machine (a CUDA case without a device) is skipped with the reason.
 std::vector<const Case*> select(const std::vector<Case>& cases, const BenchOptions& o, const std::regex& re,
                                 std::map<std::string, std::string>& skipped) {
+  auto named = [&](const Case& c) { return o.filter.empty() || std::regex_search(c.name(), re); };
+  std::vector<const Case*> ops;
+  std::set<Backend> backends;
+  for (const Case& c : cases)
+    if (!is_ceiling(c) && (!o.quick || c.quick) && named(c)) {
+      ops.push_back(&c);
+      backends.insert(c.backend);
+    }
+  // No case chosen at all (a filter matching only ceilings, or nothing): the CPU ceilings run,
+  // as they always have (tests/bench/perf_check.sh's confirmation run relies on it).
+  if (ops.empty()) backends.insert(Backend::cpu);
+  std::vector<const Case*> chosen;
+  for (const Case& c : cases)
+    if (is_ceiling(c) && (backends.count(c.backend) || (!o.filter.empty() && named(c)))) chosen.push_back(&c);
+  chosen.insert(chosen.end(), ops.begin(), ops.end());
+
   const double avail = mem_available_bytes();
   std::vector<const Case*> run;
-  for (const Case& c : cases) {
-    const bool ceiling = c.op.rfind("ceiling_", 0) == 0;
-    if (!ceiling && o.quick && !c.quick) continue;
-    if (!ceiling && !o.filter.empty() && !std::regex_search(c.name(), re)) continue;
-    if (!c.skip.empty()) {
-      skipped[c.name()] = c.skip;
-    } else if (avail > 0 && c.memory > 0.9 * avail) {
-      skipped[c.name()] = fmt::format("needs {:.1f} GiB, {:.1f} GiB available", c.memory / (1 << 30), avail / (1 << 30));
+  for (const Case* c : chosen) {
+    const std::string why = c->unavailable ? c->unavailable() : std::string();
+    if (!c->skip.empty()) {
+      skipped[c->name()] = c->skip;
+    } else if (!why.empty()) {
+      skipped[c->name()] = why;
+    } else if (avail > 0 && c->memory > 0.9 * avail) {
+      skipped[c->name()] = fmt::format("needs {:.1f} GiB, {:.1f} GiB available", c->memory / (1 << 30), avail / (1 << 30));
     } else {
-      run.push_back(&c);
+      run.push_back(c);
     }
   }
   return run;
@@ -182,6 +211,13 @@ int run_bench(const BenchOptions& o) {
   std::error_code ec;
   std::filesystem::create_directories(o.out, ec);
   const std::string json_path = o.out + "/bench.json", raw = json_path + ".run";
+  if (run.empty()) {  // every chosen case was skipped (e.g. only CUDA cases, no device): nothing to time
+    if (!write_atomically(json_path, "{\"context\": {}, \"benchmarks\": []}\n")) {
+      fmt::print(stderr, "dsv4 bench: cannot write {}\n", json_path);
+      return 1;
+    }
+    return derive_and_report(o.out, skipped, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
   const double min_time = o.min_time > 0 ? o.min_time : o.quick ? 0.1 : 0.5;
 
   std::vector<std::string> args = {"dsv4 bench", "--benchmark_out=" + raw, "--benchmark_out_format=json",
@@ -191,16 +227,21 @@ int run_bench(const BenchOptions& o) {
   for (auto& a : args) argv.push_back(a.data());
   int argc = int(argv.size());
   benchmark::Initialize(&argc, argv.data());
-  auto add = [](const Case* c) {
-    benchmark::RegisterBenchmark(c->name().c_str(), [c](benchmark::State& st) { run_case(c, st); })
-        ->Unit(benchmark::kMillisecond);
+  size_t registered = 0;
+  auto add = [&registered](const Case* c) {
+    auto* b = benchmark::RegisterBenchmark(c->name().c_str(), [c](benchmark::State& st) { run_case(c, st); });
+    b->Unit(benchmark::kMillisecond);
+    // Device cases report their own (CUDA event) times; Google Benchmark then names the run
+    // "<name>/manual_time" (bench/derive.h strips the suffix).
+    if (c->timed_setup) b->UseManualTime();
+    ++registered;
   };
   for (const Case* c : run) add(c);
   // The ceilings again at the end (bench/derive.h takes the median of all their samples): a
   // neighbour's load at the start of the run would otherwise set every share.
   for (const Case* c : run)
-    if (c->op.rfind("ceiling_", 0) == 0) add(c);
-  Progress progress(run.size() + 2);
+    if (is_ceiling(*c)) add(c);
+  Progress progress(registered);
   benchmark::RunSpecifiedBenchmarks(&progress);
   g_fixture = {};
   benchmark::ClearRegisteredBenchmarks();

@@ -1,8 +1,10 @@
 // `dsv4 bench`: runs the selected cases of bench/cases.h with Google Benchmark (single-thread
 // Eigen), writes DIR/bench.json (Google Benchmark's JSON, unmodified: every repetition, then
 // the aggregates when repetitions > 1) and DIR/bench_derived.json (bench/derive.h), and prints
-// the table. The ceilings always run, whatever the filter (every share needs them), first and
-// again last.
+// the table. A backend's ceilings (CPU: SGEMM, streaming read; GPU: device copy, cuBLAS BF16)
+// run whenever a selected case has that backend or the filter names them (every share needs
+// them; the CPU ones also when no case is selected), first and again last. Cases that cannot run on this machine (CUDA cases without a
+// device) are skipped with the reason, and the rest still run.
 #pragma once
 
 #include <string>

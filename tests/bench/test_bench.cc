@@ -78,7 +78,7 @@ TEST(BenchCases, EveryOpAtEveryModelAndContext) {
 }
 
 TEST(BenchCases, NamesAreUniqueAndFollowTheConvention) {
-  const std::regex form("^[a-z0-9_]+/(v4-flash|v4-pro|v4|v3\\.2|v3|cpu)/[a-z0-9_:,]+$");
+  const std::regex form("^[a-z0-9_]+/(v4-flash|v4-pro|v4|v3\\.2|v3|cpu|gpu)/[a-z0-9_:,]+$");
   std::set<std::string> seen;
   for (const auto& c : cases()) {
     EXPECT_TRUE(std::regex_match(c.name(), form)) << c.name();
@@ -92,8 +92,8 @@ TEST(BenchCases, CountersArePositive) {
     EXPECT_GE(c.flops, 0);
     EXPECT_GE(c.bytes, 0);
     EXPECT_GT(c.flops + c.bytes, 0);
-    EXPECT_GT(c.memory, 0);
-    EXPECT_TRUE(bool(c.setup));
+    EXPECT_GT(c.memory + c.device_memory, 0);
+    EXPECT_TRUE(bool(c.setup) != bool(c.timed_setup)) << "exactly one set-up";
     if (c.op.find("attention") != std::string::npos || c.op.find("mla") != std::string::npos ||
         c.op.find("indexer") != std::string::npos || c.op.find("layer") != std::string::npos) {
       EXPECT_GT(c.flops, 0);
@@ -204,7 +204,9 @@ TEST(BenchCases, QuickSubsetHasTheCeilingsAndOneCaseOfEachFamily) {
 TEST(BenchCases, SmallCasesSetUpAndRun) {
   int64_t ran = 0;
   for (const auto& c : cases()) {
-    if (!c.skip.empty() || c.memory > 48.0 * 1024 * 1024 || c.flops > 0.6e9 || c.op.rfind("ceiling_", 0) == 0) continue;
+    if (!c.skip.empty() || c.memory > 48.0 * 1024 * 1024 || c.flops > 0.6e9 || c.op.rfind("ceiling_", 0) == 0 ||
+        c.backend != Backend::cpu)  // the CUDA cases: tests/bench/test_cuda_cases.cc
+      continue;
     SCOPED_TRACE(c.name());
     Step step = c.setup();
     EXPECT_NO_THROW(step());

@@ -1,0 +1,228 @@
+// CUDA cases (built only when nvcc is found): a twin of every reference case of an op that has
+// a CUDA kernel in optimized/, and the GPU ceilings. Spec of the ops: optimized/<op>.cuh.
+//
+//   <op>_cuda/<model>/<case>   the reference case <op>/<model>/<case> on the GPU: the same
+//                              shapes, the same FLOPs and bytes (float storage, as counted in
+//                              bench/cases.h), timed with CUDA events around each launch
+//                              (Google Benchmark manual time)
+//     rmsnorm_cuda             rows:4096 of the model width (4096 Flash, 7168 Pro), weighted
+//     hadamard_cuda            rows:131072 of d_I = 128
+//   ceiling_copy/gpu/mib:1024  device-to-device copy (bench/ceilings_cuda.h)
+//   ceiling_cublas/gpu/n:8192  cuBLAS BF16 GEMM, FP32 accumulation
+//
+// Inputs are random (never zero). A case whose working set (input + output) is under
+// kGpuColdL2Multiple x the device's L2 steps enough copies round-robin to exceed it, so the
+// timings measure HBM, not L2 (at rows:4096 x 4096 on an H200: 128 MiB against 4 x 60 MB,
+// 2 copies). This stands in for an L2 flush between launches (engineering.md §4): a flush by
+// memset would leave dirty lines in L2 that the timed kernel then writes back, charging it
+// with bytes that are not its own. Every CUDA case is skipped at run time, with the reason,
+// when no device is usable (bench/cuda_device.h); listing cases never touches the device.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bench/cases.h"
+#include "bench/ceilings_cuda.h"
+#include "bench/cuda_device.h"
+#include "model/config.h"
+#include "optimized/cuda_check.cuh"
+#include "optimized/device.cuh"
+#include "optimized/hadamard.cuh"
+#include "optimized/rmsnorm.cuh"
+#include "reference/constants.h"
+
+namespace dsv4::bench {
+
+namespace {
+
+// Working sets below 4x the L2 are stepped as several copies (the CPU cases use 4x the L3
+// likewise, bench/setup.h kColdBytes); at most 16 copies, which no case here reaches (the
+// smallest, 128 MiB, needs 2 against an H200's 60 MB L2).
+constexpr double kGpuColdL2Multiple = 4.0;
+constexpr int64_t kGpuMaxCopies = 16;
+constexpr uint64_t kCudaSeed = 4000;  // copy i: kCudaSeed + 10 i (x), + 1 (weights)
+// Steps run once the set-up is done, before Google Benchmark's first probe: lazy module
+// loading, cuBLAS's algorithm choice and first touches of the buffers stay out of the timings
+// (a host-side delay between the start event and the launch would count as device time).
+constexpr int kWarmupSteps = 3;
+
+TimedStep warmed_up(TimedStep step) {
+  for (int i = 0; i < kWarmupSteps; ++i) (void)step();
+  return step;
+}
+
+// Copies of a working set of `bytes` to step round-robin so that together they exceed
+// kGpuColdL2Multiple x the L2 of the current device.
+int64_t gpu_cold_copies(double bytes) {
+  int dev = 0;
+  DSV4_CUDA_CHECK(cudaGetDevice(&dev));
+  int l2 = 0;
+  DSV4_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
+  if (bytes <= 0) return 1;
+  const double want = std::ceil(kGpuColdL2Multiple * double(l2) / bytes);
+  return std::clamp<int64_t>(int64_t(want), 1, kGpuMaxCopies);
+}
+
+// R from a case named "rows:R".
+int64_t rows_of(const Case& c) {
+  const std::string prefix = "rows:";
+  if (c.variant.rfind(prefix, 0) != 0)
+    throw std::logic_error("bench: CUDA twin of " + c.name() + ": expected a rows:R case");
+  return std::stoll(c.variant.substr(prefix.size()));
+}
+
+// The twin's shape must be the reference case's: an elementwise case reads R x d floats and
+// writes as many (bytes = 8 R d, bench/cases_block.cc). A mismatch is a bug in this file.
+void check_shape(const Case& ref, int64_t rows, int64_t cols) {
+  if (ref.bytes != 8.0 * double(rows) * double(cols))
+    throw std::logic_error("bench: CUDA twin of " + ref.name() + ": shape [" +
+                           std::to_string(rows) + ", " + std::to_string(cols) +
+                           "] does not match the reference case's bytes");
+}
+
+Case twin_of(const Case& ref) {
+  Case t;
+  t.op = ref.op + kCudaOpSuffix;
+  t.model = ref.model;
+  t.variant = ref.variant;
+  t.context = ref.context;
+  t.flops = ref.flops;
+  t.bytes = ref.bytes;
+  t.memory = ref.memory / 2;  // one host input at a time, uploaded then freed
+  t.quick = ref.quick;
+  t.target = ref.target;
+  t.skip = ref.skip;
+  t.backend = Backend::cuda;
+  t.unavailable = cuda_unavailable;
+  return t;
+}
+
+// Device inputs and outputs of one elementwise twin: `copies` pairs (x_i, y_i) of [R, d]
+// floats, plus an optional weight vector, and the timer.
+struct ElementwiseData {
+  int64_t rows = 0, cols = 0;
+  std::vector<cuda::DeviceBuffer<float>> x, y;
+  cuda::DeviceBuffer<float> w;
+  DeviceTimer timer;
+  size_t next = 0;
+};
+
+std::shared_ptr<ElementwiseData> elementwise_data(int64_t rows, int64_t cols, bool weights,
+                                                  double bytes) {
+  auto d = std::make_shared<ElementwiseData>();
+  d->rows = rows;
+  d->cols = cols;
+  const int64_t copies = gpu_cold_copies(bytes);
+  const size_t n = size_t(rows) * size_t(cols);
+  for (int64_t i = 0; i < copies; ++i) {
+    d->x.emplace_back(rand_uniform(n, kCudaSeed + 10 * uint64_t(i), 1.0f));
+    d->y.emplace_back(n);
+  }
+  if (weights) d->w = cuda::DeviceBuffer<float>(rand_uniform(size_t(cols), kCudaSeed + 1, 1.0f));
+  // Pageable uploads may still be in flight when cudaMemcpy returns; the timer's stream does
+  // not wait for the legacy default stream.
+  DSV4_CUDA_CHECK(cudaDeviceSynchronize());
+  return d;
+}
+
+// One timed launch of `launch(x_i, y_i)` per call, i round-robin.
+template <class Launch>
+TimedStep timed_round_robin(std::shared_ptr<ElementwiseData> d, Launch launch) {
+  return [d, launch] {
+    const size_t i = d->next;
+    d->next = (i + 1) % d->x.size();
+    const View2<const float> x = view2<const float>(d->x[i].data(), d->rows, d->cols);
+    const View2<float> y = view2(d->y[i].data(), d->rows, d->cols);
+    return d->timer.seconds([&](cudaStream_t s) { launch(x, y, s); });
+  };
+}
+
+Case rmsnorm_twin(const Case& ref) {
+  Case t = twin_of(ref);
+  const int64_t R = rows_of(ref), D = config_preset(ref.model).dim;
+  check_shape(ref, R, D);
+  t.device_memory = ref.bytes * double(kGpuMaxCopies);  // upper bound: at most kGpuMaxCopies copies
+  const double bytes = ref.bytes;
+  t.timed_setup = [R, D, bytes] {
+    auto d = elementwise_data(R, D, true, bytes);
+    const float* w = d->w.data();
+    return warmed_up(
+        timed_round_robin(d, [w](View2<const float> x, View2<float> y, cudaStream_t s) {
+          cuda::rmsnorm(RmsNormParams<float>{x, w, y}, s);
+        }));
+  };
+  return t;
+}
+
+Case hadamard_twin(const Case& ref) {
+  Case t = twin_of(ref);
+  const int64_t R = rows_of(ref), dI = kIndexerDim;
+  check_shape(ref, R, dI);
+  t.device_memory = ref.bytes * double(kGpuMaxCopies);
+  const double bytes = ref.bytes;
+  t.timed_setup = [R, dI, bytes] {
+    auto d = elementwise_data(R, dI, false, bytes);
+    return warmed_up(timed_round_robin(d, [](View2<const float> x, View2<float> y, cudaStream_t s) {
+      cuda::hadamard(HadamardParams<float>{x, y}, s);
+    }));
+  };
+  return t;
+}
+
+void add_gpu_ceilings(std::vector<Case>& out) {
+  Case c;
+  c.op = "ceiling_copy";
+  c.model = kGpuCeilingModel;
+  c.variant = "mib:" + std::to_string(kCopyMiB);
+  c.bytes = 2.0 * double(kCopyMiB) * 1024 * 1024;
+  c.device_memory = c.bytes;
+  c.quick = true;
+  c.target = false;
+  c.backend = Backend::cuda;
+  c.unavailable = cuda_unavailable;
+  c.timed_setup = [] {
+    auto ceiling = std::make_shared<CopyCeiling>();
+    auto timer = std::make_shared<DeviceTimer>();
+    return warmed_up(
+        [ceiling, timer] { return timer->seconds([&](cudaStream_t s) { ceiling->step(s); }); });
+  };
+  out.push_back(std::move(c));
+
+  Case g;
+  g.op = "ceiling_cublas";
+  g.model = kGpuCeilingModel;
+  g.variant = "n:" + std::to_string(kCublasN);
+  g.flops = 2.0 * double(kCublasN) * double(kCublasN) * double(kCublasN);
+  const double nn = double(kCublasN) * double(kCublasN);
+  g.memory = 6.0 * nn;         // a float staging matrix + its BF16 copy
+  g.device_memory = 6.0 * nn;  // A, B, C in BF16
+  g.quick = true;
+  g.target = false;
+  g.backend = Backend::cuda;
+  g.unavailable = cuda_unavailable;
+  g.timed_setup = [] {
+    auto ceiling = std::make_shared<CublasCeiling>();
+    auto timer = std::make_shared<DeviceTimer>();
+    return warmed_up(
+        [ceiling, timer] { return timer->seconds([&](cudaStream_t s) { ceiling->step(s); }); });
+  };
+  out.push_back(std::move(g));
+}
+
+}  // namespace
+
+void add_cuda_cases(std::vector<Case>& out) {
+  std::vector<Case> twins;
+  for (const Case& c : out) {
+    if (c.backend != Backend::cpu) continue;
+    if (c.op == "rmsnorm") twins.push_back(rmsnorm_twin(c));
+    if (c.op == "hadamard") twins.push_back(hadamard_twin(c));
+  }
+  add_gpu_ceilings(out);
+  for (auto& t : twins) out.push_back(std::move(t));
+}
+
+}  // namespace dsv4::bench

@@ -1,0 +1,354 @@
+// The GPU half of dsv4 bench (bench/cases_cuda.cc, bench/ceilings_cuda.h, bench/cuda_device.h,
+// the backend-aware parts of bench/runner.cc and bench/derive.cc): a CUDA twin of every
+// reference case of every op with a CUDA kernel when built with CUDA and none otherwise, twin
+// counters equal to the reference's, shares against the GPU ceilings, and the no-device path
+// (GPU cases and ceilings skipped with the reason, CPU cases still run; or, on a machine with
+// a device, run). Setting up and timing every CUDA case on a device: tests/optimized/
+// test_bench_cuda.cc (label gpu).
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <string>
+
+#include "bench/cases.h"
+#include "bench/derive.h"
+#if DSV4_BENCH_CUDA
+#include "bench/ceilings_cuda.h"
+#include "bench/cuda_device.h"
+#endif
+
+#ifndef DSV4_BINARY
+// tests/dsv4_test_bench_cuda_cases -> cli/dsv4 in the same build tree.
+inline std::string dsv4_binary_in_build_tree() {
+  return (std::filesystem::read_symlink("/proc/self/exe").parent_path().parent_path() / "cli" /
+          "dsv4")
+      .string();
+}
+#define DSV4_BINARY dsv4_binary_in_build_tree()
+#endif
+#include "tests/cli/cli_harness.h"
+
+#ifndef DSV4_TEST_HAVE_CUDA
+#error "tests/CMakeLists.txt defines DSV4_TEST_HAVE_CUDA (0 or 1) for this test"
+#endif
+
+namespace dsv4::bench {
+namespace {
+
+const std::vector<Case>& cases() {
+  static const std::vector<Case> c = case_list();
+  return c;
+}
+
+const Case* find(const std::string& name) {
+  for (const auto& c : cases())
+    if (c.name() == name) return &c;
+  return nullptr;
+}
+
+bool is_ceiling(const Case& c) {
+  return c.op.rfind("ceiling_", 0) == 0;
+}
+
+// The ops with a CUDA kernel: optimized/<op>.cuh with a reference twin reference/<op>.h
+// (device.cuh and cuda_check.cuh are support headers, not ops). Read from the source tree so a
+// new kernel without a bench twin fails here.
+std::set<std::string> cuda_ops() {
+  const std::filesystem::path root =
+      std::filesystem::path(DSV4_TEST_DATA_DIR).parent_path().parent_path();
+  std::set<std::string> ops;
+  for (const auto& e : std::filesystem::directory_iterator(root / "optimized")) {
+    if (e.path().extension() != ".cuh") continue;
+    const std::string op = e.path().stem().string();
+    if (std::filesystem::exists(root / "reference" / (op + ".h"))) ops.insert(op);
+  }
+  return ops;
+}
+
+TEST(BenchCudaCases, EveryCudaOpHasATwinOfEveryReferenceCaseWhenBuiltWithCuda) {
+  const std::set<std::string> ops = cuda_ops();
+  ASSERT_TRUE(ops.count("rmsnorm") && ops.count("hadamard"))
+      << "the source tree's optimized/ was not found";
+  int64_t twins = 0, cuda_cases = 0;
+  for (const auto& c : cases()) {
+    if (c.backend == Backend::cuda) ++cuda_cases;
+    if (c.backend != Backend::cpu || !ops.count(c.op)) continue;
+    const Case* t = find(c.op + kCudaOpSuffix + "/" + c.model + "/" + c.variant);
+    if (DSV4_TEST_HAVE_CUDA) {
+      EXPECT_NE(t, nullptr) << "no CUDA twin of " << c.name();
+      twins += t != nullptr;
+    } else {
+      EXPECT_EQ(t, nullptr) << c.name() << " has a CUDA twin in a build without CUDA";
+    }
+  }
+  if (DSV4_TEST_HAVE_CUDA) {
+    EXPECT_GE(twins, 3) << "rmsnorm at two models, hadamard at one";
+    EXPECT_NE(find("ceiling_copy/gpu/mib:1024"), nullptr);
+    EXPECT_NE(find("ceiling_cublas/gpu/n:8192"), nullptr);
+    EXPECT_EQ(cuda_cases, twins + 2) << "the twins and the two GPU ceilings, nothing else";
+  } else {
+    EXPECT_EQ(cuda_cases, 0);
+  }
+}
+
+TEST(BenchCudaCases, TwinCountersEqualTheReferenceTwins) {
+  for (const auto& c : cases()) {
+    if (c.backend != Backend::cuda || is_ceiling(c)) continue;
+    SCOPED_TRACE(c.name());
+    ASSERT_TRUE(c.op.ends_with(kCudaOpSuffix));
+    const Case* r = find(c.op.substr(0, c.op.size() - std::string(kCudaOpSuffix).size()) + "/" +
+                         c.model + "/" + c.variant);
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(r->backend, Backend::cpu);
+    EXPECT_EQ(c.flops, r->flops);  // exact: copied, never recomputed
+    EXPECT_EQ(c.bytes, r->bytes);
+    EXPECT_GT(c.bytes, 0);
+    EXPECT_EQ(c.quick, r->quick);
+    EXPECT_EQ(c.target, r->target);
+  }
+}
+
+TEST(BenchCudaCases, GpuCeilingCounters) {
+  if (!DSV4_TEST_HAVE_CUDA) GTEST_SKIP() << "built without CUDA: no GPU ceilings";
+  const Case* copy = find("ceiling_copy/gpu/mib:1024");
+  const Case* gemm = find("ceiling_cublas/gpu/n:8192");
+  ASSERT_TRUE(copy && gemm);
+  EXPECT_EQ(copy->bytes, 2.0 * 1024 * 1024 * 1024) << "1 GiB read + 1 GiB written";
+  EXPECT_EQ(copy->flops, 0);
+  EXPECT_EQ(gemm->flops, 2.0 * 8192 * 8192 * 8192);
+  EXPECT_EQ(gemm->bytes, 0);
+  for (const Case* c : {copy, gemm}) {
+    EXPECT_FALSE(c->target);
+    EXPECT_TRUE(c->quick);
+    EXPECT_EQ(c->backend, Backend::cuda);
+  }
+}
+
+// Each case has exactly the set-up of its backend, and its backend can be read from its name
+// alone (what bench/derive.cc does with bench.json from any build).
+TEST(BenchCudaCases, BackendAndSetUpFollowTheName) {
+  for (const auto& c : cases()) {
+    SCOPED_TRACE(c.name());
+    EXPECT_EQ(backend_of_name(c.name()), c.backend);
+    if (c.backend == Backend::cuda) {
+      EXPECT_TRUE(c.timed_setup && !c.setup);
+      EXPECT_TRUE(bool(c.unavailable)) << "a CUDA case must say when it cannot run";
+    } else {
+      EXPECT_TRUE(c.setup && !c.timed_setup);
+    }
+  }
+  EXPECT_EQ(backend_of_name("rmsnorm_cuda/v4-flash/rows:4096"), Backend::cuda);
+  EXPECT_EQ(backend_of_name("ceiling_cublas/gpu/n:8192"), Backend::cuda);
+  EXPECT_EQ(backend_of_name("ceiling_sgemm/cpu/n:1024"), Backend::cpu);
+  EXPECT_EQ(backend_of_name("rmsnorm/v4-flash/rows:4096"), Backend::cpu);
+  EXPECT_EQ(backend_of_name("_cuda/v4/x"), Backend::cpu) << "the suffix alone is no op name";
+}
+
+#if DSV4_BENCH_CUDA
+// cuBLAS is opened at run time (bench/ceilings_cuda.cc), not linked. Without a device the
+// GEMM ceiling must still find the library and its symbols, and fail only at the first
+// allocation; with one it sets up and runs.
+TEST(BenchCudaCases, CublasCeilingOpensCublasAtRunTime) {
+  if (cuda_unavailable().empty()) {
+    CublasCeiling c(256);
+    DeviceTimer timer;
+    EXPECT_GT(timer.seconds([&](cudaStream_t s) { c.step(s); }), 0);
+    return;
+  }
+  try {
+    CublasCeiling c(256);
+    ADD_FAILURE() << "set up without a device";
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.find("cannot open cuBLAS"), std::string::npos) << what;
+    EXPECT_EQ(what.find("has no symbol"), std::string::npos) << what;
+    EXPECT_NE(what.find("cudaMalloc"), std::string::npos) << what;
+  }
+}
+#endif
+
+// ---- derive ----------------------------------------------------------------------------
+
+boost::json::object run(const std::string& name, double ms, double flops, double bytes,
+                        int64_t rep) {
+  return {{"name", name},
+          {"run_name", name},
+          {"run_type", "iteration"},
+          {"repetition_index", rep},
+          {"real_time", ms},
+          {"cpu_time", ms},
+          {"time_unit", "ms"},
+          {"flops_per_iter", flops},
+          {"bytes_per_iter", bytes},
+          {"iterations", 10}};
+}
+
+TEST(BenchCudaDerive, CudaSharesUseTheGpuCeilingsAndCpuSharesTheCpuOnes) {
+  boost::json::array runs;
+  // CPU: SGEMM 1e11 FLOP/s, read 2e10 B/s. GPU: copy 2e9 B in 0.5 ms = 4e12 B/s;
+  // cuBLAS 1e12 FLOPs in 1.25 ms = 8e14 FLOP/s. Device runs carry Google Benchmark's
+  // "/manual_time" suffix.
+  runs.push_back(run("ceiling_sgemm/cpu/n:1024", 20, 2e9, 0, 0));
+  runs.push_back(run("ceiling_read/cpu/mib:256", 10, 0, 2e8, 0));
+  runs.push_back(run("ceiling_copy/gpu/mib:1024/manual_time", 0.5, 0, 2e9, 0));
+  runs.push_back(run("ceiling_cublas/gpu/n:8192/manual_time", 1.25, 1e12, 0, 0));
+  // memory-bound on both: 1e8 bytes, 1e6 FLOPs. CPU: 5 ms at the ceiling, 10 ms -> 0.5.
+  // GPU: 25 us at the ceiling; 28.5714.. us -> 0.875 (met, >= 0.8); 40 us -> 0.625 (not met).
+  runs.push_back(run("rmsnorm/v4-flash/rows:4096", 10, 1e6, 1e8, 0));
+  runs.push_back(run("rmsnorm_cuda/v4-flash/rows:4096/manual_time", 0.025 / 0.875, 1e6, 1e8, 0));
+  runs.push_back(run("hadamard_cuda/v4/rows:131072/manual_time", 0.040, 1e6, 1e8, 0));
+  // compute-bound on the GPU: 8e11 FLOPs = 1 ms at the ceiling; 1.5 ms -> 0.667 (>= 0.6: met)
+  runs.push_back(run("made_up_cuda/v4/x/manual_time", 1.5, 8e11, 1e6, 0));
+  const Derived d = derive(boost::json::object{{"benchmarks", runs}});
+  EXPECT_DOUBLE_EQ(d.copy_bytes_per_s, 4e12);
+  EXPECT_DOUBLE_EQ(d.cublas_flops_per_s, 8e14);
+  EXPECT_DOUBLE_EQ(d.sgemm_flops_per_s, 1e11) << "the GPU ceilings leave the CPU ones alone";
+  EXPECT_DOUBLE_EQ(d.read_bytes_per_s, 2e10);
+  std::map<std::string, const DerivedBenchmark*> by;
+  for (const auto& b : d.benchmarks) by[b.name] = &b;
+  ASSERT_EQ(by.size(), 8u);
+  ASSERT_TRUE(by.count("rmsnorm_cuda/v4-flash/rows:4096")) << "the manual_time suffix is dropped";
+  const auto& cpu = *by.at("rmsnorm/v4-flash/rows:4096");
+  EXPECT_EQ(cpu.backend, "cpu");
+  EXPECT_DOUBLE_EQ(cpu.roofline_share.at(0), 0.5);
+  EXPECT_DOUBLE_EQ(target_share(cpu), kTargetShare);
+  const auto& gpu = *by.at("rmsnorm_cuda/v4-flash/rows:4096");
+  EXPECT_EQ(gpu.backend, "cuda");
+  EXPECT_EQ(gpu.bound, "memory");
+  EXPECT_NEAR(gpu.roofline_share.at(0), 0.875, 1e-12);
+  EXPECT_TRUE(gpu.roofline_share_cpu.empty()) << "device time has no CPU-time share";
+  EXPECT_DOUBLE_EQ(target_share(gpu), kCudaMemoryTargetShare);
+  const auto& slow = *by.at("hadamard_cuda/v4/rows:131072");
+  EXPECT_NEAR(slow.roofline_share.at(0), 0.625, 1e-12);
+  const auto& comp = *by.at("made_up_cuda/v4/x");
+  EXPECT_EQ(comp.bound, "compute");
+  EXPECT_NEAR(comp.roofline_share.at(0), 1.0 / 1.5, 1e-12);
+  EXPECT_DOUBLE_EQ(target_share(comp), kCudaComputeTargetShare);
+
+  const auto j = derived_json(d, {});
+  EXPECT_DOUBLE_EQ(j.at("ceilings").at("copy_bytes_per_s").to_number<double>(), 4e12);
+  EXPECT_DOUBLE_EQ(j.at("ceilings").at("cublas_bf16_flops_per_s").to_number<double>(), 8e14);
+  std::map<std::string, boost::json::object> rows;
+  for (const auto& v : j.at("benchmarks").as_array())
+    rows[std::string(v.at("name").as_string())] = v.as_object();
+  EXPECT_EQ(rows.at("rmsnorm_cuda/v4-flash/rows:4096").at("backend").as_string(), "cuda");
+  EXPECT_TRUE(rows.at("rmsnorm_cuda/v4-flash/rows:4096").at("target_met").as_bool());
+  EXPECT_FALSE(rows.at("hadamard_cuda/v4/rows:131072").at("target_met").as_bool());
+  EXPECT_DOUBLE_EQ(
+      rows.at("rmsnorm_cuda/v4-flash/rows:4096").at("target_share").to_number<double>(), 0.8);
+  EXPECT_EQ(rows.at("rmsnorm/v4-flash/rows:4096").at("backend").as_string(), "cpu");
+  EXPECT_FALSE(rows.at("rmsnorm/v4-flash/rows:4096").at("target_met").as_bool());
+  EXPECT_NE(derived_table(d).find("GPU ceilings"), std::string::npos);
+}
+
+TEST(BenchCudaDerive, CudaCasesWithoutGpuCeilingsHaveNoShare) {
+  boost::json::array runs;
+  runs.push_back(run("ceiling_sgemm/cpu/n:1024", 20, 2e9, 0, 0));
+  runs.push_back(run("ceiling_read/cpu/mib:256", 10, 0, 2e8, 0));
+  runs.push_back(run("rmsnorm_cuda/v4-flash/rows:4096/manual_time", 0.03, 1e6, 1e8, 0));
+  const Derived d = derive(boost::json::object{{"benchmarks", runs}});
+  ASSERT_EQ(d.benchmarks.size(), 3u);
+  EXPECT_TRUE(d.benchmarks[2].roofline_share.empty()) << "never judged against the CPU ceilings";
+  EXPECT_FALSE(
+      derived_json(d, {}).at("benchmarks").as_array()[2].as_object().contains("target_met"));
+}
+
+// ---- the command without (or with) a device ---------------------------------------------
+
+std::string dsv4_binary() {
+  return DSV4_BINARY;
+}
+
+// What a run on this machine must show for the CUDA cases: skipped with "no CUDA device: ..."
+// when none is usable (this machine has the toolkit but no GPU), measured when one is.
+TEST(BenchCudaCommand, GpuCasesAreSkippedWithTheReasonWithoutADeviceAndCpuCasesRun) {
+  ASSERT_TRUE(std::filesystem::exists(dsv4_binary()))
+      << dsv4_binary() << " (build the dsv4 target)";
+  test::TempDir tmp;
+  const std::string out = tmp.file("bench");
+  const auto r = test::run_dsv4("bench --filter rmsnorm --quick --out " + out, tmp);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  const auto derived = boost::json::parse(test::slurp(out + "/bench_derived.json")).as_object();
+  std::map<std::string, std::string> skipped;
+  for (const auto& v : derived.at("skipped").as_array())
+    skipped[std::string(v.at("name").as_string())] = std::string(v.at("reason").as_string());
+  std::map<std::string, boost::json::object> ran;
+  for (const auto& v : derived.at("benchmarks").as_array())
+    ran[std::string(v.at("name").as_string())] = v.as_object();
+  EXPECT_TRUE(derived.at("errors").as_array().empty()) << r.out;
+  // The CPU case and its ceilings ran, with a share.
+  ASSERT_TRUE(ran.count("rmsnorm/v4-flash/rows:4096")) << r.out;
+  EXPECT_GT(ran.at("rmsnorm/v4-flash/rows:4096")
+                .at("roofline_share")
+                .as_array()
+                .at(0)
+                .to_number<double>(),
+            0);
+  EXPECT_TRUE(ran.count("ceiling_sgemm/cpu/n:1024") && ran.count("ceiling_read/cpu/mib:256"));
+  const std::vector<std::string> gpu = {"rmsnorm_cuda/v4-flash/rows:4096",
+                                        "ceiling_copy/gpu/mib:1024", "ceiling_cublas/gpu/n:8192"};
+#if DSV4_BENCH_CUDA
+  const std::string why = cuda_unavailable();
+  for (const auto& name : gpu) {
+    SCOPED_TRACE(name);
+    if (!why.empty()) {
+      ASSERT_TRUE(skipped.count(name)) << r.out;
+      EXPECT_EQ(skipped.at(name), why);
+      EXPECT_EQ(skipped.at(name).rfind("no CUDA device: ", 0), 0u) << skipped.at(name);
+      EXPECT_FALSE(ran.count(name));
+      EXPECT_NE(r.out.find("skipped " + name + ": no CUDA device"), std::string::npos) << r.out;
+    } else {
+      EXPECT_FALSE(skipped.count(name));
+      ASSERT_TRUE(ran.count(name)) << r.out;
+      EXPECT_EQ(ran.at(name).at("backend").as_string(), "cuda");
+    }
+  }
+  if (why.empty()) {
+    EXPECT_GT(ran.at(gpu[0]).at("roofline_share").as_array().at(0).to_number<double>(), 0);
+  }
+#else
+  for (const auto& name : gpu) EXPECT_FALSE(skipped.count(name) || ran.count(name)) << name;
+#endif
+  EXPECT_FALSE(ran.count("rmsnorm/v4-pro/rows:4096")) << "not in --quick";
+}
+
+// The GPU check's own filter (scripts/gpu-check): without a device every chosen case is
+// skipped and the run still succeeds, with an empty benchmark list (the CPU ceilings do not
+// run: no CPU case is chosen). In a build without CUDA the filter matches no case, and then,
+// as for any such filter, the CPU ceilings run alone.
+TEST(BenchCudaCommand, OnlyGpuCasesChosen) {
+  ASSERT_TRUE(std::filesystem::exists(dsv4_binary()))
+      << dsv4_binary() << " (build the dsv4 target)";
+  test::TempDir tmp;
+  const std::string out = tmp.file("bench");
+  const auto r =
+      test::run_dsv4("bench --quick --filter '_cuda|ceiling_(copy|cublas)' --out " + out, tmp);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  const auto derived = boost::json::parse(test::slurp(out + "/bench_derived.json")).as_object();
+  std::set<std::string> ran;
+  for (const auto& v : derived.at("benchmarks").as_array())
+    ran.insert(std::string(v.at("name").as_string()));
+  const size_t skipped = derived.at("skipped").as_array().size();
+#if DSV4_BENCH_CUDA
+  if (!cuda_unavailable().empty()) {
+    EXPECT_TRUE(ran.empty()) << r.out;
+    EXPECT_EQ(skipped, 3u) << "the two GPU ceilings and rmsnorm_cuda/v4-flash (quick): " << r.out;
+  } else {
+    EXPECT_EQ(ran, (std::set<std::string>{"ceiling_copy/gpu/mib:1024", "ceiling_cublas/gpu/n:8192",
+                                          "rmsnorm_cuda/v4-flash/rows:4096"}))
+        << r.out;
+    EXPECT_EQ(skipped, 0u) << r.out;
+  }
+#else
+  EXPECT_EQ(ran, (std::set<std::string>{"ceiling_sgemm/cpu/n:1024", "ceiling_read/cpu/mib:256"}))
+      << r.out;
+  EXPECT_EQ(skipped, 0u) << r.out;
+#endif
+}
+
+}  // namespace
+}  // namespace dsv4::bench

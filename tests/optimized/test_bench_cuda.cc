@@ -1,0 +1,68 @@
+// The CUDA cases of dsv4 bench on a device (bench/cases_cuda.cc, bench/ceilings_cuda.h,
+// bench/cuda_device.h): every one sets up and times a few steps with CUDA events. Label gpu:
+// skips, with the reason, without a device. What the list holds and how it is derived is
+// tests/bench/test_cuda_cases.cc's (label cpu); the kernels' results are test_rmsnorm.cc's
+// and test_hadamard.cc's.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "bench/cases.h"
+#include "bench/cuda_device.h"
+#include "tests/support/device_harness.h"
+
+namespace dsv4::bench {
+namespace {
+
+constexpr int kSteps = 3;  // after the set-up's own warm-up steps
+
+TEST(BenchCudaDevice, EveryCudaCaseSetsUpAndTimesOnTheDevice) {
+  DSV4_SKIP_WITHOUT_DEVICE();
+  EXPECT_EQ(cuda_unavailable(), "")
+      << "dsv4 bench would skip the CUDA cases although a device is present";
+  int64_t timed = 0;
+  for (const auto& c : case_list()) {
+    if (c.backend != Backend::cuda) continue;
+    SCOPED_TRACE(c.name());
+    ASSERT_TRUE(c.timed_setup);
+    TimedStep step = c.timed_setup();
+    for (int i = 0; i < kSteps; ++i) {
+      const double s = step();
+      EXPECT_TRUE(std::isfinite(s) && s > 0) << s;
+    }
+    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+    ++timed;
+  }
+  EXPECT_GE(timed, 5) << "3 twins and 2 ceilings at least";
+}
+
+// Device time of work that takes longer takes longer: a DeviceTimer around two copies of a
+// buffer against one copy (the copies serialise on one stream). Ratio bounds: 2 x nominally;
+// [1.5, 2.5] leaves room for launch gaps and clock changes without accepting a timer that
+// ignores the work (ratio ~1) or counts it twice.
+TEST(BenchCudaDevice, DeviceTimerMeasuresTheWorkBetweenItsEvents) {
+  DSV4_SKIP_WITHOUT_DEVICE();
+  constexpr size_t kBytes = size_t(256) << 20;
+  cuda::DeviceBuffer<char> a(kBytes), b(kBytes);
+  DSV4_CUDA_CHECK(cudaMemset(a.data(), 1, kBytes));
+  DSV4_CUDA_CHECK(cudaDeviceSynchronize());
+  DeviceTimer timer;
+  auto copies = [&](int n) {
+    return timer.seconds([&](cudaStream_t s) {
+      for (int i = 0; i < n; ++i)
+        DSV4_CUDA_CHECK(cudaMemcpyAsync(b.data(), a.data(), kBytes, cudaMemcpyDeviceToDevice, s));
+    });
+  };
+  (void)copies(2);  // warm-up
+  double one = 1e30, two = 1e30;
+  for (int r = 0; r < 5; ++r) {  // best of 5 each
+    one = std::min(one, copies(1));
+    two = std::min(two, copies(2));
+  }
+  EXPECT_GT(two / one, 1.5) << one << " s vs " << two << " s";
+  EXPECT_LT(two / one, 2.5) << one << " s vs " << two << " s";
+}
+
+}  // namespace
+}  // namespace dsv4::bench
