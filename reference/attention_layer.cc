@@ -84,6 +84,24 @@ IndexerQueryParams<T> iq_params(const AttentionLayerParams<T>& p, View2<const T>
           pos0, s.rope, off, off, iq, iw};
 }
 
+// The indexer's scoring of queries q (rows at positions pos0...) against `keys`, the top-k
+// into `indices` and, when scores.data is set, every score.
+template <class T>
+IndexerParams<T> scoring_params(const AttentionLayerShape& s, View2<const T> q, View2<const T> keys, View2<const T> w,
+                                int64_t pos0, View2<int32_t> indices, View2<T> scores = {}) {
+  IndexerParams<T> ip;
+  ip.q = q;
+  ip.k = keys;
+  ip.w = w;
+  ip.heads = s.index_heads;
+  ip.ratio = s.ratio;
+  ip.topk = s.index_topk;
+  ip.pos0 = pos0;
+  ip.scores = scores;
+  ip.indices = indices;
+  return ip;
+}
+
 template <class T>
 void attend_and_project(const AttentionLayerParams<T>& p, View2<const T> q, View2<const T> kv,
                         View2<const T> comp, View2<const int32_t> idx, int64_t pos0, View2<T> y) {
@@ -150,16 +168,7 @@ void attend_run(const AttentionLayerParams<T>& p, View2<const T> x, int64_t a, i
     Mat<T> iq(R, s.index_heads * s.index_dim), iw(R, s.index_heads);
     indexer_query(iq_params(p, cview_of(cq), xr, p0, view_of(iq), view_of(iw)));
     idx.resize(R, s.index_topk);
-    IndexerParams<T> ip;
-    ip.q = cview_of(iq);
-    ip.k = keys;
-    ip.w = cview_of(iw);
-    ip.heads = s.index_heads;
-    ip.ratio = s.ratio;
-    ip.topk = s.index_topk;
-    ip.pos0 = p0;
-    ip.indices = {idx.data(), R, s.index_topk, s.index_topk};
-    indexer(ip);
+    indexer(scoring_params<T>(s, cview_of(iq), keys, cview_of(iw), p0, {idx.data(), R, s.index_topk, s.index_topk}));
     if (topk) topk->insert(topk->end(), idx.data(), idx.data() + idx.size());
   }
   // Traced rows of this run: selection and index scores now (before the renumbering below).
@@ -177,17 +186,9 @@ void attend_run(const AttentionLayerParams<T>& p, View2<const T> x, int64_t a, i
       Eigen::Matrix<int32_t, 1, Eigen::Dynamic> one(s.index_topk);
       indexer_query(iq_params(p, cview_of(cq).slice_rows(i, 1), xr.slice_rows(i, 1), t.position, view_of(iq),
                               view_of(iw)));
-      IndexerParams<T> ip;
-      ip.q = cview_of(iq);
-      ip.k = keys;
-      ip.w = cview_of(iw);
-      ip.heads = s.index_heads;
-      ip.ratio = s.ratio;
-      ip.topk = s.index_topk;
-      ip.pos0 = t.position;
-      ip.scores = {sc.data(), 1, N, sc.cols()};
-      ip.indices = {one.data(), 1, s.index_topk, s.index_topk};
-      if (N > 0) indexer(ip);
+      if (N > 0)
+        indexer(scoring_params<T>(s, cview_of(iq), keys, cview_of(iw), t.position,
+                                  {one.data(), 1, s.index_topk, s.index_topk}, {sc.data(), 1, N, sc.cols()}));
       t.index_scores.assign(sc.data(), sc.data() + N);
     }
     traced.push_back(std::move(t));
