@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <unordered_map>
 
@@ -64,7 +65,11 @@ void put_sampling(json::object& b, const std::string& model, const SamplingParam
   b["max_tokens"] = p.max_tokens;
   b["temperature"] = p.temperature;
   b["top_p"] = p.top_p;
-  b["seed"] = p.seed;
+  // The OpenAI API's seed is a signed 64-bit integer: a larger one would be refused by
+  // servers (or wrapped), silently changing the sampling.
+  if (p.seed > uint64_t(INT64_MAX))
+    throw InputError("http backend: seed " + std::to_string(p.seed) + " does not fit the API's signed 64-bit seed");
+  b["seed"] = int64_t(p.seed);
   if (!p.stop.empty()) {
     json::array s;
     for (const auto& x : p.stop) s.push_back(json::string(x));

@@ -57,7 +57,7 @@ struct SamplingParams {
   int64_t max_tokens = 32;
   double temperature = 0.0;  // 0: greedy (argmax, ties to the lower id)
   double top_p = 1.0;
-  uint64_t seed = 0;
+  uint64_t seed = 0;  // below 2^63 (the OpenAI API's seed is a signed 64-bit integer)
   std::vector<std::string> stop;  // stop strings: generation ends once the text contains one
                                   // (the text is cut before it); eos always stops
 };

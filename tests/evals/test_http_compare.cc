@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <memory>
 #include <tuple>
 #include <thread>
@@ -16,6 +17,8 @@
 #include "evals/openai_server.h"
 #include "evals/recall/probe_tokens.h"
 #include "evals/runner.h"
+#include "model/checkpoint.h"
+#include "model/config.h"
 #include "model/probe.h"
 #include "reference/errors.h"
 #include "tests/cli/cli_harness.h"
@@ -91,10 +94,14 @@ struct Server {
   std::unique_ptr<OpenAIServer> server;
   std::thread thread;
   int port = 0;
-  explicit Server(ProbeRetrieval r, const std::string& name) {
+  // A recall probe (retrieval r), or with `tiny` a random v4-tiny checkpoint.
+  explicit Server(ProbeRetrieval r, const std::string& name, bool tiny = false) {
     ProbeKnobs k;
     k.retrieval = r;
-    write_probe_checkpoint(k, dir);
+    if (tiny)
+      write_random_checkpoint(config_preset("v4-tiny"), 3, dir, 0);
+    else
+      write_probe_checkpoint(k, dir);
     engine = std::make_unique<EngineModel>(dir, EngineOptions{});
     served = std::make_unique<EngineModel>(dir, EngineOptions{});
     ServeOptions o;
@@ -157,6 +164,37 @@ TEST(HttpCompare, TwoServersTwoCheckpointsOneComparison) {
   EXPECT_EQ(row.at("n").as_int64(), 4);
   EXPECT_EQ(row.at("a").as_object().at("mean").to_number<double>(), 1.0);  // CSA: exact with 16 distractors
   EXPECT_GE(row.at("diff").as_object().at("mean").to_number<double>(), 0.0);
+}
+
+// The coding suite through the http backend against our server: the same completions as the
+// engine on the same seeds (sampled at the coding temperature), so the same pass@k.
+TEST(HttpCompare, CodingThroughAServerEqualsTheEngine) {
+  Server tiny(ProbeRetrieval::csa, "tiny", /*tiny=*/true);
+  TempDir tmp;
+  RunConfig c;
+  c.suite = "coding";
+  c.lengths = {0};
+  c.samples = 2;
+  c.seed = 4;
+  c.format = PromptFormat::natural;
+  {  // the first two problems of the team's Python set
+    std::ifstream in(std::string(DSV4_TEST_DATA_DIR) + "/../../evals/coding/problems/python.jsonl");
+    std::ofstream out(tmp.file("problems.jsonl"));
+    std::string line;
+    for (int i = 0; i < 2 && std::getline(in, line); ++i) out << line << "\n";
+  }
+  c.options.problem_files = {tmp.file("problems.jsonl")};
+  c.options.coding_max_tokens = 24;
+  c.model_dir = tiny.dir;
+  c.progress = RunConfig::Progress::none;
+  RunConfig ce = c, ch = c;
+  ce.out = tmp.file("engine"), ch.out = tmp.file("http");
+  ch.model_name = "tiny";
+  HttpModel http(tiny.client("tiny"));
+  run_eval(ce, *tiny.engine, nullptr);
+  run_eval(ch, http, nullptr);
+  EXPECT_EQ(outcomes(ce.out), outcomes(ch.out));
+  EXPECT_FALSE(outcomes(ce.out).empty());
 }
 
 }  // namespace
