@@ -225,7 +225,7 @@ int run_http_eval(const EvalArgs& a, RunConfig& cfg, const fs::path& probe_json)
 CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
   auto* c = app.add_subcommand("eval", "run an eval suite on a model (dsv4 eval --list)");
   c->add_flag("--list", a.list, "list suites and tasks with their versions");
-  c->add_option("--suite", a.suite, "recall")->default_str(a.suite);
+  c->add_option("--suite", a.suite, "recall | degradation | coding | longcode (dsv4 eval --list)")->default_str(a.suite);
   c->add_option("--model", a.model, "checkpoint directory (with probe.json: probe format)");
   c->add_option("--backend", a.backend, "ref | cuda")->default_str(a.backend);
   c->add_option("--numerics", a.numerics,
