@@ -197,5 +197,28 @@ TEST(HttpCompare, CodingThroughAServerEqualsTheEngine) {
   EXPECT_FALSE(outcomes(ce.out).empty());
 }
 
+// The longcode suite (natural format: generation) through our server: the engine's answers.
+TEST(HttpCompare, LongCodeThroughAServerEqualsTheEngine) {
+  Server tiny(ProbeRetrieval::csa, "tiny", /*tiny=*/true);
+  TempDir tmp;
+  RunConfig c;
+  c.suite = "longcode";
+  c.lengths = {1024};
+  c.depths = {0.5};
+  c.samples = 1;
+  c.seed = 6;
+  c.format = PromptFormat::natural;
+  c.model_dir = tiny.dir;
+  c.progress = RunConfig::Progress::none;
+  RunConfig ce = c, ch = c;
+  ce.out = tmp.file("engine"), ch.out = tmp.file("http");
+  ch.model_name = "tiny";
+  HttpModel http(tiny.client("tiny"));
+  run_eval(ce, *tiny.engine, nullptr);
+  run_eval(ch, http, nullptr);
+  EXPECT_EQ(outcomes(ce.out).size(), 3u);  // repo_return, repo_file, repo_params
+  EXPECT_EQ(outcomes(ce.out), outcomes(ch.out));
+}
+
 }  // namespace
 }  // namespace dsv4::evals
