@@ -166,6 +166,22 @@ TEST(HttpCompare, TwoServersTwoCheckpointsOneComparison) {
   EXPECT_GE(row.at("diff").as_object().at("mean").to_number<double>(), 0.0);
 }
 
+// Runs `c` on the server's engine directly and through the http backend against the server
+// (into tmp/engine and tmp/http); returns both runs' outcomes.
+std::pair<std::vector<std::tuple<std::string, std::string, double>>,
+          std::vector<std::tuple<std::string, std::string, double>>>
+engine_and_http(const Server& server, const std::string& name, RunConfig c, TempDir& tmp) {
+  c.model_dir = server.dir;
+  c.progress = RunConfig::Progress::none;
+  RunConfig ce = c, ch = c;
+  ce.out = tmp.file("engine"), ch.out = tmp.file("http");
+  ch.model_name = name;
+  HttpModel http(server.client(name));
+  run_eval(ce, *server.engine, nullptr);
+  run_eval(ch, http, nullptr);
+  return {outcomes(ce.out), outcomes(ch.out)};
+}
+
 // The coding suite through the http backend against our server: the same completions as the
 // engine on the same seeds (sampled at the coding temperature), so the same pass@k.
 TEST(HttpCompare, CodingThroughAServerEqualsTheEngine) {
@@ -185,16 +201,9 @@ TEST(HttpCompare, CodingThroughAServerEqualsTheEngine) {
   }
   c.options.problem_files = {tmp.file("problems.jsonl")};
   c.options.coding_max_tokens = 24;
-  c.model_dir = tiny.dir;
-  c.progress = RunConfig::Progress::none;
-  RunConfig ce = c, ch = c;
-  ce.out = tmp.file("engine"), ch.out = tmp.file("http");
-  ch.model_name = "tiny";
-  HttpModel http(tiny.client("tiny"));
-  run_eval(ce, *tiny.engine, nullptr);
-  run_eval(ch, http, nullptr);
-  EXPECT_EQ(outcomes(ce.out), outcomes(ch.out));
-  EXPECT_FALSE(outcomes(ce.out).empty());
+  const auto [engine, http] = engine_and_http(tiny, "tiny", c, tmp);
+  EXPECT_EQ(engine, http);
+  EXPECT_FALSE(engine.empty());
 }
 
 // The longcode suite (natural format: generation) through our server: the engine's answers.
@@ -208,16 +217,9 @@ TEST(HttpCompare, LongCodeThroughAServerEqualsTheEngine) {
   c.samples = 1;
   c.seed = 6;
   c.format = PromptFormat::natural;
-  c.model_dir = tiny.dir;
-  c.progress = RunConfig::Progress::none;
-  RunConfig ce = c, ch = c;
-  ce.out = tmp.file("engine"), ch.out = tmp.file("http");
-  ch.model_name = "tiny";
-  HttpModel http(tiny.client("tiny"));
-  run_eval(ce, *tiny.engine, nullptr);
-  run_eval(ch, http, nullptr);
-  EXPECT_EQ(outcomes(ce.out).size(), 3u);  // repo_return, repo_file, repo_params
-  EXPECT_EQ(outcomes(ce.out), outcomes(ch.out));
+  const auto [engine, http] = engine_and_http(tiny, "tiny", c, tmp);
+  EXPECT_EQ(engine.size(), 3u);  // repo_return, repo_file, repo_params
+  EXPECT_EQ(engine, http);
 }
 
 }  // namespace

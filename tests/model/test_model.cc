@@ -15,6 +15,7 @@
 #include "reference/constants.h"
 #include "reference/errors.h"
 #include "tests/support/compare.h"
+#include "tests/support/tiny_model.h"
 #include "tests/support/tolerance.h"
 
 namespace dsv4 {
@@ -24,15 +25,7 @@ namespace fs = std::filesystem;
 
 // One random tiny checkpoint for the whole suite.
 const ModelWeights& tiny_weights() {
-  static const ModelWeights w = [] {
-    const fs::path dir = fs::temp_directory_path() / ("dsv4-model-test-" + std::to_string(std::random_device{}()));
-    WriteOptions o;
-    o.force = true;
-    write_random_checkpoint(config_preset("v4-tiny"), 1234, dir.string(), 0, o);
-    ModelWeights loaded = load_checkpoint(dir.string());
-    fs::remove_all(dir);
-    return loaded;
-  }();
+  static const ModelWeights w = test::tiny_checkpoint_weights(1234, "model-test");
   return w;
 }
 
@@ -40,18 +33,8 @@ Model tiny_model(Numerics n = Numerics::exact, KvLayout l = KvLayout::f32) {
   return Model(make_reference_backend(tiny_weights(), {n, l}));
 }
 
-std::vector<int32_t> tokens(int64_t n, uint64_t seed) {
-  std::mt19937_64 g(seed);
-  std::vector<int32_t> v(static_cast<size_t>(n));
-  for (auto& t : v) t = int32_t(g() % 4000) + 16;
-  return v;
-}
-
-double max_abs(const std::vector<float>& v) {
-  double m = 0;
-  for (float x : v) m = std::max(m, double(std::fabs(x)));
-  return m;
-}
+std::vector<int32_t> tokens(int64_t n, uint64_t seed) { return test::tiny_tokens(n, seed); }
+using test::max_abs;
 
 // Chunked and full prefills differ only in GEMM-vs-GEMV rounding: a few float roundings per
 // reduction, propagated through 4 layers and the head (a reduction over D = 256). Bound:

@@ -18,6 +18,7 @@
 #include "reference/errors.h"
 #include "tests/mpi/mpi_main.h"
 #include "tests/support/compare.h"
+#include "tests/support/tiny_model.h"
 #include "tests/support/tolerance.h"
 
 namespace dsv4 {
@@ -31,32 +32,13 @@ constexpr int64_t kDecode = 4;    // decode steps after it
 
 // Every rank writes and loads the same checkpoint (same seed, same bytes) in its own folder.
 const ModelWeights& tiny_weights() {
-  static const ModelWeights w = [] {
-    const fs::path dir =
-        fs::temp_directory_path() / ("dsv4-sharded-test-" + std::to_string(world().rank()) + "-" +
-                                     std::to_string(std::random_device{}()));
-    WriteOptions o;
-    o.force = true;
-    write_random_checkpoint(config_preset("v4-tiny"), 4321, dir.string(), 0, o);
-    ModelWeights loaded = load_checkpoint(dir.string());
-    fs::remove_all(dir);
-    return loaded;
-  }();
+  static const ModelWeights w =
+      test::tiny_checkpoint_weights(4321, "sharded-test-" + std::to_string(world().rank()));
   return w;
 }
 
-std::vector<int32_t> tokens(int64_t n, uint64_t seed) {
-  std::mt19937_64 g(seed);
-  std::vector<int32_t> v(static_cast<size_t>(n));
-  for (auto& t : v) t = int32_t(g() % 4000) + 16;
-  return v;
-}
-
-double max_abs(const std::vector<float>& v) {
-  double m = 0;
-  for (float x : v) m = std::max(m, double(std::fabs(x)));
-  return m;
-}
+std::vector<int32_t> tokens(int64_t n, uint64_t seed) { return test::tiny_tokens(n, seed); }
+using test::max_abs;
 
 double max_diff(const std::vector<float>& a, const std::vector<float>& b) {
   double m = 0;

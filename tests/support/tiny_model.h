@@ -1,0 +1,45 @@
+// Shared by the whole-model tests (tests/model, tests/mpi): a random v4-tiny checkpoint written
+// with `dsv4 init`'s writer and loaded back, random in-vocabulary token ids, and max |x|.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "model/checkpoint.h"
+#include "model/config.h"
+
+namespace dsv4::test {
+
+// The weights of a v4-tiny checkpoint from `seed`, written to a temporary folder (named with
+// `tag`) and loaded back through the real loader; the folder is removed.
+inline ModelWeights tiny_checkpoint_weights(uint64_t seed, const std::string& tag) {
+  namespace fs = std::filesystem;
+  const fs::path dir =
+      fs::temp_directory_path() / ("dsv4-" + tag + "-" + std::to_string(std::random_device{}()));
+  WriteOptions o;
+  o.force = true;
+  write_random_checkpoint(config_preset("v4-tiny"), seed, dir.string(), 0, o);
+  ModelWeights loaded = load_checkpoint(dir.string());
+  fs::remove_all(dir);
+  return loaded;
+}
+
+// n token ids in [16, 4016): inside v4-tiny's vocabulary, clear of the special ids.
+inline std::vector<int32_t> tiny_tokens(int64_t n, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (auto& t : v) t = int32_t(g() % 4000) + 16;
+  return v;
+}
+
+inline double max_abs(const std::vector<float>& v) {
+  double m = 0;
+  for (float x : v) m = std::max(m, double(std::fabs(x)));
+  return m;
+}
+
+}  // namespace dsv4::test
