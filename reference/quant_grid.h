@@ -37,7 +37,10 @@ inline float round_to_grid(float v, float magic) {
   const float a = fmt::float_of(ua);
   const uint32_t us = fmt::bits_of((a + magic) - magic);
   const uint32_t normal = -uint32_t(ua >= kNormBits);
-  return fmt::float_of(((un & normal) | (us & ~normal)) | sign);
+  // A NaN passes through unchanged: the rounding add above can carry a large payload into
+  // the sign bit (0x7FFFFFFF -> -0), so it must not reach the result.
+  const uint32_t nan = -uint32_t((fmt::bits_of(v) & 0x7FFFFFFFu) > 0x7F800000u);
+  return fmt::float_of(((((un & normal) | (us & ~normal)) | sign) & ~nan) | (fmt::bits_of(v) & nan));
 }
 
 // max |x| over n floats, NaN skipped (as std::max(amax, |x|) skips it), as a double.

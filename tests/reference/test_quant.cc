@@ -475,6 +475,11 @@ std::vector<float> adversarial_blocks(int64_t rows, int64_t d, uint64_t seed) {
         if (s == 1 && kind == 5) v = (rng() & 1) ? std::numeric_limits<float>::infinity()
                                                  : -std::numeric_limits<float>::infinity();
         if (s == 2) v = (rng() & 1) ? 0.0f : -0.0f;
+        if (s == 3) {  // NaNs with large payloads: the float path's rounding add must not carry
+          constexpr uint32_t kPayloads[] = {0x7FFFFFFFu, 0x7FE00000u, 0xFFF80000u, 0x7FF80000u};
+          const uint32_t u = kPayloads[rng() % 4];
+          std::memcpy(&v, &u, 4);
+        }
       }
       x[size_t(r * d + c)] = v;
     }
