@@ -87,7 +87,7 @@ Loaded load(const ModelRunArgs& a, comm::Comm& world) {
   o.numerics = numerics_of(a.numerics);
   o.kv_layout = kv_layout_from_name(a.kv_layout);
   Loaded l;
-  ModelWeights w = load_checkpoint(a.model);
+  ModelWeights w = load_checkpoint(a.model, engram_load_options(a.engram_tables));
   const int64_t vocab = w.config.vocab_size;
   l.model = std::make_unique<Model>(make_backend(std::move(w), o, a, world));
   const fs::path tok = fs::path(a.model) / "tokenizer.json";

@@ -16,6 +16,7 @@ struct ModelRunArgs {
   std::string precision = "f32";
   std::string numerics = "official";
   std::string kv_layout = "f32";
+  std::string engram_tables = "memory";  // memory | mmap (docs/engram.md)
   int64_t chunk = 512;
   // multi-rank (docs/parallel.md): tensor- and expert-parallel ranks; under mpirun -np N
   int tp = 1;

@@ -47,9 +47,10 @@ int init_command(const InitArgs& a) {
     if (!a.probe.empty()) return init_probe(a);
     if (a.preset.empty())
       throw InputError("dsv4 init: give --preset (a preset name or config.json) or --probe recall");
-    if (!a.retrieval.empty() || !a.probe_sets.empty())
-      throw InputError("dsv4 init: --retrieval and --set apply only with --probe");
-    const ModelConfig c = config_load(a.preset);
+    if (!a.retrieval.empty()) throw InputError("dsv4 init: --retrieval applies only with --probe");
+    ModelConfig c = config_load(a.preset);
+    for (const auto& s : a.probe_sets) config_set_engram(c, s);  // --set engram=... (docs/engram.md)
+    if (!a.probe_sets.empty()) config_validate(c);
     WriteOptions o;
     o.force = a.force;
     o.tokenizer = a.tokenizer;

@@ -68,11 +68,11 @@ EngineModel::EngineModel(const std::string& dir, const EngineOptions& o) : opt_(
   bo.kv_layout = kv_layout_from_name(o.kv_layout);
   if (!fs::is_directory(dir)) throw InputError("--model: '" + dir + "' is not a directory");
   if (o.world && (o.world->size() > 1 || o.tp > 1 || o.ep > 1))
-    model_ = std::make_unique<Model>(make_sharded_backend(load_checkpoint(dir), bo, *o.world, {o.tp, o.ep}));
+    model_ = std::make_unique<Model>(make_sharded_backend(load_checkpoint(dir, engram_load_options(o.engram_tables)), bo, *o.world, {o.tp, o.ep}));
   else if (o.tp > 1 || o.ep > 1)
     throw InputError("--tp/--ep above 1 need ranks: run under mpirun -np N");
   else
-    model_ = std::make_unique<Model>(make_reference_backend(load_checkpoint(dir), bo));
+    model_ = std::make_unique<Model>(make_reference_backend(load_checkpoint(dir, engram_load_options(o.engram_tables)), bo));
   const fs::path tj = fs::path(dir) / "tokenizer.json";
   if (fs::exists(tj)) {
     tokenizer_ = std::make_unique<Tokenizer>(tj.string());

@@ -32,6 +32,7 @@ struct EngineOptions {
   comm::Comm* world = nullptr;        // outlives the model; null: one rank
   int tp = 1;
   int ep = 1;
+  std::string engram_tables = "memory";  // memory | mmap (docs/engram.md)
 };
 
 class EngineModel final : public LanguageModel {

@@ -16,6 +16,7 @@
 #include "model/config.h"
 #include "model/kv_cache.h"
 #include "model/weights.h"
+#include "reference/errors.h"
 
 namespace dsv4 {
 
@@ -83,6 +84,21 @@ class Backend {
   virtual bool trace_next_attention(const std::vector<int64_t>& rows, std::vector<AttentionRowTrace>* out) {
     (void)rows, (void)out;
     return false;
+  }
+  // Engram (docs/engram.md) at a layer listed in config().engram.layer_ids: h [n, s*D] +=
+  // the Engram output for the n tokens `ids` that follow the cache's position (before the
+  // layer's attention pre-mix). The layer's cache carries the canonical-id and convolution
+  // history. Backends without Engram throw InputError.
+  virtual void engram(int64_t layer, const int32_t* ids, int64_t n, Buffer& h, LayerCache& cache) {
+    (void)layer, (void)ids, (void)n, (void)h, (void)cache;
+    throw InputError("backend '" + name() + "' does not run Engram layers");
+  }
+  // Called for every Engram layer as soon as a forward's ids are known, before any layer
+  // runs: the addresses depend on the ids alone, so a backend may start gathering the table
+  // rows (the reference computes them here; CUDA copies them from host memory on a side
+  // stream). The next engram() call of that layer with the same ids uses them. Optional.
+  virtual void engram_prefetch(int64_t layer, const int32_t* ids, int64_t n, LayerCache& cache) {
+    (void)layer, (void)ids, (void)n, (void)cache;
   }
   // dst [rows.size(), cols] = the rows `rows` of src [n, cols]
   virtual void gather_rows(const Buffer& src, const std::vector<int64_t>& rows, Buffer& dst) = 0;

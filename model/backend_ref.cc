@@ -9,6 +9,7 @@
 
 #include "model/backend.h"
 #include "model/weights.h"
+#include "reference/engram.h"
 #include "reference/errors.h"
 #include "reference/hc_post.h"
 #include "reference/hc_pre.h"
@@ -29,21 +30,33 @@ class HostBuffer final : public Buffer {
   View2<const T> view() const { return view2<const T>(v.data(), rows(), cols()); }
 };
 
+// Engram state of one layer's cache: the canonical ids of the last N-1 tokens (-1 before the
+// sequence) and the last (K-1)*N rows of the convolution input Z [.., s*D]; plus the rows a
+// prefetch looked up for the next chunk.
+template <class T>
+struct EngramState {
+  std::vector<int32_t> ids;
+  std::vector<T> conv;  // [(K-1)*N, s*D]
+  std::vector<int32_t> prefetched_ids;  // the chunk the prefetch was for
+  std::vector<T> prefetched_e;          // its lookups e [n, E]
+};
+
 template <class T>
 class RefLayerCache final : public LayerCache {
  public:
   explicit RefLayerCache(AttentionLayerState<T> s) : state(std::move(s)) {}
   int64_t position() const override { return state.pos; }
   int64_t bytes() const override {
-    int64_t b = 0;
+    int64_t b = int64_t(engram.ids.size() * sizeof(int32_t) + engram.conv.size() * sizeof(T));
     for (const auto* s : {state.window.get(), state.comp.get(), state.index_keys.get()})
       if (s) b += s->bytes();
     b += int64_t((state.comp_state.kv.size() + state.comp_state.score.size() + state.index_state.kv.size() +
                   state.index_state.score.size()) * sizeof(T));
     return b;
   }
-  std::unique_ptr<LayerCache> clone() const override { return std::make_unique<RefLayerCache>(state); }
+  std::unique_ptr<LayerCache> clone() const override { return std::make_unique<RefLayerCache>(*this); }
   AttentionLayerState<T> state;
+  EngramState<T> engram;  // Engram layers only
 };
 
 template <class T>
@@ -54,7 +67,24 @@ class ReferenceBackend final : public Backend {
   static const Host& host(const Buffer& b) { return static_cast<const Host&>(b); }
 
  public:
-  ReferenceBackend(ModelWeightsT<T> w, BackendOptions o) : w_(std::move(w)), o_(o) {}
+  ReferenceBackend(ModelWeightsT<T> w, BackendOptions o) : w_(std::move(w)), o_(o) {
+    const auto& g = w_.config.engram;
+    if (!g.enabled()) return;
+    const int64_t V = w_.config.vocab_size;
+    require(int64_t(w_.engram_token_map.size()) == V, "Engram: the weights have no token map of " + std::to_string(V) + " entries");
+    token_map_.assign(w_.engram_token_map.begin(), w_.engram_token_map.end());
+    const auto primes = engram_primes(int64_t(g.layer_ids.size()), g.vocab_size, g.heads_per_ngram);
+    for (size_t i = 0; i < g.layer_ids.size(); ++i) {
+      const int64_t l = g.layer_ids[i];
+      hashes_.push_back(engram_layer_hash(primes[i], engram_multipliers(g.seed, l, g.max_ngram, V), g.max_ngram,
+                                          g.heads_per_ngram, token_map_.data(), V, g.pad_id));
+      const EngramTableView t = w_.layers.at(size_t(l)).engram.table_view(g.head_dim());
+      require(t.data != nullptr || !std::is_same_v<T, float>, "Engram: layer " + std::to_string(l) + " has no table");
+      require(t.data == nullptr || t.rows == hashes_.back().table_rows,
+              "Engram: layer " + std::to_string(l) + ": the table has " + std::to_string(t.rows) + " rows, the hash needs " +
+                  std::to_string(hashes_.back().table_rows));
+    }
+  }
   std::string name() const override { return std::is_same_v<T, float> ? "ref" : "ref-f64"; }
   const ModelConfig& config() const override { return w_.config; }
 
@@ -68,8 +98,47 @@ class ReferenceBackend final : public Backend {
 
   std::unique_ptr<LayerCache> new_cache(int64_t layer) override {
     const auto& c = w_.config;
-    return std::make_unique<Cache>(ref::attention_layer_state_init<T>(
+    auto cache = std::make_unique<Cache>(ref::attention_layer_state_init<T>(
         c.attention_shape(layer), v4_entry_stores<T>(o_.kv_layout, c.rope_dim)));
+    if (c.engram.index_of(layer) >= 0) {
+      cache->engram.ids.assign(size_t(c.engram.max_ngram - 1), -1);
+      cache->engram.conv.assign(size_t(c.engram.history_rows() * c.hc_mult * c.dim), T(0));
+    }
+    return cache;
+  }
+
+  void engram_prefetch(int64_t layer, const int32_t* ids, int64_t n, LayerCache& cache) override {
+    auto& st = static_cast<Cache&>(cache).engram;
+    st.prefetched_e = engram_lookup_rows(layer, ids, n, st.ids);
+    st.prefetched_ids.assign(ids, ids + n);
+  }
+
+  void engram(int64_t layer, const int32_t* ids, int64_t n, Buffer& h, LayerCache& cache) override {
+    const auto& c = w_.config;
+    const EngramConfig& g = c.engram;
+    const int64_t i = g.index_of(layer), S = c.hc_mult, D = c.dim, E = g.width();
+    require(i >= 0, "engram: layer " + std::to_string(layer) + " has no Engram");
+    auto& st = static_cast<Cache&>(cache).engram;
+    const bool ready = st.prefetched_ids.size() == size_t(n) && std::equal(ids, ids + n, st.prefetched_ids.begin());
+    std::vector<T> e = ready ? std::move(st.prefetched_e) : engram_lookup_rows(layer, ids, n, st.ids);
+    st.prefetched_ids.clear();
+    st.prefetched_e.clear();
+    const auto& t = w_.layers.at(size_t(layer)).engram;
+    EngramMixParams<T> p;
+    p.x = host(h).view();
+    p.e = view2<const T>(e.data(), n, E);
+    p.w = {t.value_w.data(), t.value_b.data(), t.key_w.data(), t.key_b.data(),
+           t.key_norm.data(), t.query_norm.data(), t.conv_w.data(), t.conv_norm.data()};
+    p.streams = S;
+    p.kernel = g.kernel_size;
+    p.dilation = g.max_ngram;
+    p.norm_eps = c.norm_eps;
+    p.history = view2(st.conv.data(), g.history_rows(), S * D);
+    Host y(n, S * D);
+    p.y = y.view();
+    ref::engram_mix(p);
+    for (size_t k = 0; k < y.v.size(); ++k) host(h).v[k] += y.v[k];
+    st.ids = engram_advance_history(hashes_[size_t(i)], st.ids, ids, n);
   }
 
   void embed(const int32_t* ids, int64_t n, Buffer& x) override {
@@ -241,6 +310,27 @@ class ReferenceBackend final : public Backend {
   }
 
  private:
+  // e [n, E]: the Engram table rows of the n tokens `ids` after the canonical ids `history`.
+  std::vector<T> engram_lookup_rows(int64_t layer, const int32_t* ids, int64_t n, const std::vector<int32_t>& history) const {
+    const EngramConfig& g = w_.config.engram;
+    const EngramHash& hash = hashes_.at(size_t(g.index_of(layer)));
+    std::vector<int64_t> rows(size_t(n * hash.slots()));
+    ref::engram_hash({&hash, ids, n, history.data(), view2(rows.data(), n, hash.slots())});
+    const auto& t = w_.layers.at(size_t(layer)).engram;
+    EngramTableView table = t.table_view(g.head_dim());
+    if (!table.data) {  // the fp64 backend's in-memory table (double): gather its rows directly
+      std::vector<T> e(size_t(n * g.width()));
+      const int64_t de = g.head_dim();
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t s = 0; s < hash.slots(); ++s)
+          std::copy_n(t.table.data() + rows[size_t(r * hash.slots() + s)] * de, de, e.data() + (r * hash.slots() + s) * de);
+      return e;
+    }
+    std::vector<T> e(size_t(n * g.width()));
+    ref::engram_lookup<T>({table, view2<const int64_t>(rows.data(), n, hash.slots()), view2(e.data(), n, g.width())});
+    return e;
+  }
+
   const LayerTensorsT<T>& tensors(int64_t layer) const {
     if (layer < w_.config.n_layers) return w_.layers.at(size_t(layer));
     return w_.mtp.at(size_t(layer - w_.config.n_layers)).block;
@@ -253,6 +343,8 @@ class ReferenceBackend final : public Backend {
 
   ModelWeightsT<T> w_;
   BackendOptions o_;
+  std::vector<int32_t> token_map_;  // Engram canonical ids (int32 for the hash)
+  std::vector<EngramHash> hashes_;  // per Engram layer, in config order
   AttentionTraceRequest trace_;                          // the next attention() call's request
   std::vector<AttentionRowTrace>* trace_out_ = nullptr;  // where it goes (null: no trace)
 };

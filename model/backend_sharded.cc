@@ -103,6 +103,14 @@ class Sharded final : public ShardedBackend {
   void download(const Buffer& b, float* host) override { inner_->download(b, host); }
   std::unique_ptr<LayerCache> new_cache(int64_t layer) override { return inner_->new_cache(layer); }
   void embed(const int32_t* ids, int64_t n, Buffer& x) override { inner_->embed(ids, n, x); }
+  // Engram is replicated: every rank holds the tables and adds the same output (the residual
+  // streams are replicated too), so it needs no communication.
+  void engram(int64_t layer, const int32_t* ids, int64_t n, Buffer& h, LayerCache& cache) override {
+    inner_->engram(layer, ids, n, h, cache);
+  }
+  void engram_prefetch(int64_t layer, const int32_t* ids, int64_t n, LayerCache& cache) override {
+    inner_->engram_prefetch(layer, ids, n, cache);
+  }
   void hc_expand(const Buffer& x, Buffer& h) override { inner_->hc_expand(x, h); }
   void hc_pre_norm(int64_t layer, HcSite site, const Buffer& h, Buffer& u, Buffer& post,
                    Buffer& comb) override {

@@ -82,12 +82,13 @@ class Loader {
 
   std::string dir_;
   LoadOptions opts_;
-  std::vector<std::unique_ptr<SafetensorsReader>> shards_;
+  std::vector<std::shared_ptr<SafetensorsReader>> shards_;
   std::map<std::string, Source> src_;      // official name -> source
   std::set<std::string> used_;             // official names consumed
   std::vector<std::string> unknown_;       // stored names that map to nothing
   std::vector<std::string> notes_;
   int64_t skipped_ = 0;
+  bool mapped_ = false;  // an Engram table points into shards_
 };
 
 void Loader::open_shards() {
@@ -97,7 +98,7 @@ void Loader::open_shards() {
   std::error_code ec;
   if (!fs::exists(index, ec)) {
     if (!fs::exists(single, ec)) throw fail("has neither model.safetensors.index.json nor model.safetensors");
-    shards_.push_back(std::make_unique<SafetensorsReader>(single.string()));
+    shards_.push_back(std::make_shared<SafetensorsReader>(single.string()));
     return;
   }
   const std::string ip = index.string();
@@ -125,7 +126,7 @@ void Loader::open_shards() {
       if (!fs::is_regular_file(p, ec))
         throw fail("index '" + ip + "' names shard '" + file + "' (tensor '" + tensor + "'), which does not exist");
       file_id[file] = shards_.size();
-      shards_.push_back(std::make_unique<SafetensorsReader>(p.string()));
+      shards_.push_back(std::make_shared<SafetensorsReader>(p.string()));
     }
     listed[tensor] = file;
   }
@@ -281,12 +282,22 @@ void Loader::load_one(const ModelConfig& c, const TensorSpec& spec, ModelWeights
       throw fail(s, name, "expected I64 (or I32), found " + std::string(dtype_name(dt)));
     if (s.shape != spec.shape) throw shape_error(spec.shape);
     std::vector<int64_t> v = shards_[s.shard]->read_int(*s.t);
-    const int64_t k = spec.shape[1];
+    const int64_t k = spec.shape.size() == 2 ? spec.shape[1] : 1;
     for (size_t i = 0; i < v.size(); ++i) {
-      if (v[i] < 0 || v[i] >= c.n_routed_experts)
-        throw fail(s, name, "entry [" + std::to_string(int64_t(i) / k) + ", " + std::to_string(int64_t(i) % k) + "] = " +
-                                std::to_string(v[i]) + " is outside [0, n_routed_experts = " +
-                                std::to_string(c.n_routed_experts) + ")");
+      if (v[i] < 0 || v[i] >= spec.index_bound)
+        throw fail(s, name, "entry " + (k > 1 ? "[" + std::to_string(int64_t(i) / k) + ", " + std::to_string(int64_t(i) % k) + "]"
+                                              : "[" + std::to_string(i) + "]") +
+                                " = " + std::to_string(v[i]) + " is outside [0, " + spec.index_bound_name + " = " +
+                                std::to_string(spec.index_bound) + ")");
+    }
+    if (spec.init == InitKind::token_map) {  // surjective onto [0, #canonical ids)
+      std::vector<bool> hit(v.size(), false);
+      int64_t top = -1;
+      for (int64_t x : v) hit[size_t(x)] = true, top = std::max(top, x);
+      for (int64_t x = 0; x <= top; ++x)
+        if (!hit[size_t(x)])
+          throw fail(s, name, "canonical id " + std::to_string(x) + " is never used while " + std::to_string(top) +
+                                  " is (the map must be onto [0, number of canonical ids))");
     }
     int64_t dup_rows = 0;
     for (size_t r = 0; r < v.size() / size_t(k); ++r) {
@@ -304,6 +315,16 @@ void Loader::load_one(const ModelConfig& c, const TensorSpec& spec, ModelWeights
     return;
   }
 
+  if (spec.dest_mapped && opts_.map_engram_tables && (dt == DType::F32 || dt == DType::BF16)) {
+    if (s.shape != spec.shape) throw shape_error(spec.shape);
+    EngramTableView* v = spec.dest_mapped(w);
+    v->data = shards_[s.shard]->bytes(*s.t).data();
+    v->dtype = dt == DType::F32 ? TableDType::f32 : TableDType::bf16;
+    v->rows = spec.shape[0];
+    v->dim = spec.shape[1];
+    mapped_ = true;
+    return;  // not scanned for non-finite values: that would page in the whole table
+  }
   std::vector<float>* dst = spec.dest(w);
   if (int64_t(dst->size()) != spec.dest_numel) dst->assign(size_t(spec.dest_numel), std::nanf(""));
   float* out = dst->data() + spec.offset;
@@ -385,6 +406,10 @@ ModelWeights Loader::run(LoadInfo* info) {
   w.layers.resize(size_t(c.n_layers));
   w.mtp.resize(size_t(c.n_mtp_layers));
   for (const auto& s : specs) load_one(c, s, w);
+  if (mapped_) {  // the weights keep the mapped shards alive
+    w.mapped_files = std::make_shared<std::vector<std::shared_ptr<SafetensorsReader>>>(shards_);
+    notes_.push_back("Engram tables memory-mapped from the shards (not decoded)");
+  }
 
   std::vector<std::string> unexpected = unknown_;
   for (const auto& [name, s] : src_)
@@ -445,6 +470,14 @@ void dequantize_fp4(const uint8_t* packed, int64_t rows, int64_t cols, const flo
       out[r * cols + k] = fmt::e2m1_decode(nib) * srow[k / kFp4ScaleBlock];
     }
   }
+}
+
+LoadOptions engram_load_options(const std::string& name) {
+  if (name != "memory" && name != "mmap")
+    throw InputError("--engram-tables: expected memory or mmap, found '" + name + "'");
+  LoadOptions o;
+  o.map_engram_tables = name == "mmap";
+  return o;
 }
 
 ModelConfig checkpoint_config(const std::string& dir) {

@@ -56,6 +56,7 @@ enum class InitKind : uint8_t {
   hc_head_base,  // hc_head base: pre -> 1/n
   hc_scale,      // 1 + U(-0.1, 0.1)
   tid2eid,       // k distinct experts per row
+  token_map,     // Engram canonical-id map: from the tokenizer written beside it, else identity
 };
 
 struct TensorSpec {
@@ -71,6 +72,11 @@ struct TensorSpec {
   std::function<std::vector<int64_t>*(ModelWeights&)> dest_int;
   int64_t offset = 0;
   int64_t dest_numel = 0;
+  // Index tensors: every entry must lie in [0, index_bound) (index_bound_name says what it is).
+  int64_t index_bound = 0;
+  std::string index_bound_name;
+  // Engram tables: where the loader puts a memory-mapped view instead of decoding (when asked).
+  std::function<EngramTableView*(ModelWeights&)> dest_mapped;
 
   int64_t numel() const;
 };
@@ -118,6 +124,9 @@ struct LoadOptions {
   enum class Mtp { if_present, required, skip } mtp = Mtp::if_present;
   bool allow_unexpected = false;  // tensors the config does not use: error unless set
   int64_t max_bytes = 0;          // float bytes allowed; 0: the machine's physical memory
+  // Engram tables stored as F32 or BF16 stay in the memory-mapped shards (read on lookup,
+  // paged in on demand) instead of being decoded into memory; other dtypes are decoded.
+  bool map_engram_tables = false;
 };
 
 struct LoadInfo {
@@ -129,6 +138,10 @@ struct LoadInfo {
   int64_t peak_rss_bytes = 0;  // process peak resident set (getrusage) after loading
   std::vector<std::string> notes;  // e.g. MTP dropped, tensors skipped
 };
+
+// LoadOptions for --engram-tables NAME: "memory" (decode) or "mmap" (map_engram_tables);
+// InputError otherwise.
+LoadOptions engram_load_options(const std::string& name);
 
 // Reads DIR/config.json and DIR/model.safetensors.index.json (or DIR/model.safetensors),
 // memory-maps every shard, checks every tensor against expected_tensors and dequantises to

@@ -19,6 +19,7 @@ const std::vector<NameRule>& global_name_map() {
       {"hc_head_fn", "model.hc_head.hc_fn"},
       {"hc_head_base", "model.hc_head.hc_base"},
       {"hc_head_scale", "model.hc_head.hc_scale"},
+      {"engram.token_map", nullptr},  // docs/engram.md; no transformers spelling exists
   };
   return m;
 }
@@ -109,6 +110,9 @@ std::string layer_rest(const std::string& rest, bool* tf) {
     *tf = true;
     return "attn.kv_norm.weight";
   }
+  // Engram (docs/engram.md): official names only; the table of expected tensors decides
+  // which exist (an unknown engram.* name is reported as unused).
+  if (starts_with(rest, "engram.")) return rest;
   // routed experts, one tensor each: ffn.experts.E.w1.weight / mlp.experts.E.gate_proj.weight
   for (const char* p : {"ffn.experts.", "mlp.experts."}) {
     if (!starts_with(rest, p)) continue;
@@ -134,7 +138,7 @@ CanonicalName canonical_name(const std::string& stored) {
       out.official = g.official;
       return out;
     }
-    if (stored == g.transformers) {
+    if (g.transformers && stored == g.transformers) {
       out.kind = CanonicalName::Kind::tensor;
       out.official = g.official;
       out.transformers = true;

@@ -109,6 +109,8 @@ class Table {
       s.init = InitKind::tid2eid;
       s.dest_int = [lt](ModelWeights& w) { return &lt(w).tid2eid; };
       s.dest_numel = s.numel();
+      s.index_bound = c.n_routed_experts;
+      s.index_bound_name = "n_routed_experts";
       specs.push_back(std::move(s));
     } else {
       add(f + "gate.bias", {E}, R::f32, InitKind::normal, 0.1, at(lt, &LayerTensors::gate_bias));
@@ -120,12 +122,46 @@ class Table {
       linear(x + "w3.weight", I, D, R::expert, at(lt, &LayerTensors::w3)).offset = e * I * D;
       for (size_t k = specs.size() - 3; k < specs.size(); ++k) specs[k].dest_numel = E * I * D;
     }
+    if (c.engram.index_of(layer) >= 0) engram(p + "engram.", c.engram.index_of(layer), lt);
     if (c.n_shared_experts > 0) {
       const int64_t Is = c.moe_inter_dim * c.n_shared_experts;
       linear(f + "shared_experts.w1.weight", Is, D, R::fp8_linear, at(lt, &LayerTensors::shared_w1));
       linear(f + "shared_experts.w2.weight", D, Is, R::fp8_linear, at(lt, &LayerTensors::shared_w2));
       linear(f + "shared_experts.w3.weight", Is, D, R::fp8_linear, at(lt, &LayerTensors::shared_w3));
     }
+  }
+
+  // Engram tensors of one layer (docs/engram.md), `index` = its place in engram.layer_ids.
+  void engram(const std::string& p, int64_t index, LayerOf lt) {
+    const ModelConfig& c = c_;
+    const EngramConfig& g = c.engram;
+    const int64_t D = c.dim, S = c.hc_mult, E = g.width(), de = g.head_dim();
+    using R = TensorRole;
+    using M = std::vector<float> EngramTensors::*;
+    auto at_e = [lt](M m) {
+      return [lt, m](ModelWeights& w) { return &(lt(w).engram.*m); };
+    };
+    const std::vector<int64_t> primes =
+        engram_primes(int64_t(g.layer_ids.size()), g.vocab_size, g.heads_per_ngram)[size_t(index)];
+    int64_t rows = 0;
+    for (int64_t pr : primes) rows += pr;
+    TensorSpec& table = add(p + "table.weight", {rows, de}, R::bf16_linear, InitKind::normal, 1.0, at_e(&EngramTensors::table));
+    table.dest_mapped = [lt](ModelWeights& w) { return &lt(w).engram.mapped; };
+    linear(p + "value_proj.weight", D, E, R::bf16_linear, at_e(&EngramTensors::value_w));
+    add(p + "value_proj.bias", {D}, R::f32, InitKind::normal, 0.1, at_e(&EngramTensors::value_b));
+    for (int64_t s = 0; s < S; ++s) {
+      const std::string k = std::to_string(s);
+      auto slice = [&](TensorSpec& t) {
+        t.offset = s * t.numel();
+        t.dest_numel = S * t.numel();
+      };
+      slice(linear(p + "key_proj." + k + ".weight", D, E, R::bf16_linear, at_e(&EngramTensors::key_w)));
+      slice(add(p + "key_proj." + k + ".bias", {D}, R::f32, InitKind::normal, 0.1, at_e(&EngramTensors::key_b)));
+      slice(add(p + "key_norm." + k + ".weight", {D}, R::norm, InitKind::norm, 0, at_e(&EngramTensors::key_norm)));
+      slice(add(p + "query_norm." + k + ".weight", {D}, R::norm, InitKind::norm, 0, at_e(&EngramTensors::query_norm)));
+      slice(add(p + "conv_norm." + k + ".weight", {D}, R::norm, InitKind::norm, 0, at_e(&EngramTensors::conv_norm)));
+    }
+    linear(p + "conv.weight", S * D, g.kernel_size, R::bf16_linear, at_e(&EngramTensors::conv_w));
   }
 
  private:
@@ -147,6 +183,18 @@ std::vector<TensorSpec> expected_tensors(const ModelConfig& c, bool with_mtp) {
         [](ModelWeights& w) { return &w.hc_head_fn; });
   t.add("hc_head_base", {n}, R::f32, InitKind::hc_head_base, 0, [](ModelWeights& w) { return &w.hc_head_base; });
   t.add("hc_head_scale", {1}, R::f32, InitKind::hc_scale, 0, [](ModelWeights& w) { return &w.hc_head_scale; });
+  if (c.engram.enabled()) {
+    TensorSpec s;
+    s.name = "engram.token_map";
+    s.shape = {V};
+    s.role = R::index;
+    s.init = InitKind::token_map;
+    s.dest_int = [](ModelWeights& w) { return &w.engram_token_map; };
+    s.dest_numel = V;
+    s.index_bound = V;
+    s.index_bound_name = "vocab_size";
+    t.specs.push_back(std::move(s));
+  }
 
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const size_t i = size_t(l);

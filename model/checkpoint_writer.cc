@@ -34,6 +34,8 @@
 #include <sstream>
 
 #include "model/checkpoint.h"
+#include "model/engram_map.h"
+#include "model/tokenizer.h"
 #include "model/safetensors.h"
 #include "reference/constants.h"
 #include "reference/errors.h"
@@ -95,7 +97,8 @@ std::vector<float> init_values(const ModelConfig& c, const TensorSpec& s, Rng& r
         x = b + 0.1 * rng.normal();
         break;
       }
-      case InitKind::tid2eid: break;
+      case InitKind::tid2eid:
+      case InitKind::token_map: break;
     }
     v[size_t(i)] = float(x);
   }
@@ -245,6 +248,21 @@ std::string default_tokenizer_asset() {
   return (fs::path(__FILE__).parent_path() / "assets" / "tokenizer-tiny.json").string();
 }
 
+namespace {
+
+// The Engram canonical-id map of the tokenizer the checkpoint will carry (the identity when
+// that tokenizer is absent or does not fit the vocabulary: write_checkpoint then writes none).
+std::vector<int64_t> init_token_map(const ModelConfig& c, const std::string& tokenizer) {
+  std::error_code ec;
+  if (fs::exists(tokenizer, ec)) {
+    const int64_t mx = tokenizer_max_id(tokenizer);
+    if (mx >= 0 && mx < c.vocab_size) return engram_token_map(Tokenizer(tokenizer), c.vocab_size);
+  }
+  return engram_identity_map(c.vocab_size);
+}
+
+}  // namespace
+
 WriteSummary write_random_checkpoint(const ModelConfig& c, uint64_t seed, const std::string& dir, int64_t shard_bytes,
                                      const WriteOptions& opts) {
   CheckpointContents contents;
@@ -252,7 +270,9 @@ WriteSummary write_random_checkpoint(const ModelConfig& c, uint64_t seed, const 
     Rng rng(seed, s.name);
     return init_values(c, s, rng);
   };
-  contents.indices = [&c, seed](const TensorSpec& s) {
+  const std::string tok = opts.tokenizer.empty() ? default_tokenizer_asset() : opts.tokenizer;
+  contents.indices = [&c, seed, tok](const TensorSpec& s) {
+    if (s.init == InitKind::token_map) return init_token_map(c, tok);
     Rng rng(seed, s.name);
     return init_tid2eid(c, s, rng);
   };

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "model/checkpoint_names.h"
+#include "reference/engram.h"
 #include "reference/errors.h"
 
 namespace dsv4 {
@@ -19,6 +20,12 @@ namespace json = boost::json;
 int64_t ModelConfig::ratio(int64_t layer) const {
   if (layer < 0 || layer >= int64_t(compress_ratios.size())) return 0;
   return compress_ratios[size_t(layer)];
+}
+
+int64_t EngramConfig::index_of(int64_t layer) const {
+  for (size_t i = 0; i < layer_ids.size(); ++i)
+    if (layer_ids[i] == layer) return int64_t(i);
+  return -1;
 }
 
 int64_t ModelConfig::count_layers(int64_t r) const {
@@ -418,6 +425,20 @@ ModelConfig config_from_json(const std::string& text, const std::string& origin)
     c.fp8_weights = f.str({"dtype"}, "") == "fp8";
   }
   c.expert_dtype = f.str({"expert_dtype"}, "");
+  if (const json::object* eo = f.object({"engram"})) {
+    const Fields e(*eo, origin + "': 'engram");
+    EngramConfig& g = c.engram;
+    g.layer_ids = e.ints({"layer_ids"}, true);
+    g.vocab_size = e.ints({"vocab_size", "engram_vocab_size"}, true);
+    g.max_ngram = e.opt({"max_ngram_size"}, g.max_ngram);
+    g.embed_per_ngram = e.opt({"n_embed_per_ngram"}, g.embed_per_ngram);
+    g.heads_per_ngram = e.opt({"n_head_per_ngram"}, g.heads_per_ngram);
+    g.kernel_size = e.opt({"kernel_size"}, g.kernel_size);
+    g.pad_id = e.opt({"pad_id"}, g.pad_id);
+    const int64_t seed = e.opt({"seed"}, 0);
+    if (seed < 0) throw e.error("'seed'", "must be >= 0, found " + std::to_string(seed));
+    g.seed = uint64_t(seed);
+  }
   config_validate(c);
   return c;
 }
@@ -444,7 +465,107 @@ ModelConfig config_load(const std::string& preset_or_path) {
   throw InputError("'" + preset_or_path + "' is neither a preset (" + all + ") nor a config file or model directory");
 }
 
+// ---- --set overrides ----------------------------------------------------------------------
+
+namespace {
+
+std::vector<int64_t> parse_int_list(const std::string& key, const std::string& v) {
+  std::vector<int64_t> out;
+  std::stringstream ss(v);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    int64_t x = 0;
+    try {
+      x = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size())
+      throw InputError("--set " + key + ": expected integers separated by commas, found '" + v + "'");
+    out.push_back(x);
+  }
+  if (out.empty()) throw InputError("--set " + key + ": expected at least one integer");
+  return out;
+}
+
+}  // namespace
+
+void config_set_engram(ModelConfig& c, const std::string& kv) {
+  const size_t eq = kv.find('=');
+  if (eq == std::string::npos) throw InputError("--set '" + kv + "': expected KEY=VALUE");
+  const std::string key = kv.substr(0, eq), v = kv.substr(eq + 1);
+  EngramConfig& g = c.engram;
+  auto one = [&]() {
+    const auto l = parse_int_list(key, v);
+    if (l.size() != 1) throw InputError("--set " + key + ": expected one integer, found '" + v + "'");
+    return l[0];
+  };
+  if (key == "engram") {
+    if (v == "none") {
+      g = EngramConfig{};
+      return;
+    }
+    g.layer_ids = parse_int_list(key, v);
+    if (g.vocab_size.empty()) g.vocab_size.assign(size_t(g.max_ngram - 1), kEngramDefaultTableFactor * c.vocab_size);
+  } else if (key == "engram.vocab_size") {
+    g.vocab_size = parse_int_list(key, v);
+  } else if (key == "engram.max_ngram_size") {
+    g.max_ngram = one();
+    if (g.max_ngram >= 2 && !g.vocab_size.empty() && int64_t(g.vocab_size.size()) != g.max_ngram - 1)
+      g.vocab_size.resize(size_t(g.max_ngram - 1), g.vocab_size.back());
+  } else if (key == "engram.n_embed_per_ngram") {
+    g.embed_per_ngram = one();
+  } else if (key == "engram.n_head_per_ngram") {
+    g.heads_per_ngram = one();
+  } else if (key == "engram.kernel_size") {
+    g.kernel_size = one();
+  } else if (key == "engram.pad_id") {
+    g.pad_id = one();
+  } else if (key == "engram.seed") {
+    const int64_t s = one();
+    if (s < 0) throw InputError("--set engram.seed: must be >= 0");
+    g.seed = uint64_t(s);
+  } else {
+    throw InputError("--set '" + key + "': unknown key (with --preset: engram, engram.vocab_size, engram.max_ngram_size, "
+                     "engram.n_embed_per_ngram, engram.n_head_per_ngram, engram.kernel_size, engram.pad_id, engram.seed)");
+  }
+}
+
 // ---- validation -------------------------------------------------------------------------
+
+namespace {
+
+template <class Bad>
+void engram_validate(const ModelConfig& c, const Bad& bad) {
+  const EngramConfig& g = c.engram;
+  if (!g.enabled()) return;
+  for (size_t i = 0; i < g.layer_ids.size(); ++i) {
+    const int64_t l = g.layer_ids[i];
+    if (l < 0 || l >= c.n_layers)
+      throw bad("engram.layer_ids", "entry " + std::to_string(i) + " (" + std::to_string(l) +
+                                        ") is outside the main layers [0, " + std::to_string(c.n_layers) + ")");
+    if (i > 0 && l <= g.layer_ids[i - 1]) throw bad("engram.layer_ids", "must be strictly increasing");
+  }
+  if (g.max_ngram < 2 || g.max_ngram > kEngramMaxOrder)
+    throw bad("engram.max_ngram_size", "must be in [2, " + std::to_string(kEngramMaxOrder) + "], found " +
+                                           std::to_string(g.max_ngram));
+  if (int64_t(g.vocab_size.size()) != g.max_ngram - 1)
+    throw bad("engram.vocab_size", "has " + std::to_string(g.vocab_size.size()) +
+                                       " entries, expected one per order 2..max_ngram_size = " + std::to_string(g.max_ngram - 1));
+  for (int64_t v : g.vocab_size)
+    if (v < 2 || v > kEngramMaxTable)
+      throw bad("engram.vocab_size", "every table size must be in [2, " + std::to_string(kEngramMaxTable) + "], found " +
+                                         std::to_string(v));
+  if (g.heads_per_ngram <= 0) throw bad("engram.n_head_per_ngram", "must be positive");
+  if (g.embed_per_ngram <= 0 || g.embed_per_ngram % g.heads_per_ngram)
+    throw bad("engram.n_embed_per_ngram", "must be a positive multiple of n_head_per_ngram = " +
+                                              std::to_string(g.heads_per_ngram) + ", found " + std::to_string(g.embed_per_ngram));
+  if (g.kernel_size <= 0) throw bad("engram.kernel_size", "must be positive");
+  if (g.pad_id < 0 || g.pad_id >= c.vocab_size) throw bad("engram.pad_id", "outside [0, vocab_size)");
+}
+
+}  // namespace
 
 void config_validate(const ModelConfig& c) {
   auto bad = [&](const std::string& field, const std::string& what) {
@@ -503,7 +624,9 @@ void config_validate(const ModelConfig& c) {
     positive("hc_mult", c.hc_mult);
     positive("hc_sinkhorn_iters", c.hc_sinkhorn_iters);
     if (!(c.hc_eps > 0)) throw bad("hc_eps", "must be positive");
+    engram_validate(c, bad);
   } else {
+    if (c.engram.enabled()) throw bad("engram", "Engram is supported on deepseek_v4 configs only");
     positive("kv_lora_rank", c.kv_lora_rank);
     positive("qk_nope_head_dim", c.qk_nope_head_dim);
     positive("v_head_dim", c.v_head_dim);
@@ -586,6 +709,16 @@ std::string config_to_json(const ModelConfig& c) {
                                             {"weight_block_size", json::array{c.weight_block, c.weight_block}}};
   }
   if (!c.expert_dtype.empty()) o["expert_dtype"] = c.expert_dtype;
+  if (c.engram.enabled()) {
+    const EngramConfig& g = c.engram;
+    json::array ids, sizes;
+    for (int64_t v : g.layer_ids) ids.push_back(v);
+    for (int64_t v : g.vocab_size) sizes.push_back(v);
+    o["engram"] = json::object{{"layer_ids", std::move(ids)},          {"vocab_size", std::move(sizes)},
+                               {"max_ngram_size", g.max_ngram},        {"n_embed_per_ngram", g.embed_per_ngram},
+                               {"n_head_per_ngram", g.heads_per_ngram}, {"kernel_size", g.kernel_size},
+                               {"pad_id", g.pad_id},                   {"seed", g.seed}};
+  }
   return json::serialize(o);
 }
 
@@ -622,6 +755,14 @@ std::string config_describe(const ModelConfig& c) {
   s << "\n";
   s << "weights       " << (c.fp8_weights ? "FP8 e4m3, " + std::to_string(c.weight_block) + "x" + std::to_string(c.weight_block) + " block scales" : "BF16")
     << (c.expert_dtype.empty() ? "" : ", routed experts " + c.expert_dtype) << "\n";
+  if (c.engram.enabled()) {
+    const EngramConfig& g = c.engram;
+    s << "Engram        layers [";
+    for (size_t i = 0; i < g.layer_ids.size(); ++i) s << (i ? " " : "") << g.layer_ids[i];
+    s << "], orders 2.." << g.max_ngram << " x " << g.heads_per_ngram << " hash heads, tables from [";
+    for (size_t i = 0; i < g.vocab_size.size(); ++i) s << (i ? " " : "") << g.vocab_size[i];
+    s << "] rows x " << g.head_dim() << ", conv K=" << g.kernel_size << "\n";
+  }
   return s.str();
 }
 

@@ -28,6 +28,27 @@ struct YarnScaling {
   double mscale_all_dim = 1.0;
 };
 
+// Engram conditional memory (docs/engram.md). Off when layer_ids is empty (every released
+// V4 config).
+struct EngramConfig {
+  std::vector<int64_t> layer_ids;   // main-stack layers that run Engram, increasing
+  std::vector<int64_t> vocab_size;  // base table size per order 2..N (N-1 entries)
+  int64_t max_ngram = 3;            // N
+  int64_t embed_per_ngram = 512;    // split over the heads: de = embed_per_ngram / heads
+  int64_t heads_per_ngram = 8;      // Hn
+  int64_t kernel_size = 4;          // K of the short convolution (dilation N)
+  int64_t pad_id = 2;               // raw token id before the first token
+  uint64_t seed = 0;
+
+  bool enabled() const { return !layer_ids.empty(); }
+  // Position of `layer` in layer_ids, or -1 when the layer has no Engram.
+  int64_t index_of(int64_t layer) const;
+  int64_t head_dim() const { return embed_per_ngram / heads_per_ngram; }          // de
+  int64_t width() const { return (max_ngram - 1) * embed_per_ngram; }            // E
+  int64_t slots() const { return (max_ngram - 1) * heads_per_ngram; }            // tables per layer
+  int64_t history_rows() const { return (kernel_size - 1) * max_ngram; }          // Z rows carried
+};
+
 struct ModelConfig {
   std::string name;  // preset name or the file it came from
   Arch arch = Arch::v4;
@@ -91,6 +112,9 @@ struct ModelConfig {
   std::string expert_dtype = "";   // "fp4", "fp8" or "" (= as the other weights)
   int64_t weight_block = 128;      // FP8 block scales: 128 x 128
 
+  // ---- Engram (docs/engram.md) ----
+  EngramConfig engram;
+
   // ---- derived ----
   int64_t ratio(int64_t layer) const;  // compress ratio of a layer (MTP: n_layers + i)
   bool hash_routed(int64_t layer) const { return layer < n_hash_layers; }
@@ -111,6 +135,13 @@ ModelConfig config_from_json(const std::string& text, const std::string& origin)
 ModelConfig config_from_file(const std::string& path);
 // A preset name or a path to config.json (or to a directory holding one).
 ModelConfig config_load(const std::string& preset_or_path);
+
+// One `dsv4 init --preset P --set KEY=VALUE` override of the Engram block (docs/engram.md):
+// engram=L1,L2,... (the layers; "none" turns it off), engram.vocab_size=a,b,...,
+// engram.max_ngram_size, engram.n_embed_per_ngram, engram.n_head_per_ngram,
+// engram.kernel_size, engram.pad_id, engram.seed. Tables default to 5 x vocab_size rows per
+// order (the published default). Throws InputError naming the key; validate afterwards.
+void config_set_engram(ModelConfig& c, const std::string& key_eq_value);
 
 // Checks every field and every cross-field rule; throws InputError naming the field.
 void config_validate(const ModelConfig& c);

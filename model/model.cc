@@ -40,6 +40,7 @@ void block(Backend& b, int64_t layer, LayerCache& cache, const int32_t* ids, con
            std::vector<AttentionTrace>* trace = nullptr) {
   const auto& c = b.config();
   const int64_t n = h->rows(), k = int64_t(rows.size()), D = c.dim, s = c.hc_mult;
+  if (c.engram.index_of(layer) >= 0) b.engram(layer, ids, n, *h, cache);  // X <- X + Engram(X, ids)
   auto u = b.alloc(n, D), post = b.alloc(n, s), comb = b.alloc(n, s * s);
   b.hc_pre_norm(layer, HcSite::attn, *h, *u, *post, *comb);  // every row: u feeds the cache
   auto f = b.alloc(k, D);
@@ -111,6 +112,7 @@ ForwardOutput Model::forward(Sequence& s, const int32_t* ids, int64_t n, const s
   ForwardOutput out;
   auto x = b.alloc(n, c.dim);
   auto h = b.alloc(n, c.hc_mult * c.dim);
+  for (int64_t l : c.engram.layer_ids) b.engram_prefetch(l, ids, n, *s.layers[size_t(l)]);
   b.embed(ids, n, *x);
   b.hc_expand(*x, *h);
   for (int64_t l = 0; l < c.n_layers; ++l) {

@@ -1,5 +1,7 @@
 #include "model/weights.h"
 
+#include <type_traits>
+
 namespace dsv4 {
 
 template <class T>
@@ -20,6 +22,19 @@ AttentionLayerWeights<T> LayerTensorsT<T>::attention() const {
   w.indexer_wq_b = p(indexer_wq_b);
   w.indexer_weights_proj = p(indexer_weights_proj);
   return w;
+}
+
+template <class T>
+EngramTableView EngramTensorsT<T>::table_view(int64_t de) const {
+  if (mapped.data) return mapped;
+  EngramTableView v;
+  if constexpr (std::is_same_v<T, float>) {
+    v.data = table.data();
+    v.dtype = TableDType::f32;
+    v.rows = de > 0 ? int64_t(table.size()) / de : 0;
+    v.dim = de;
+  }
+  return v;
 }
 
 namespace {
@@ -46,6 +61,7 @@ int64_t ModelWeightsT<T>::bytes() const {
   for_each_model_tensor(*this, *this, [&](const auto& v, const auto&) { elems += int64_t(v.size()); });
   for (const auto& l : layers) ints += int64_t(l.tid2eid.size());
   for (const auto& m : mtp) ints += int64_t(m.block.tid2eid.size());
+  ints += int64_t(engram_token_map.size());
   return elems * int64_t(sizeof(T)) + ints * int64_t(sizeof(int64_t));
 }
 
@@ -57,10 +73,15 @@ ModelWeightsT<U> weights_as(const ModelWeightsT<T>& w) {
   out.mtp.resize(w.mtp.size());
   for (size_t i = 0; i < w.layers.size(); ++i) out.layers[i].tid2eid = w.layers[i].tid2eid;
   for (size_t i = 0; i < w.mtp.size(); ++i) out.mtp[i].block.tid2eid = w.mtp[i].block.tid2eid;
+  for (size_t i = 0; i < w.layers.size(); ++i) out.layers[i].engram.mapped = w.layers[i].engram.mapped;
+  out.engram_token_map = w.engram_token_map;
+  out.mapped_files = w.mapped_files;
   for_each_model_tensor(w, out, [](const auto& src, auto& dst) { dst.assign(src.begin(), src.end()); });
   return out;
 }
 
+template struct EngramTensorsT<float>;
+template struct EngramTensorsT<double>;
 template struct LayerTensorsT<float>;
 template struct LayerTensorsT<double>;
 template struct ModelWeightsT<float>;

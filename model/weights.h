@@ -14,11 +14,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "model/config.h"
 #include "reference/attention_layer.h"
+#include "reference/engram.h"
 
 namespace dsv4 {
 
@@ -28,6 +30,26 @@ struct CompressorTensorsT {
   std::vector<T> wgate;  // [c*dc, D]
   std::vector<T> ape;    // [m, c*dc]
   std::vector<T> norm;   // [dc]
+};
+
+// Engram at one layer (docs/engram.md; prefix layers.L.engram.), S = hc_mult, E the lookup
+// width, de the table row width, K the convolution kernel. Empty at layers without Engram.
+template <class T>
+struct EngramTensorsT {
+  std::vector<T> table;       // [rows, de] in memory; empty when `mapped` is set
+  EngramTableView mapped;     // the table as stored in a memory-mapped shard (data null if not)
+  std::vector<T> value_w;     // [D, E]
+  std::vector<T> value_b;     // [D]
+  std::vector<T> key_w;       // [S, D, E]
+  std::vector<T> key_b;       // [S, D]
+  std::vector<T> key_norm;    // [S, D]
+  std::vector<T> query_norm;  // [S, D]
+  std::vector<T> conv_w;      // [S*D, K]
+  std::vector<T> conv_norm;   // [S, D]
+
+  bool present() const { return !value_w.empty(); }
+  // The table wherever it lives (in memory: F32 view of `table`; only for T = float).
+  EngramTableView table_view(int64_t de) const;
 };
 
 template <class T>
@@ -58,6 +80,7 @@ struct LayerTensorsT {
   std::vector<T> w2;          // [E, D, I]
   std::vector<T> shared_w1, shared_w3;  // [I, D]
   std::vector<T> shared_w2;             // [D, I]
+  EngramTensorsT<T> engram;             // layers listed in config.engram.layer_ids
 
   // Views for the reference attention sub-layer.
   AttentionLayerWeights<T> attention() const;
@@ -84,12 +107,16 @@ struct ModelWeightsT {
   std::vector<T> hc_head_scale;  // [1]
   std::vector<LayerTensorsT<T>> layers;  // n_layers
   std::vector<MtpTensorsT<T>> mtp;      // n_mtp_layers
+  std::vector<int64_t> engram_token_map;  // [V] raw id -> canonical id (Engram configs only)
+  // Keeps memory-mapped shards alive while an Engram table points into them.
+  std::shared_ptr<const void> mapped_files;
 
-  // Bytes held (every vector above).
+  // Bytes held (every vector above; memory-mapped tables not counted).
   int64_t bytes() const;
 };
 
 using CompressorTensors = CompressorTensorsT<float>;
+using EngramTensors = EngramTensorsT<float>;
 using LayerTensors = LayerTensorsT<float>;
 using MtpTensors = MtpTensorsT<float>;
 using ModelWeights = ModelWeightsT<float>;
@@ -109,6 +136,11 @@ void for_each_tensor(A& a, B& b, F&& f) {
   f(a.hc_ffn_scale, b.hc_ffn_scale), f(a.gate, b.gate), f(a.gate_bias, b.gate_bias);
   f(a.w1, b.w1), f(a.w3, b.w3), f(a.w2, b.w2), f(a.shared_w1, b.shared_w1), f(a.shared_w3, b.shared_w3);
   f(a.shared_w2, b.shared_w2);
+  auto& ea = a.engram;
+  auto& eb = b.engram;
+  f(ea.table, eb.table), f(ea.value_w, eb.value_w), f(ea.value_b, eb.value_b), f(ea.key_w, eb.key_w);
+  f(ea.key_b, eb.key_b), f(ea.key_norm, eb.key_norm), f(ea.query_norm, eb.query_norm), f(ea.conv_w, eb.conv_w);
+  f(ea.conv_norm, eb.conv_norm);
 }
 
 // The same weights with elements of type U (tid2eid copied as is).

@@ -130,6 +130,28 @@ INSTANTIATE_TEST_SUITE_P(Layouts, Sharded,
                                   std::to_string(i.param.tp) + "_ep" + std::to_string(i.param.ep);
                          });
 
+// Engram layers (docs/engram.md) are replicated on every rank: the sharded run with Engram at
+// layers 0 and 2 equals the unsharded one (prefill, MTP and decode) to the same tolerance.
+TEST(ShardedEngram, ReplicatedEngramLayersGiveTheUnshardedLogits) {
+  if (world().size() != 2) GTEST_SKIP() << "runs in the np 2 job (tp 2 x ep 2)";
+  ModelConfig c = config_preset("v4-tiny");
+  config_set_engram(c, "engram=0,2");
+  config_set_engram(c, "engram.vocab_size=61,67");
+  config_set_engram(c, "engram.n_head_per_ngram=4");
+  config_set_engram(c, "engram.n_embed_per_ngram=64");
+  config_validate(c);
+  const ModelWeights w = test::tiny_checkpoint_weights(99, "sharded-engram-" + std::to_string(world().rank()), c);
+  Model plain(make_reference_backend(w, {Numerics::exact, KvLayout::f32}));
+  const Logits ref = run(plain);
+  Model m(make_sharded_backend(w, {Numerics::exact, KvLayout::f32}, world(), {2, 2}));
+  const Logits got = run(m);
+  EXPECT_TRUE(test::all_close(got.prefill, ref.prefill, logits_tol(ref.prefill))) << "prefill";
+  EXPECT_TRUE(test::all_close(got.mtp, ref.mtp, logits_tol(ref.mtp))) << "MTP";
+  for (int64_t t = 0; t < kDecode; ++t)
+    EXPECT_TRUE(test::all_close(got.decode[size_t(t)], ref.decode[size_t(t)], logits_tol(ref.prefill)))
+        << "decode step " << t;
+}
+
 TEST(ShardedOfficial, QuantisedNumericsAgreeToQuantisationNoise) {
   // Under the FP8/FP4 simulation a reordered sum can move a value across an FP8 rounding step
   // (6 %), so, as for chunking (tests/model/test_model.cc), the logits agree to a few percent

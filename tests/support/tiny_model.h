@@ -16,13 +16,15 @@ namespace dsv4::test {
 
 // The weights of a v4-tiny checkpoint from `seed`, written to a temporary folder (named with
 // `tag`) and loaded back through the real loader; the folder is removed.
-inline ModelWeights tiny_checkpoint_weights(uint64_t seed, const std::string& tag) {
+// `config` (default v4-tiny) may be the tiny preset with changes (e.g. Engram layers).
+inline ModelWeights tiny_checkpoint_weights(uint64_t seed, const std::string& tag,
+                                            const ModelConfig& config = config_preset("v4-tiny")) {
   namespace fs = std::filesystem;
   const fs::path dir =
       fs::temp_directory_path() / ("dsv4-" + tag + "-" + std::to_string(std::random_device{}()));
   WriteOptions o;
   o.force = true;
-  write_random_checkpoint(config_preset("v4-tiny"), seed, dir.string(), 0, o);
+  write_random_checkpoint(config, seed, dir.string(), 0, o);
   ModelWeights loaded = load_checkpoint(dir.string());
   fs::remove_all(dir);
   return loaded;
