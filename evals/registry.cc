@@ -2,9 +2,12 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+
 #include "evals/coding/coding_task.h"
 #include "evals/degradation/layer_trace.h"
 #include "evals/hash.h"
+#include "evals/recall/engram_facts.h"
 #include "evals/recall/mrcr.h"
 #include "evals/recall/niah.h"
 #include "reference/errors.h"
@@ -26,6 +29,7 @@ const char* format_name(PromptFormat f) {
 }
 
 std::string Cell::label() const {
+  if (!tag.empty()) return tag;
   if (!geometry.empty()) return "geometry=" + geometry;
   return fmt::format("depth={:g}", depth);
 }
@@ -69,7 +73,8 @@ const std::vector<Suite>& suites() {
              std::make_shared<NiahTask>(NiahKind::multiquery),
              std::make_shared<NiahTask>(NiahKind::variables),
              std::make_shared<NiahTask>(NiahKind::geometry),
-             std::make_shared<MrcrTask>()}},
+             std::make_shared<MrcrTask>(),
+             std::make_shared<EngramFactsTask>()}},
       Suite{"longcode",
             "long-context code: a synthetic Python repository up to 1M tokens, questions whose "
             "answer needs one definition far away (return value, defining file, parameters); exact "
@@ -97,6 +102,13 @@ const Suite& find_suite(const std::string& name) {
     known += (known.empty() ? "" : ", ") + s.name;
   }
   throw InputError("--suite: unknown suite '" + name + "' (known: " + known + ")");
+}
+
+bool tasks_use_lengths(const std::string& suite, const std::vector<std::string>& tasks) {
+  for (const auto& t : find_suite(suite).tasks)
+    if (t->uses_lengths() && (tasks.empty() || std::find(tasks.begin(), tasks.end(), t->name()) != tasks.end()))
+      return true;
+  return false;
 }
 
 Outcome greedy_line(LanguageModel& m, const std::vector<int32_t>& prompt, int64_t max_tokens) {

@@ -52,11 +52,14 @@ struct GenContext {
 
 // One cell of a task's grid inside a length bin: a needle depth in [0, 1], or a geometry
 // class (niah_geometry: "mod4=1", "mod128=127", "window_in", ...).
+// A task without a length axis has cells of its own, named by `tag` (engram_facts:
+// "no_context").
 struct Cell {
   int64_t length = 0;         // prompt tokens, exact
   double depth = -1;          // >= 0 for depth cells
   std::string geometry;       // non-empty for geometry cells
-  std::string label() const;  // "depth=0.25" or "geometry=mod4=1"
+  std::string tag;            // non-empty for a named cell (then depth -1, geometry empty)
+  std::string label() const;  // "depth=0.25", "geometry=mod4=1" or the tag
 };
 
 // Where the target needle sits relative to the compression geometry (spec: CSA blocks of 4,
@@ -125,6 +128,20 @@ class Task {
   virtual std::string version() const = 0;  // bump whenever generate() output changes
   virtual std::string description() const = 0;
   virtual bool supports(PromptFormat) const { return true; }
+  // false: the cells ignore --lengths (the task fixes its own prompts; engram_facts).
+  virtual bool uses_lengths() const { return true; }
+  // Why the task cannot run on this model ("": it can). A suite run leaves it out and records
+  // the reason (results.json "skipped_tasks"); naming it in --tasks is an error.
+  virtual std::string unavailable(const GenContext& ctx) const {
+    (void)ctx;
+    return "";
+  }
+  // Items per cell: the run's --samples, unless the task's data fixes the count
+  // (engram_facts: one item per fact of the probe).
+  virtual int64_t samples_per_cell(const GenContext& ctx, int64_t run_samples) const {
+    (void)ctx;
+    return run_samples;
+  }
   virtual uint32_t needs(PromptFormat f) const = 0;  // Capability bits
   virtual std::vector<Cell> cells(const GridSpec& g) const = 0;
   virtual Item generate(const GenContext& ctx, const Cell& cell, uint64_t run_seed,
@@ -150,6 +167,10 @@ struct Suite {
   std::string name, description;
   std::vector<std::shared_ptr<const Task>> tasks;
 };
+
+// Whether a run of these tasks of the suite (empty: every task) needs --lengths: true when
+// one of them uses lengths (unknown names are left to the run to report).
+bool tasks_use_lengths(const std::string& suite, const std::vector<std::string>& tasks);
 
 // Every suite, in listing order.
 const std::vector<Suite>& suites();

@@ -7,7 +7,9 @@
 #include <cctype>
 #include <cmath>
 #include <limits>
+#include <set>
 
+#include "model/probe_engram.h"
 #include "reference/constants.h"
 #include "reference/errors.h"
 #include "reference/rope.h"
@@ -105,11 +107,17 @@ void probe_set_knob(ProbeKnobs& k, const std::string& assignment) {
     const int64_t s = parse_int(name, v);
     if (s < 0) throw knob_error(name, "must be >= 0, found " + v);
     k.seed = uint64_t(s);
+  } else if (key == "engram_facts") {
+    k.engram_facts = parse_int(name, v);
+  } else if (key == "engram_table") {
+    k.engram_table = parse_int(name, v);
+  } else if (key == "engram_heads") {
+    k.engram_heads = parse_int(name, v);
   } else {
     throw knob_error(
         name,
         "unknown knob (knobs: retrieval, S, r_K, topk, eps, gate_spread, quant, fillers, keys, "
-        "values, seed)");
+        "values, seed, engram_facts, engram_table, engram_heads)");
   }
   probe_validate(k);
 }
@@ -133,6 +141,18 @@ void probe_validate(const ProbeKnobs& k) {
     throw knob_error("fillers", "must be in [1, 1000000]");
   if (k.keys < 1 || k.keys > kMaxWords) throw knob_error("keys", "must be in [1, 1000000]");
   if (k.values < 2 || k.values > kMaxWords) throw knob_error("values", "must be in [2, 1000000]");
+  // Engram facts: distinct ordered pairs of two different keys, so at most keys (keys - 1).
+  const int64_t max_facts = std::min(kMaxWords, k.keys * (k.keys - 1));
+  if (k.engram_facts < 0 || k.engram_facts > max_facts)
+    throw knob_error("engram_facts", "must be in [0, " + std::to_string(max_facts) +
+                                         "] (distinct ordered pairs of two different keys), found " +
+                                         std::to_string(k.engram_facts));
+  if (k.engram_table < 2 || k.engram_table > kProbeEngramMaxTable)
+    throw knob_error("engram_table", "must be in [2, " + std::to_string(kProbeEngramMaxTable) +
+                                         "], found " + std::to_string(k.engram_table));
+  if (k.engram_heads < 1 || k.engram_heads > kProbeEngramMaxHeads)
+    throw knob_error("engram_heads", "must be in [1, " + std::to_string(kProbeEngramMaxHeads) +
+                                         "], found " + std::to_string(k.engram_heads));
 }
 
 std::string probe_knobs_json(const ProbeKnobs& k) {
@@ -147,6 +167,11 @@ std::string probe_knobs_json(const ProbeKnobs& k) {
                  {"keys", k.keys},
                  {"values", k.values},
                  {"seed", k.seed}};
+  if (k.engram_facts > 0) {  // absent when off: such probes are written byte for byte as before
+    o["engram_facts"] = k.engram_facts;
+    o["engram_table"] = k.engram_table;
+    o["engram_heads"] = k.engram_heads;
+  }
   return json::serialize(o);
 }
 
@@ -253,6 +278,7 @@ ModelConfig probe_config(const ProbeKnobs& k) {
   c.route_scale = 1.0;
   c.fp8_weights = k.quant;
   c.expert_dtype = k.quant ? "fp4" : "";
+  probe_engram_config(k, c);  // Engram at layer 0 when engram_facts > 0
   config_validate(c);
   return c;
 }
@@ -298,7 +324,8 @@ enum Stream : uint64_t {
   kStreamFiller,
   kStreamNoise,
   kStreamGate,
-  kStreamIndexGate
+  kStreamIndexGate,
+  kStreamFacts  // appended: the other streams' draws do not move
 };
 
 // max_p min_delta sum_i p_i (1 - cos(f_i delta)) over the simplex (probe doc, layer 0
@@ -406,6 +433,11 @@ std::vector<float> ProbeModel::values(const TensorSpec& s) const {
 }
 
 std::vector<int64_t> ProbeModel::indices(const TensorSpec& s) const {
+  if (s.init == InitKind::token_map) {  // Engram canonical ids: the identity (probe_engram.h)
+    std::vector<int64_t> map(size_t(s.shape[0]));
+    for (size_t i = 0; i < map.size(); ++i) map[i] = int64_t(i);
+    return map;
+  }
   // tid2eid [V, k]: k distinct experts per token (they are all zero anyway).
   const int64_t rows = s.shape[0], k = s.shape[1], E = config.n_routed_experts;
   std::vector<int64_t> out(size_t(rows * k));
@@ -617,6 +649,21 @@ void build_layer1(ProbeModel& m) {
   }
 }
 
+// F facts: distinct ordered pairs (key_a != key_b) of key ids, each with a uniform value id,
+// drawn from their own stream (the embeddings' draws do not move).
+std::vector<ProbeFact> draw_facts(const ProbeKnobs& k, const ProbeVocab& v) {
+  ProbeRng r(k.seed, kStreamFacts);
+  auto pick = [&r](int64_t n) { return std::min(n - 1, int64_t(r.uniform() * double(n))); };
+  std::set<std::pair<int64_t, int64_t>> seen;
+  std::vector<ProbeFact> facts;
+  while (int64_t(facts.size()) < k.engram_facts) {
+    const int64_t a = pick(k.keys), b = pick(k.keys);
+    if (a == b || !seen.insert({a, b}).second) continue;
+    facts.push_back({int32_t(v.key0 + a), int32_t(v.key0 + b), int32_t(v.value0 + pick(k.values))});
+  }
+  return facts;
+}
+
 }  // namespace
 
 ProbeModel build_probe(const ProbeKnobs& k) {
@@ -628,6 +675,10 @@ ProbeModel build_probe(const ProbeKnobs& k) {
   build_embeddings(m);
   build_layer0(m);
   build_layer1(m);
+  if (k.engram_facts > 0) {
+    m.facts = draw_facts(k, m.vocab);
+    build_probe_engram(m);
+  }
   return m;
 }
 
@@ -696,6 +747,14 @@ std::string probe_sidecar_json(const ProbeModel& m) {
                  {"query", "the prompt ends with the key token"},
                  {"answer", "argmax of the logits over the value token ids"},
                  {"note", "mechanism probe, constructed weights: not a language model"}};
+  if (!m.facts.empty()) {  // absent when off: such probes are written byte for byte as before
+    json::array facts;
+    for (const ProbeFact& f : m.facts)
+      facts.push_back(json::object{{"key", json::array{f.key_a, f.key_b}}, {"value", f.value}});
+    o["engram_facts"] = std::move(facts);
+    o["engram_query"] = "the prompt is the fact's two key tokens only (no context)";
+    o["engram_token_map"] = "identity";
+  }
   return json::serialize(o) + "\n";
 }
 

@@ -21,6 +21,8 @@
 //   tokens) and the norm weights; the final key's query scores S <a_k*, a_k>; the output moves
 //   the payload into VAL; the LM head rows of value tokens are b_v. Sink 0.
 // Every weight is written by build_probe(); probe.cc says which doc line each one implements.
+// Engram variant (knob engram_facts > 0; model/probe_engram.h): facts "key pair -> value"
+//   stored in an Engram table at layer 0, answered from the table with no context at all.
 //
 // Tokenizer (probe_tokenizer_json): byte-level BPE with ignore_merges = true and no merges;
 // the vocabulary holds the 256 byte symbols and every probe word with its leading space
@@ -46,7 +48,7 @@ std::string probe_retrieval_name(ProbeRetrieval r);
 
 // The knobs of a recall probe (`dsv4 init --probe recall --set KNOB=V`). Names (matched
 // case-insensitively): retrieval, S, r_K, topk, eps, gate_spread, quant, fillers, keys,
-// values, seed.
+// values, seed, engram_facts, engram_table, engram_heads.
 struct ProbeKnobs {
   ProbeRetrieval retrieval = ProbeRetrieval::csa;  // layer 1: ratio 4, 128 or 0
   double S = 12.0;           // needle score S <a_k*, a_k*> (match-dim norm weight)
@@ -58,6 +60,12 @@ struct ProbeKnobs {
                              // numerics; false: F32 weights, run with exact numerics
   int64_t fillers = 2000, keys = 512, values = 512;  // vocabulary sizes
   uint64_t seed = 0;                                 // the random unit vectors
+  // Engram facts (model/probe_engram.h): F facts "key pair -> value" stored in an Engram
+  // table at layer 0 (0: no Engram, the probe is exactly as without these knobs); the base
+  // table size of order 2 (the first of the hash heads' primes) and the hash heads H.
+  int64_t engram_facts = 0;
+  int64_t engram_table = 4093;
+  int64_t engram_heads = 4;
 };
 
 // Sets one knob from "KNOB=V"; InputError naming the knob (unknown name, bad value).
@@ -106,6 +114,11 @@ struct ProbeVocab {
 // The ModelConfig a set of knobs implies (validated).
 ModelConfig probe_config(const ProbeKnobs& k);
 
+// One Engram fact of the probe: the 2-token prompt [key_a, key_b] answers `value` (token ids).
+struct ProbeFact {
+  int32_t key_a = 0, key_b = 0, value = 0;
+};
+
 // A constructed probe: config, vocabulary and every tensor's logical float values.
 struct ProbeModel {
   ProbeKnobs knobs;
@@ -116,6 +129,7 @@ struct ProbeModel {
   double layer0_gap = 0.0;        // min over offsets of sum p_i (1 - cos(f_i delta))
   double layer0_peak = 0.0;       // layer-0 logit of the predecessor: max(150, 50 / gap)
   double layer0_rope_gain = 0.0;  // kv_norm weight on layer 0's RoPE dims
+  std::vector<ProbeFact> facts;   // Engram facts (knobs.engram_facts of them; empty when off)
   // Tensors that are not all-default (norm weights 1, mHC bases, zeros elsewhere), by
   // official name, logical shape as in expected_tensors.
   std::map<std::string, std::vector<float>> tensors;

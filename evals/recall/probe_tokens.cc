@@ -31,6 +31,35 @@ std::vector<int32_t> read_ids(const json::object& tokens, const char* field,
   return ids;
 }
 
+// "engram_facts" (optional): every entry {"key": [a, b], "value": v} with a, b key ids, v a
+// value id, and no key pair twice.
+std::vector<ProbeFactIds> read_facts(const json::object& o, const ProbeTokens& p, const std::string& where) {
+  const json::value* v = o.if_contains("engram_facts");
+  if (!v) return {};
+  if (!v->is_array()) throw InputError(where + ": \"engram_facts\" must be an array");
+  const std::set<int32_t> keys(p.keys.begin(), p.keys.end()), values(p.values.begin(), p.values.end());
+  auto id_in = [](const json::value& x, const std::set<int32_t>& set) {
+    return x.is_int64() && x.as_int64() >= 0 && x.as_int64() <= INT32_MAX && set.count(int32_t(x.as_int64()));
+  };
+  std::vector<ProbeFactIds> facts;
+  std::set<std::pair<int32_t, int32_t>> pairs;
+  for (const json::value& e : v->as_array()) {
+    const json::object* f = e.if_object();
+    const json::value* key = f ? f->if_contains("key") : nullptr;
+    const json::value* val = f ? f->if_contains("value") : nullptr;
+    if (!key || !val || !key->is_array() || key->as_array().size() != 2 || !id_in(key->as_array()[0], keys) ||
+        !id_in(key->as_array()[1], keys) || !id_in(*val, values))
+      throw InputError(where + ": engram_facts holds an entry that is not {\"key\": [two key ids], \"value\": a "
+                       "value id}: " + json::serialize(e));
+    const ProbeFactIds fact{int32_t(key->as_array()[0].as_int64()), int32_t(key->as_array()[1].as_int64()),
+                            int32_t(val->as_int64())};
+    if (!pairs.insert({fact.key_a, fact.key_b}).second)
+      throw InputError(where + ": engram_facts lists the key pair " + json::serialize(*key) + " twice");
+    facts.push_back(fact);
+  }
+  return facts;
+}
+
 }  // namespace
 
 ProbeTokens read_probe_tokens(const std::string& path, int64_t vocab_size) {
@@ -73,6 +102,7 @@ ProbeTokens read_probe_tokens(const std::string& path, int64_t vocab_size) {
       if (!seen.insert(id).second)
         throw InputError(path + ": token id " + std::to_string(id) +
                          " appears twice (filler, key and value sets must be disjoint)");
+  p.engram_facts = read_facts(o, p, path);
   return p;
 }
 
