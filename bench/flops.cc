@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "bench/engram_cost.h"
+
 namespace dsv4 {
 
 namespace {
@@ -107,6 +109,7 @@ DecodeFlops decode_flops(const ModelConfig& c, int64_t L) {
       f.linear -= proj;
     }
   }
+  if (c.engram.enabled()) f.engram = double(c.engram.layer_ids.size()) * engram_layer_cost(c).flops;
   return f;
 }
 
@@ -115,6 +118,7 @@ std::string flops_convention() {
          "excluded, head included); linear = 2 x active matrix parameters (attention projections, mHC, "
          "MoE gate + k routed + shared experts, head); attention = scores + P.V over attended entries; "
          "indexer = key scoring + index query projections; compressor = its projections + pooling; "
+         "engram (when enabled) = its projections, gate dots and convolution; "
          "norms, RoPE, softmax and top-k not counted";
 }
 

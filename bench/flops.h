@@ -17,6 +17,9 @@
 //               weights_proj)
 //   compressor  V4: the compressor projections (wkv, wgate; main and indexer) + pooling, 4
 //               FLOPs per pooled value (exp, multiply, two adds) amortised over the block
+//   engram      configs with Engram (docs/engram.md): every Engram layer's projections, gate
+//               dots and convolution (bench/engram_cost.h); 0 when Engram is off, as in every
+//               released config. Not part of `linear` (active_parameters excludes Engram).
 #pragma once
 
 #include <cstdint>
@@ -27,8 +30,8 @@
 namespace dsv4 {
 
 struct DecodeFlops {
-  double linear = 0, attention = 0, indexer = 0, compressor = 0;
-  double total() const { return linear + attention + indexer + compressor; }
+  double linear = 0, attention = 0, indexer = 0, compressor = 0, engram = 0;
+  double total() const { return linear + attention + indexer + compressor + engram; }
 };
 
 DecodeFlops decode_flops(const ModelConfig& c, int64_t L);
