@@ -528,6 +528,31 @@ RunCost read_cost(const Doc& d) {
   return c;
 }
 
+ModelBenchRun read_model_bench(const Doc& d) {
+  ModelBenchRun m;
+  const json::value& r = d.root();
+  m.file = d.file();
+  m.config = d.string(r, "", "config");
+  m.transport = d.string(r, "", "transport");
+  m.numerics = d.string(r, "", "numerics");
+  m.kv_layout = d.string(r, "", "kv_layout");
+  m.ranks = d.number(r, "", "ranks");
+  m.tp = d.number(r, "", "tp");
+  m.ep = d.number(r, "", "ep");
+  m.prompt = d.number(r, "", "prompt_tokens");
+  m.decode = d.number(r, "", "decode_tokens");
+  const auto& p = d.at(r, "", "prefill");
+  m.prefill_seconds = d.number(p, "prefill", "seconds");
+  m.prefill_tokens_per_s = d.number(p, "prefill", "tokens_per_second");
+  m.prefill_comm_share = d.number(p, "prefill", "comm_share");
+  const auto& q = d.at(r, "", "decode");
+  m.decode_seconds = d.number(q, "decode", "seconds");
+  m.decode_ms_per_token = d.number(q, "decode", "ms_per_token");
+  m.decode_comm_share = d.number(q, "decode", "comm_share");
+  if (m.ranks < 1 || m.prefill_seconds <= 0) d.fail("ranks", "expected at least one rank and a positive prefill time");
+  return m;
+}
+
 void collect(const fs::path& p, int depth, std::vector<fs::path>& out) {
   if (fs::is_regular_file(p)) {
     if (p.extension() == ".json") out.push_back(p);
@@ -584,6 +609,8 @@ Inputs load_inputs(const std::vector<std::string>& paths) {
       in.evals.push_back(read_eval(d));
     } else if (k == "dsv4.eval.cost") {
       in.costs.push_back(read_cost(d));
+    } else if (k == "dsv4.bench.model") {
+      in.model_bench.push_back(read_model_bench(d));
     } else if (k == "dsv4.eval.compare") {
       for (auto& c : read_eval_compare(d)) in.comparisons.push_back(std::move(c));
     } else if (k == "dsv4.ops") {

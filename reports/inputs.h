@@ -12,6 +12,8 @@
 //   dsv4.ops              `dsv4 op --list --json`: every op and its status per backend
 //   dsv4.eval.compare     `dsv4 eval compare --out F`: paired comparisons of eval runs
 //   dsv4.eval.cost        `dsv4 eval cost RUN ...` (RUN/cost.json): what each answer cost
+//   dsv4.bench.model      `dsv4 bench --model DIR [--tp --ep]` (model_bench.json): whole-model
+//                         prefill/decode time on N ranks and the share spent in collectives
 //
 // load_inputs() takes files and directories (searched recursively, at most kMaxDepth levels,
 // for *.json). JSON files without a "kind" string, or with a kind not listed, are listed as
@@ -137,8 +139,8 @@ struct EvalRun {
 };
 
 // `dsv4 op --list --json`: per op, its status per backend as the binary that wrote the file
-// states it ("available (CPU reference)", "compiled, not run", "not in this build", "no kernel
-// yet"), shown verbatim.
+// states it ("available (CPU reference)", "kernel, runs in dsv4 op", "compiled, not run", "not
+// in this build", "no kernel yet"), shown verbatim.
 struct OpStatus {
   std::string name, summary;
   std::vector<std::pair<std::string, std::string>> backends;  // in the file's order
@@ -174,6 +176,15 @@ struct RunCost {
   std::vector<CostRow> rows;
 };
 
+// `dsv4 bench --model DIR [--tp T --ep E]` (OUT/model_bench.json, kind dsv4.bench.model,
+// bench/model_bench.h): one model's prefill and decode time on N ranks.
+struct ModelBenchRun {
+  std::string file, config, transport, numerics, kv_layout;
+  double ranks = 1, tp = 1, ep = 1, prompt = 0, decode = 0;
+  double prefill_seconds = 0, prefill_tokens_per_s = 0, prefill_comm_share = 0;
+  double decode_seconds = 0, decode_ms_per_token = 0, decode_comm_share = 0;
+};
+
 struct Inputs {
   std::optional<KvClaims> kv;
   std::optional<FlopsClaims> flops;
@@ -183,6 +194,7 @@ struct Inputs {
   std::optional<OpsList> ops;
   std::vector<EvalComparison> comparisons;  // one per (first run, later run) of each file
   std::vector<RunCost> costs;
+  std::vector<ModelBenchRun> model_bench;
   std::vector<std::string> used;     // files read, in order
   std::vector<std::string> ignored;  // JSON files without a known kind
 };

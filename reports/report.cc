@@ -16,6 +16,7 @@
 #include "reports/section_coding.h"
 #include "reports/section_compare.h"
 #include "reports/section_cost.h"
+#include "reports/section_multirank.h"
 #include "reports/section_degradation.h"
 #include "reports/svg.h"
 
@@ -486,6 +487,7 @@ Report build_report(const Inputs& in, const std::string& generated_at) {
   if (std::any_of(in.evals.begin(), in.evals.end(), has_coding)) r.sections.push_back(coding(in, summary));
   if (!in.comparisons.empty()) r.sections.push_back(comparison(in, summary));
   if (!in.costs.empty()) r.sections.push_back(cost(in, summary));
+  if (!in.model_bench.empty()) r.sections.push_back(multirank(in, summary));
   if (!in.compare.empty()) r.sections.push_back(regression(in, summary));
   r.sections.push_back(provenance(in, generated_at, summary));
   json::array ids;
