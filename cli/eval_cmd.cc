@@ -2,6 +2,8 @@
 
 #include <fmt/core.h>
 
+#include <chrono>
+
 #include <cctype>
 #include <filesystem>
 #include <sstream>
@@ -235,8 +237,14 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
                 "auto (fp8, the deployment layout, with official numerics; f32 with exact) | f32 | bf16 | fp8")
       ->default_str(a.kv_layout);
   c->add_option("--chunk", a.chunk, "prefill chunk, tokens")->default_str(std::to_string(a.chunk));
+  c->add_option("--engram-tables", a.engram_tables, "memory | mmap: Engram tables decoded, or mapped from the shards")
+      ->default_str(a.engram_tables);
   c->add_option("--tp", a.tp, "tensor-parallel ranks (under mpirun; docs/parallel.md)")->default_str("1");
   c->add_option("--ep", a.ep, "expert-parallel ranks (under mpirun; docs/parallel.md)")->default_str("1");
+  c->add_option("--dp", a.dp,
+                "data-parallel replicas under mpirun: the ranks split into DP groups of N/DP (each with "
+                "its --tp x --ep layout), each runs every DP-th sample into OUT/dp-R; rank 0 merges")
+      ->default_str("1");
   c->add_option("--lengths", a.lengths,
                 "prompt lengths in tokens, e.g. 4k,16k,64k,256k,1m (k = 1024)");
   c->add_option("--depths", a.depths, "needle depths in [0, 1]")->default_str(a.depths);
@@ -282,6 +290,33 @@ CLI::App* add_eval_command(CLI::App& app, EvalArgs& a) {
   return c;
 }
 
+namespace {
+
+// The model of a data-parallel merge: every sample ran on a replica, so the merge must not run
+// one (the replicas' other ranks have gone home); the calls that do not run the model pass on.
+class NoModelCalls final : public LanguageModel {
+ public:
+  explicit NoModelCalls(const LanguageModel& m) : m_(m) {}
+  std::string spec() const override { return m_.spec(); }
+  uint32_t capabilities() const override { return m_.capabilities(); }
+  std::vector<int32_t> tokenize(std::string_view t) const override { return m_.tokenize(t); }
+  std::string detokenize(const std::vector<int32_t>& ids) const override { return m_.detokenize(ids); }
+  std::string render_chat(const std::vector<ChatMessage>& msgs) const override { return m_.render_chat(msgs); }
+  Completion generate(const std::vector<int32_t>&, const SamplingParams&) override { missing(); }
+  Loglik loglik(const std::vector<int32_t>&, const std::vector<int32_t>&) override { missing(); }
+  CandidateScores score_candidates(const std::vector<int32_t>&, const std::vector<int32_t>&) override { missing(); }
+  PromptTrace trace(const std::vector<int32_t>&, TracePath) override { missing(); }
+
+ private:
+  [[noreturn]] static void missing() {
+    throw InputError("data-parallel merge: a sample is missing from every replica's shard (a replica stopped early?); "
+                     "rerun the same command to resume");
+  }
+  const LanguageModel& m_;
+};
+
+}  // namespace
+
 int eval_command(const EvalArgs& a) {
   std::unique_ptr<comm::Comm> world;  // multi-rank: rank 0 leads, the rest follow (evals/multi_rank.h)
   // A failing rank of several ends them all (none waits in a collective); one rank returns.
@@ -307,13 +342,15 @@ int eval_command(const EvalArgs& a) {
     if (!a.model.empty() && !fs::is_directory(a.model))
       throw InputError("--model: '" + a.model + "' is not a directory");
     const bool coding = a.suite == "coding";  // no length axis (evals/coding/coding_task.h)
-    if (a.lengths.empty() && !coding) throw InputError("--lengths is required (e.g. 4k,16k)");
+    // Tasks with cells of their own (engram_facts) need no --lengths.
+    const bool lengthless = !coding && !tasks_use_lengths(a.suite, a.tasks.empty() ? std::vector<std::string>{} : split_names(a.tasks));
+    if (a.lengths.empty() && !coding && !lengthless) throw InputError("--lengths is required (e.g. 4k,16k)");
     if (!a.lengths.empty() && coding)
       throw InputError("--lengths: the coding suite has no length axis (one bin, 0)");
     if (a.out.empty()) throw InputError("--out is required");
     if (a.force && a.fresh)
       throw InputError("--new and --force: give one (--new keeps the old run, --force deletes it)");
-    cfg.lengths = coding ? std::vector<int64_t>{0} : parse_lengths(a.lengths);
+    cfg.lengths = coding ? std::vector<int64_t>{0} : a.lengths.empty() ? std::vector<int64_t>{} : parse_lengths(a.lengths);
     cfg.depths = parse_depths(a.depths);
     if (!a.tasks.empty()) cfg.tasks = split_names(a.tasks);
     cfg.samples = a.samples;
@@ -363,16 +400,26 @@ int eval_command(const EvalArgs& a) {
     cfg.numerics = numerics.numerics;
     cfg.numerics_source = numerics.source;
     cfg.kv_layout = a.kv_layout != "auto" ? a.kv_layout : numerics.numerics == "official" ? "fp8" : "f32";
+    // Data parallel (docs/parallel.md): DP groups of N/DP consecutive ranks, one model replica
+    // each (its own tp x ep layout); replica r runs samples i % DP == r into OUT/dp-r.
+    if (a.dp < 1 || world->size() % a.dp != 0)
+      throw InputError("--dp " + std::to_string(a.dp) + ": must divide the " + std::to_string(world->size()) +
+                       " ranks");
+    std::unique_ptr<comm::Comm> replica;
+    if (a.dp > 1) replica = world->split(world->rank() / (world->size() / a.dp), world->rank());
+    comm::Comm& group = replica ? *replica : *world;
+    const int64_t dp_index = replica ? world->rank() / (world->size() / a.dp) : 0;
     EngineOptions eo{a.backend, numerics.numerics, cfg.kv_layout, a.chunk};
-    eo.world = world.get(), eo.tp = a.tp, eo.ep = a.ep;
+    eo.world = &group, eo.tp = a.tp, eo.ep = a.ep, eo.engram_tables = a.engram_tables;
     EngineModel model(a.model, eo);
     std::unique_ptr<LeaderModel> leader;
-    if (world->size() > 1) {
-      if (world->rank() != 0) {
-        follow(model, *world);
+    if (group.size() > 1) {
+      if (group.rank() != 0) {
+        follow(model, group);
+        if (replica) world->barrier();  // rank 0 merges once every replica has finished
         return 0;
       }
-      leader = std::make_unique<LeaderModel>(model, *world);
+      leader = std::make_unique<LeaderModel>(model, group);
     }
     std::unique_ptr<ProbeTokens> probe;
     if (cfg.format == PromptFormat::probe) {
@@ -381,7 +428,28 @@ int eval_command(const EvalArgs& a) {
       probe =
           std::make_unique<ProbeTokens>(read_probe_tokens(probe_json.string(), model.vocab_size()));
     }
-    const RunSummary s = run_eval(cfg, leader ? static_cast<LanguageModel&>(*leader) : model, probe.get());
+    LanguageModel& runner_model = leader ? static_cast<LanguageModel&>(*leader) : model;
+    if (replica) {
+      const auto t0 = std::chrono::steady_clock::now();
+      RunConfig mine = cfg;
+      mine.shard = dp_index, mine.shards = a.dp, mine.out = shard_dir(cfg.out, dp_index);
+      if (dp_index != 0) mine.progress = RunConfig::Progress::none;  // rank 0's bar only
+      run_eval(mine, runner_model, probe.get());
+      if (leader) leader->finish();
+      world->barrier();
+      if (world->rank() != 0) return 0;
+      std::vector<std::string> dirs;
+      for (int r = 0; r < a.dp; ++r) dirs.push_back(shard_dir(cfg.out, r));
+      NoModelCalls merged(model);
+      const RunSummary s = merge_shards(cfg, merged, probe.get(), dirs,
+                                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      print_table(s.results);
+      print_coding_summary(s.results);
+      fmt::print(stderr, "dsv4 eval: {} samples on {} data-parallel replicas -> {}/results.json (shards in {}/dp-*)\n",
+                 s.planned, a.dp, a.out, a.out);
+      return 0;
+    }
+    const RunSummary s = run_eval(cfg, runner_model, probe.get());
     if (leader) leader->finish();
     print_table(s.results);
     print_coding_summary(s.results);

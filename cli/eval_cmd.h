@@ -20,9 +20,11 @@ struct EvalArgs {
   std::string model;
   std::string backend = "ref";
   std::string numerics;  // "" = not given: from probe.json knobs.quant, else official
+  std::string engram_tables = "memory";  // memory | mmap (docs/engram.md)
   std::string kv_layout = "auto";  // auto: fp8 (deployment) with official numerics, f32 with exact
   int64_t chunk = 512;
   int tp = 1, ep = 1;  // multi-rank engine under mpirun (docs/parallel.md, evals/multi_rank.h)
+  int dp = 1;          // data-parallel replicas: each runs its share of the samples
   std::string lengths;
   std::string depths = "0,0.25,0.5,0.75,1";
   std::string tasks;

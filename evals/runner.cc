@@ -87,6 +87,7 @@ json::object canonical_args(const RunConfig& cfg, const std::vector<const Task*>
           {"numerics", cfg.numerics},
           {"kv_layout", cfg.kv_layout}};
   if (!cfg.model_name.empty()) args["model_name"] = cfg.model_name;  // http backend only
+  if (cfg.shards > 1) args["shard"] = std::to_string(cfg.shard) + "/" + std::to_string(cfg.shards);
   if (!cfg.options.problem_files.empty()) {  // coding suite (evals/coding/coding_task.h)
     json::array files;
     for (const std::string& f : cfg.options.problem_files) files.push_back(json::value(f));
@@ -110,6 +111,17 @@ std::string first_difference(const json::object& a, const json::object& b) {
   for (const auto& kv : b)
     if (!a.if_contains(kv.key())) return std::string(kv.key()) + " only in the existing run";
   return "";
+}
+
+// True when `out` holds nothing but data-parallel shard directories (dp-<r>).
+bool only_shard_dirs(const fs::path& out) {
+  for (const auto& e : fs::directory_iterator(out)) {
+    const std::string n = e.path().filename().string();
+    if (!e.is_directory() || n.size() < 4 || n.compare(0, 3, "dp-") != 0 ||
+        n.find_first_not_of("0123456789", 3) != std::string::npos)
+      return false;
+  }
+  return true;
 }
 
 void prepare_out_dir(const RunConfig& cfg, const json::object& args) {
@@ -148,7 +160,7 @@ void prepare_out_dir(const RunConfig& cfg, const json::object& args) {
       throw InputError("--out: '" + cfg.out + "' holds a run with different arguments (" + diff +
                        "); use another --out, or --force to discard it");
     return;  // resume
-  } else if (fs::exists(out) && !fs::is_empty(out)) {
+  } else if (fs::exists(out) && !only_shard_dirs(out)) {
     throw InputError(
         "--out: '" + cfg.out +
         "' is not empty and holds no eval run (manifest.json); use another --out or --force");
@@ -532,6 +544,9 @@ std::string move_run_aside(const std::string& out) {
 
 namespace {
 
+// Planned sample i belongs to this (shard) run.
+bool in_shard(const RunConfig& cfg, size_t i) { return int64_t(i % size_t(cfg.shards)) == cfg.shard; }
+
 // One run of run_evals: its arguments, model, plan state and output files.
 struct RunState {
   const RunConfig* cfg = nullptr;
@@ -547,20 +562,39 @@ struct RunState {
   std::map<const Task*, Hasher> data_hash;
   RunSummary sum;
   bool stopped = false;  // stop_after reached (a simulated kill)
+  std::vector<std::pair<std::string, std::string>> skipped;  // tasks left out: (name, reason)
 };
 
 // Checks the arguments and the model's capabilities, plans, prepares OUT and reads what a
 // previous invocation finished. Nothing is written before every check has passed.
 void start_run(RunState& s, const ProbeTokens* probe) {
   const RunConfig& cfg = *s.cfg;
-  if (cfg.lengths.empty()) throw InputError("--lengths is required");
   if (cfg.samples <= 0) throw InputError("--samples must be positive");
   if (cfg.depths.empty()) throw InputError("--depths: at least one depth");
   if (!(cfg.threshold > 0 && cfg.threshold <= 1)) throw InputError("--threshold must be in (0, 1]");
   if (cfg.resamples <= 0) throw InputError("--resamples must be positive");
+  if (cfg.shards <= 0 || cfg.shard < 0 || cfg.shard >= cfg.shards)
+    throw InputError("shard " + std::to_string(cfg.shard) + " of " + std::to_string(cfg.shards) + " does not exist");
   if (cfg.format == PromptFormat::probe && !probe)
     throw InputError("--format probe: the model directory has no probe.json");
-  s.tasks = resolve_tasks(cfg);
+  s.ctx = GenContext{cfg.format, probe, s.model, cfg.options};
+  // Tasks this model cannot run: an error when named, else left out with the reason.
+  std::vector<const Task*> runnable;
+  for (const Task* t : resolve_tasks(cfg)) {
+    const std::string why = t->unavailable(s.ctx);
+    if (why.empty()) {
+      runnable.push_back(t);
+    } else if (!cfg.tasks.empty()) {
+      throw InputError("--tasks: '" + t->name() + "' cannot run on this model: " + why);
+    } else {
+      s.skipped.push_back({t->name(), why});
+      if (cfg.progress != RunConfig::Progress::none)
+        fmt::print(stderr, "dsv4 eval: skipping task {}: {}\n", t->name(), why);
+    }
+  }
+  s.tasks = runnable;
+  for (const Task* t : s.tasks)
+    if (t->uses_lengths() && cfg.lengths.empty()) throw InputError("--lengths is required (task " + t->name() + ")");
   for (const Task* t : s.tasks) {
     const uint32_t need = t->needs(cfg.format), have = s.model->capabilities();
     if ((need & have) != need)
@@ -569,15 +603,15 @@ void start_run(RunState& s, const ProbeTokens* probe) {
                                    capability_names(have)));
   }
   s.args = canonical_args(cfg, s.tasks);
-  s.ctx = GenContext{cfg.format, probe, s.model, cfg.options};
   GridSpec grid{cfg.lengths, cfg.depths, cfg.options};
   for (const Task* t : s.tasks)
     for (const Cell& c : t->cells(grid))
-      for (int64_t i = 0; i < cfg.samples; ++i) s.plan.push_back({t, c, i});
+      for (int64_t i = 0; i < t->samples_per_cell(s.ctx, cfg.samples); ++i) s.plan.push_back({t, c, i});
   // Items are generated one at a time below (a 1M prompt is 4 MB); generating sample 0 of
   // every cell first makes a length too short for a task fail before anything is written.
   for (const Task* t : s.tasks)
-    for (const Cell& c : t->cells(grid)) (void)t->generate(s.ctx, c, cfg.seed, 0);
+    for (const Cell& c : t->cells(grid))
+      if (t->samples_per_cell(s.ctx, cfg.samples) > 0) (void)t->generate(s.ctx, c, cfg.seed, 0);
 }
 
 void open_run(RunState& s) {
@@ -585,10 +619,11 @@ void open_run(RunState& s) {
   prepare_out_dir(cfg, s.args);
   s.samples_path = (fs::path(cfg.out) / "samples.jsonl").string();
   s.done = load_finished(s.samples_path, s.plan);
-  s.sum.planned = int64_t(s.plan.size());
-  s.sum.resumed = int64_t(s.done.size());
+  s.sum.planned = 0;
   int64_t total_tokens = 0, done_tokens = 0;
-  for (const Planned& p : s.plan) total_tokens += p.cell.length;
+  for (size_t i = 0; i < s.plan.size(); ++i)
+    if (in_shard(cfg, i)) ++s.sum.planned, total_tokens += s.plan[i].cell.length;
+  s.sum.resumed = int64_t(s.done.size());
   for (const auto& [k, r] : s.done) done_tokens += r.length;
   s.progress = std::make_unique<Progress>(cfg.progress, s.sum.planned, s.sum.resumed, total_tokens, done_tokens);
   s.writer = std::make_unique<SampleWriter>(s.samples_path);
@@ -597,7 +632,7 @@ void open_run(RunState& s) {
 // Planned sample i of run s: skipped when finished before (its item must be unchanged), else
 // run, recorded and appended to samples.jsonl.
 void step_run(RunState& s, size_t i) {
-  if (s.stopped) return;
+  if (s.stopped || !in_shard(*s.cfg, i)) return;
   const RunConfig& cfg = *s.cfg;
   const Planned& p = s.plan[i];
   const Item item = p.task->generate(s.ctx, p.cell, cfg.seed, p.index);
@@ -624,8 +659,17 @@ void step_run(RunState& s, size_t i) {
 
 void finish_run(RunState& s, const ProbeTokens* probe, double wall_seconds) {
   if (s.stopped) return;
+  if (s.cfg->shards > 1) {  // a shard: its samples only; merge_shards writes results.json
+    s.sum.complete = true;
+    return;
+  }
   s.sum.results = results_json(*s.cfg, *s.model, probe, s.args, s.tasks, s.plan, s.done, s.data_hash, s.sum,
                                wall_seconds);
+  if (!s.skipped.empty()) {  // tasks of the suite this model cannot run, with the reason
+    json::array skipped;
+    for (const auto& [name, why] : s.skipped) skipped.push_back(json::object{{"name", name}, {"reason", why}});
+    s.sum.results["skipped_tasks"] = std::move(skipped);
+  }
   write_file_atomic((fs::path(s.cfg->out) / "results.json").string(), pretty_json(s.sum.results));
   s.sum.complete = true;
 }
@@ -643,6 +687,54 @@ json::object plan_identity(const json::object& args) {
 
 RunSummary run_eval(const RunConfig& cfg, LanguageModel& model, const ProbeTokens* probe) {
   return run_evals({cfg}, {&model}, probe).front();
+}
+
+std::string shard_dir(const std::string& out, int64_t r) { return (fs::path(out) / ("dp-" + std::to_string(r))).string(); }
+
+RunSummary merge_shards(const RunConfig& cfg, LanguageModel& model, const ProbeTokens* probe,
+                        const std::vector<std::string>& shard_outs, double shard_seconds) {
+  const auto t_start = Clock::now();
+  if (cfg.shards != 1) throw InputError("merge_shards: the merged run is the whole run (shards = 1)");
+  RunState s;
+  s.cfg = &cfg;
+  s.model = &model;
+  start_run(s, probe);
+  // Every shard must be shard r of this very run: its manifest is ours plus "shard": "r/R".
+  const int64_t R = int64_t(shard_outs.size());
+  std::vector<std::map<std::string, SampleRecord>> shards;
+  for (int64_t r = 0; r < R; ++r) {
+    const fs::path manifest = fs::path(shard_outs[size_t(r)]) / "manifest.json";
+    std::ifstream f(manifest);
+    if (!f) throw InputError("data-parallel merge: '" + manifest.string() + "' does not exist");
+    std::stringstream ss;
+    ss << f.rdbuf();
+    json::object want = s.args;
+    want["shard"] = std::to_string(r) + "/" + std::to_string(R);
+    json::value got;
+    try {
+      got = json::parse(ss.str());
+    } catch (const std::exception&) {
+      throw InputError("data-parallel merge: '" + manifest.string() + "' is not valid JSON");
+    }
+    const json::value* a = got.is_object() ? got.as_object().if_contains("arguments") : nullptr;
+    const std::string diff = a && a->is_object() ? first_difference(json::parse(compact_json(want)).as_object(), a->as_object())
+                                                 : "no \"arguments\"";
+    if (!diff.empty()) throw InputError("data-parallel merge: '" + manifest.string() + "' is not shard " +
+                                        std::to_string(r) + " of this run (" + diff + ")");
+    shards.push_back(load_finished((fs::path(shard_outs[size_t(r)]) / "samples.jsonl").string(), s.plan));
+  }
+  open_run(s);
+  for (auto& shard : shards) {
+    for (auto& [key, rec] : shard) {
+      if (s.done.count(key)) continue;
+      s.writer->append(rec);
+      s.done.emplace(key, std::move(rec));
+      ++s.sum.resumed;
+    }
+  }
+  for (size_t i = 0; i < s.plan.size(); ++i) step_run(s, i);  // checks item hashes; runs what is missing
+  finish_run(s, probe, shard_seconds + std::chrono::duration<double>(Clock::now() - t_start).count());
+  return std::move(s.sum);
 }
 
 std::vector<RunSummary> run_evals(const std::vector<RunConfig>& cfgs, const std::vector<LanguageModel*>& models,

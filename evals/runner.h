@@ -48,6 +48,11 @@ struct RunConfig {
   // only: a run may resume against the same model at another address) and the server's model
   // name (results.json and the run's arguments: a resume against another model is refused).
   std::string endpoint, model_name;
+  // Data parallelism (dsv4 eval --dp R under mpirun; docs/parallel.md): a shard run executes
+  // only the planned samples i with i % shards == shard and writes them to its own OUT (its
+  // manifest records "shard": "r/R"); it writes no results.json. merge_shards() assembles the
+  // shards into the whole run. shards == 1: the whole run.
+  int64_t shard = 0, shards = 1;
   // Testing aid: stop (as if killed) after this many newly finished samples; < 0: never.
   int64_t stop_after = -1;
   enum class Progress { automatic, bar, lines, none } progress = Progress::automatic;
@@ -69,6 +74,17 @@ RunSummary run_eval(const RunConfig& cfg, LanguageModel& model, const ProbeToken
 // time). Each run resumes on its own. InputError when the plans differ or two runs share an OUT.
 std::vector<RunSummary> run_evals(const std::vector<RunConfig>& cfgs, const std::vector<LanguageModel*>& models,
                                   const ProbeTokens* probe);
+
+// The whole run of `cfg` (shards == 1) from data-parallel shard runs: checks that every
+// directory of `shard_outs` holds shard r of R = shard_outs.size() of this same run, copies
+// their finished samples into cfg.out/samples.jsonl (resuming what cfg.out already holds) and
+// finishes like run_eval. A sample no shard finished is run on `model` (the caller's replica).
+// cfg.out may contain the shard directories (named dp-<r>).
+// `shard_seconds`: wall time the shard runs took (added to results.json's wall time).
+RunSummary merge_shards(const RunConfig& cfg, LanguageModel& model, const ProbeTokens* probe,
+                        const std::vector<std::string>& shard_outs, double shard_seconds = 0.0);
+// The directory of shard r inside OUT: OUT/dp-<r>.
+std::string shard_dir(const std::string& out, int64_t r);
 
 // Renames the directory `out` to `out`.old-YYYYmmddTHHMMSSZ (UTC now; -2, -3, ... appended
 // when that name is taken) and returns the new path. InputError when the rename fails.

@@ -4,9 +4,13 @@
 // only) ends every rank with its message instead of hanging, and a bad layout is refused.
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
+
 #include <cmath>
 #include <fstream>
 #include <regex>
+#include <sstream>
+#include <algorithm>
 
 #include "model/config.h"
 #include "tests/cli/cli_harness.h"
@@ -128,6 +132,86 @@ TEST_F(MpiCli, ShardedEvalGivesTheUnshardedAnswersAndRankZeroAloneWrites) {
   for (const auto& e : std::filesystem::directory_iterator(t.file("")))
     runs += e.is_directory() && e.path().filename() != "probe";
   EXPECT_EQ(runs, 2);  // one, two: nothing from rank 1
+}
+
+// Per sample (line) of a samples.jsonl: its cell, index, item hash, prediction and score.
+std::string answers_text(const std::string& samples) {
+  static const std::regex kField(R"re("(cell|index|item_hash|prediction|score)":("[^"]*"|[0-9.eE+-]+))re");
+  std::string out;
+  std::stringstream ss(samples);
+  for (std::string line; std::getline(ss, line);) {
+    for (std::sregex_iterator i(line.begin(), line.end(), kField), end; i != end; ++i) out += (*i)[0].str() + " ";
+    out += "\n";
+  }
+  return out;
+}
+
+TEST_F(MpiCli, DataParallelEvalSplitsTheSamplesAndMergesTheUnshardedRun) {
+  // 4 ranks: --dp 2 replicas of tp 2 (x ep 2 for the MoE); replica r runs samples i % 2 == r
+  // into OUT/dp-r, rank 0 merges: the same answers, metrics and table as one rank.
+  TempDir t;
+  ASSERT_EQ(sh(dsv4() + " init --probe recall --retrieval csa --out " + t.file("probe"), t).status, 0);
+  const std::string common = " eval --model " + t.file("probe") +
+                             " --lengths 1k --samples 3 --depths 0.25,0.75 --tasks niah_multikey --progress none --out ";
+  const CmdResult one = sh(dsv4() + common + t.file("one"), t);
+  ASSERT_EQ(one.status, 0) << one.err;
+  const CmdResult dp = sh(mpirun(4) + "--oversubscribe " + dsv4() + common + t.file("dp") + " --dp 2 --tp 2 --ep 2", t);
+  ASSERT_EQ(dp.status, 0) << dp.err;
+  auto sorted_lines = [](const std::string& text) {
+    std::vector<std::string> v;
+    std::stringstream ss(text);
+    for (std::string l; std::getline(ss, l);) v.push_back(l);
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  // Each replica ran its half: 6 samples -> 3 + 3, every sample exactly once.
+  EXPECT_EQ(test::count_lines(test::slurp(t.file("dp/dp-0/samples.jsonl"))), 3);
+  EXPECT_EQ(test::count_lines(test::slurp(t.file("dp/dp-1/samples.jsonl"))), 3);
+  EXPECT_EQ(sorted_lines(answers_text(test::slurp(t.file("dp/samples.jsonl")))),
+            sorted_lines(answers_text(test::slurp(t.file("one/samples.jsonl")))));
+  // The results table, without its last column (prefill tokens/s: a timing).
+  auto without_speed = [](const std::string& table) { return std::regex_replace(table, std::regex(R"re(\s+[0-9.]+\n)re"), "\n"); };
+  EXPECT_EQ(without_speed(dp.out), without_speed(one.out));
+  EXPECT_EQ(test::count_lines(dp.out), test::count_lines(one.out)) << dp.out;
+  // Rerunning the same command resumes everything (no sample runs twice).
+  const CmdResult again = sh(mpirun(4) + "--oversubscribe " + dsv4() + common + t.file("dp") + " --dp 2 --tp 2 --ep 2", t);
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_EQ(test::count_lines(test::slurp(t.file("dp/samples.jsonl"))), 6);
+  // A DP count that does not divide the ranks is refused by every rank, clearly.
+  const CmdResult bad = sh(mpirun(2) + dsv4() + common + t.file("bad") + " --dp 3", t);
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.err.find("--dp 3: must divide the 2 ranks"), std::string::npos) << bad.err;
+}
+
+TEST_F(MpiCli, ShardedModelBenchTimesTheCollectives) {
+  // dsv4 bench --model: one rank has no collectives; tp 2 x ep 2 on 2 ranks does an attention
+  // all-reduce per layer and the MoE all-to-alls, timed on every rank (comm/timing_comm.h).
+  TempDir t;
+  const std::string common = " bench --model " + model() + " --prompt 40 --decode 2 --model-reps 1 --out ";
+  const CmdResult one = sh(dsv4() + common + t.file("one"), t);
+  ASSERT_EQ(one.status, 0) << one.err;
+  const CmdResult two = sh(mpirun(2) + dsv4() + common + t.file("two") + " --tp 2 --ep 2", t);
+  ASSERT_EQ(two.status, 0) << two.err;
+  const auto a = boost::json::parse(test::slurp(t.file("one/model_bench.json"))).as_object();
+  const auto b = boost::json::parse(test::slurp(t.file("two/model_bench.json"))).as_object();
+  EXPECT_EQ(a.at("kind").as_string(), "dsv4.bench.model");
+  EXPECT_EQ(a.at("ranks").as_int64(), 1);
+  EXPECT_TRUE(a.at("prefill").at("collectives").as_object().empty());
+  EXPECT_EQ(b.at("ranks").as_int64(), 2);
+  EXPECT_EQ(b.at("transport").as_string(), "mpi");
+  for (const char* phase : {"prefill", "decode"}) {
+    const auto& p = b.at(phase).as_object();
+    EXPECT_GT(p.at("seconds").as_double(), 0.0) << phase;
+    EXPECT_EQ(p.at("comm_seconds").as_array().size(), 2u) << phase;
+    const auto& c = p.at("collectives").as_object();
+    ASSERT_TRUE(c.contains("all_reduce_sum") && c.contains("all_to_all_v")) << phase << ": " << boost::json::serialize(c);
+    // v4-tiny: 4 layers, one attention all-reduce each at least (prefill: one chunk; decode: 2 steps)
+    EXPECT_GE(c.at("all_reduce_sum").at("calls").as_int64(), phase == std::string("prefill") ? 4 : 8) << phase;
+  }
+  EXPECT_EQ(test::count_lines(two.out), test::count_lines(one.out)) << "rank 0 alone prints the table";
+  const CmdResult bad = sh(dsv4() + " bench --model " + model() + " --prompt 0 --out " + t.file("bad"), t);
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("--prompt must be positive"), std::string::npos) << bad.err;
 }
 
 TEST_F(MpiCli, AFailingRankEndsEveryRankWithItsMessage) {
