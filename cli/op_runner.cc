@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <map>
 
+#include "cli/op_cuda.h"
 #include "cli/op_spec.h"
+#include "cli/op_status.h"
 #include "model/safetensors.h"
 
 namespace dsv4::cli {
@@ -172,6 +174,24 @@ void run_typed(const OpSpec& spec, const OpRunArgs& a, const SafetensorsReader& 
   write_outputs(spec, a, ctx);
 }
 
+// `--backend cuda`, before any file is read: the op must have a kernel that dsv4 op runs, in
+// f32, in a CUDA build (InputError, status 2), on a usable device (std::runtime_error naming the
+// device problem, status 1). Nothing is written when any of this fails.
+void check_cuda_backend(const OpSpec& spec, const OpRunArgs& a) {
+  const std::string op = "--backend cuda: op '" + spec.name + "': ";
+  const std::string see = " (dsv4 op --list --json shows each op's status)";
+  if (spec.cuda_kernel.empty()) throw InputError(op + "no CUDA kernel yet" + see);
+  if (!built_with_cuda())
+    throw InputError(op + "this dsv4 was built without CUDA; its kernel (" + spec.cuda_kernel +
+                     ") needs a CUDA build" + see);
+  if (!spec.run_cuda)
+    throw InputError(op + "its CUDA kernel (" + spec.cuda_kernel + ") is not run by dsv4 op yet" + see);
+  if (a.precision != "f32")
+    throw InputError(op + "the CUDA kernels compute in f32 only, found --precision " + a.precision);
+  const std::string problem = cuda_backend_problem();
+  if (!problem.empty()) throw std::runtime_error(op + "cannot run on the GPU: " + problem);
+}
+
 }  // namespace
 
 int run_op(const OpRunArgs& a) {
@@ -180,15 +200,9 @@ int run_op(const OpRunArgs& a) {
     if (!spec) throw InputError("unknown op '" + a.op + "' (dsv4 op --list shows them)");
     if (a.precision != "f32" && a.precision != "f64")
       throw InputError("--precision: expected f32 or f64, found '" + a.precision + "'");
-    if (a.backend != "ref") {
-      if (a.backend == "cuda")
-        throw InputError("--backend cuda: op '" + a.op + "': " +
-                         (spec->cuda_kernel.empty()
-                              ? std::string("no CUDA kernel yet")
-                              : "its CUDA kernel (" + spec->cuda_kernel + ") is not run by dsv4 op yet") +
-                         " (dsv4 op --list --json shows each op's status)");
+    if (a.backend != "ref" && a.backend != "cuda")
       throw InputError("--backend: expected ref or cuda, found '" + a.backend + "'");
-    }
+    if (a.backend == "cuda") check_cuda_backend(*spec, a);
     if (a.in.empty()) throw InputError("--in is required");
     if (a.out.empty()) throw InputError("--out is required");
     {
@@ -207,7 +221,9 @@ int run_op(const OpRunArgs& a) {
     std::map<std::string, bool> present;
     bind_inputs(*spec, r, dims, present);
     if (spec->check) spec->check(keys, dims, present);
-    if (a.precision == "f64")
+    if (a.backend == "cuda")
+      run_typed<float>(*spec, a, r, keys, dims, present, spec->run_cuda);
+    else if (a.precision == "f64")
       run_typed<double>(*spec, a, r, keys, dims, present, spec->run_f64);
     else
       run_typed<float>(*spec, a, r, keys, dims, present, spec->run_f32);
@@ -241,7 +257,7 @@ void print_op_list() {
 bool print_op_help(const std::string& op) {
   const OpSpec* s = find_op(op);
   if (!s) return false;
-  fmt::print("dsv4 op {} --in IN.safetensors --out OUT.safetensors [--precision f32|f64] "
+  fmt::print("dsv4 op {} --in IN.safetensors --out OUT.safetensors [--backend ref|cuda] [--precision f32|f64] "
              "[--set KEY=VALUE]...\n\n{}\nSpec: {}\n\nInputs (F32, F64, BF16 or F16 unless "
              "marked int = I32/I64):\n",
              s->name, s->summary, s->spec_ref);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "cli/op_cuda.h"
 #include "cli/op_rope_keys.h"
 
 namespace dsv4::cli {
@@ -255,8 +256,9 @@ RopeConfig rope_from_keys(const Keys& k, const std::string& default_preset) {
 const std::vector<OpSpec>& op_registry() {
   static const std::vector<OpSpec> all = [] {
     std::vector<OpSpec> v;
-    for (auto f : {basic_ops, attention_ops, mhc_moe_ops, predecessor_ops})
+    for (auto f : {basic_ops, attention_ops, mhc_moe_ops, predecessor_ops, engram_ops})
       for (auto& s : f()) v.push_back(std::move(s));
+    attach_cuda_runners(v);  // --backend cuda (cli/ops_cuda.cc; nothing without CUDA)
     return v;
   }();
   return all;

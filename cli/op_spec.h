@@ -135,6 +135,10 @@ struct OpSpec {
   std::function<void(const Keys&, const Dims&, const std::map<std::string, bool>& present)> check;
   std::function<void(OpContext<float>&)> run_f32;
   std::function<void(OpContext<double>&)> run_f64;
+  // `--backend cuda` (f32 only): uploads the inputs, runs the optimized/ twin, downloads the
+  // outputs into the context. Set only in CUDA builds, by cli/ops_cuda.cc (one table entry per
+  // op: see there); empty: dsv4 op does not run this op on the GPU.
+  std::function<void(OpContext<float>&)> run_cuda;
 };
 
 // The element type of a context: `using T = ctx_t<decltype(c)>;` in a generic run lambda.
@@ -158,6 +162,7 @@ std::vector<OpSpec> basic_ops();      // ops_basic.cc
 std::vector<OpSpec> attention_ops();  // ops_attention.cc
 std::vector<OpSpec> mhc_moe_ops();    // ops_mhc_moe.cc
 std::vector<OpSpec> predecessor_ops();  // ops_predecessors.cc
+std::vector<OpSpec> engram_ops();       // ops_engram.cc
 
 // Rope keys shared by every op that rotates (see rope_from_keys in op_rope_keys.h).
 std::vector<KeySpec> rope_keys(const std::string& default_preset);

@@ -16,7 +16,8 @@ bool built_with_cuda() {
 
 std::string cuda_status(const OpSpec& op) {
   if (op.cuda_kernel.empty()) return kCudaNoKernel;
-  return built_with_cuda() ? kCudaCompiled : kCudaNotBuilt;
+  if (!built_with_cuda()) return kCudaNotBuilt;
+  return op.run_cuda ? kCudaRunsInOp : kCudaCompiled;
 }
 
 void print_op_list_json() {

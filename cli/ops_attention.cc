@@ -50,6 +50,7 @@ OpSpec compressor_op() {
   s.name = "compressor";
   s.summary = "token-level KV compressor (CSA m=4 overlapping / HCA m=128), prefill from position 0";
   s.spec_ref = "v4-architecture.md §2.3";
+  s.cuda_kernel = "optimized/compressor.cuh";
   s.inputs = {{"x", {"T", "D"}},
               {"wkv", {"c*dc", "D"}},
               {"wgate", {"c*dc", "D"}},
@@ -100,6 +101,7 @@ OpSpec indexer_query_op() {
   s.name = "indexer_query";
   s.summary = "lightning-indexer queries and head weights from c_q and x (RoPE, Hadamard+FP4 with quant=1)";
   s.spec_ref = "v4-architecture.md §2.4";
+  s.cuda_kernel = "optimized/indexer_query.cuh";
   s.inputs = {{"cq", {"T", "q_rank"}},
               {"x", {"T", "D"}},
               {"weights_proj", {"HI", "D"}},
@@ -136,6 +138,7 @@ OpSpec indexer_op() {
   s.name = "indexer";
   s.summary = "scores sum_h w_h ReLU(q_h.k_j) over visible compressed keys, and top-k";
   s.spec_ref = "v4-architecture.md §2.4, §2.8";
+  s.cuda_kernel = "optimized/indexer.cuh";
   s.inputs = {{"q", {"T", "HI", "dI"}, Elem::real, false, false, "prepared: RoPE and Hadamard done"},
               {"k", {"N", "dI"}, Elem::real, false, false, "compressed indexer keys"},
               {"w", {"T", "HI"}, Elem::real, false, false, "already scaled"}};
@@ -168,6 +171,7 @@ OpSpec attention_op() {
   s.name = "attention";
   s.summary = "one softmax over the window and the compressed entries (all visible, or the indexed ones) with a sink";
   s.spec_ref = "v4-architecture.md §2.5, §2.8";
+  s.cuda_kernel = "optimized/attention.cuh";
   s.inputs = {{"q", {"T", "H", "d"}},
               {"kv", {"Tk", "d"}, Elem::real, false, false, "window entries of positions pos0+T-Tk .. pos0+T-1"},
               {"comp", {"N", "d"}, Elem::real, true, false, "compressed entries (absent: none)"},
@@ -208,6 +212,7 @@ OpSpec attention_op() {
 OpSpec query_path_op() {
   OpSpec s;
   s.name = "query_path";
+  s.cuda_kernel = "optimized/query_path.cuh";
   s.summary = "c_q = RMSNorm_w(wq_a x); q = wq_b c_q per head, unweighted RMS, RoPE";
   s.spec_ref = "v4-architecture.md §2.1";
   s.inputs = {{"x", {"T", "D"}},
@@ -249,6 +254,7 @@ OpSpec query_path_op() {
 OpSpec window_kv_op() {
   OpSpec s;
   s.name = "window_kv";
+  s.cuda_kernel = "optimized/window_kv.cuh";
   s.summary = "kv = RMSNorm_w(wkv x), RoPE; quant=1: FP8 on dims [0, d - rope_dim) in blocks of 64";
   s.spec_ref = "v4-architecture.md §2.2";
   s.inputs = {{"x", {"T", "D"}}, {"wkv", {"d", "D"}}, {"kv_norm", {"d"}}};
@@ -294,6 +300,7 @@ int64_t groups_of(const std::string& op, const Keys& k, int64_t H, int64_t d, in
 OpSpec output_proj_op() {
   OpSpec s;
   s.name = "output_proj";
+  s.cuda_kernel = "optimized/output_proj.cuh";
   s.summary = "inverse RoPE, block-diagonal grouped wo_a, then wo_b";
   s.spec_ref = "v4-architecture.md §2.6";
   s.inputs = {{"o", {"T", "H", "d"}}, {"wo_a", {"GR", "Hgd"}}, {"wo_b", {"D", "GR"}}};

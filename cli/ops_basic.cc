@@ -33,6 +33,7 @@ OpSpec layernorm_op() {
   s.name = "layernorm";
   s.summary = "y = (x - mean) / sqrt(var + eps) * w + b (the V3.2 indexer key norm)";
   s.spec_ref = "v4-architecture.md §2.10";
+  s.cuda_kernel = "optimized/layernorm.cuh";
   s.inputs = {{"x", {"R", "d"}}, {"w", {"d"}, Elem::real, true}, {"b", {"d"}, Elem::real, true}};
   s.outputs = {{"y", {"R", "d"}}};
   s.keys = {{"eps", "1e-6", "added to the variance"}};
@@ -49,6 +50,7 @@ OpSpec rope_op() {
   s.name = "rope";
   s.summary = "rotary embedding on the last rope_dim dims of each head; row r at position pos0+r";
   s.spec_ref = "v4-architecture.md §2.7";
+  s.cuda_kernel = "optimized/rope.cuh";
   s.inputs = {{"x", {"R", "h?", "d"}, Elem::real, false, false, "[R, d] or [R, h, d]"}};
   s.outputs = {{"y", {"R", "h?", "d"}, Elem::real, "same shape as x"}};
   s.keys = rope_keys("v4-swa");
@@ -92,17 +94,21 @@ OpSpec quant_fp8_op() {
   s.name = "quant_fp8";
   s.summary = "y = dequant(quant(x)): FP8 e4m3, UE8M0 scale 2^ceil(log2(max(amax,1e-4)/448)) per block, RNE";
   s.spec_ref = "v4-architecture.md §2.2, §7, §9.4";
+  s.cuda_kernel = "optimized/quant_fp8.cuh";
   s.inputs = {{"x", {"R", "d"}}};
   s.outputs = {{"y", {"R", "d"}}};
   s.keys = {{"block", "64", "block length along the row"},
             {"dims", "0", "quantise columns [0, dims) (0 = all; 448 for the V4 KV layout)"}};
+  s.check = [](const Keys& k, const Dims& dm, const auto&) {  // both backends
+    const int64_t d = dm["d"], dims = k.integer("dims");
+    require(dims >= 0 && dims <= d, "op 'quant_fp8': key 'dims': expected 0.." + std::to_string(d) +
+                                        ", found " + std::to_string(dims));
+  };
   return with_run(s, [](auto& c) {
     using T = ctx_t<decltype(c)>;
     const int64_t R = c.dims["R"], d = c.dims["d"];
-    const int64_t dims = c.keys.integer("dims");
-    require(dims >= 0 && dims <= d, "op 'quant_fp8': key 'dims': expected 0.." + std::to_string(d) +
-                                        ", found " + std::to_string(dims));
-    ref::quant_fp8<T>({c.view("x", R), c.out_view("y", {R, d}, R), c.keys.integer("block"), dims});
+    ref::quant_fp8<T>({c.view("x", R), c.out_view("y", {R, d}, R), c.keys.integer("block"),
+                       c.keys.integer("dims")});
   });
 }
 
@@ -111,6 +117,7 @@ OpSpec quant_fp4_op() {
   s.name = "quant_fp4";
   s.summary = "y = dequant(quant(x)): FP4 e2m1, UE8M0 scale 2^ceil(log2(max(amax,6*2^-126)/6)) per block, RNE";
   s.spec_ref = "v4-architecture.md §2.3, §7";
+  s.cuda_kernel = "optimized/quant_fp4.cuh";
   s.inputs = {{"x", {"R", "d"}}};
   s.outputs = {{"y", {"R", "d"}}};
   s.keys = {{"block", "32", "block length along the row"}};

@@ -15,6 +15,7 @@ OpSpec sinkhorn_op() {
   s.name = "sinkhorn";
   s.summary = "row softmax + eps, column-normalise, then iters-1 rounds of row/column normalisation";
   s.spec_ref = "v4-architecture.md §3.1 step 5";
+  s.cuda_kernel = "optimized/sinkhorn.cuh";
   s.inputs = {{"logits", {"R", "n", "n"}}};
   s.outputs = {{"m", {"R", "n", "n"}}};
   s.keys = {{"iters", "20", "rounds (the sequence is the semantics)"}, {"eps", "1e-6", ""}};
@@ -31,6 +32,7 @@ OpSpec hc_pre_op() {
   s.name = "hc_pre";
   s.summary = "mHC pre-mix: u = sum_j pre_j X_j, with post weights and the Sinkhorn mixing matrix";
   s.spec_ref = "v4-architecture.md §3.1";
+  s.cuda_kernel = "optimized/hc_pre.cuh";
   s.inputs = {{"x", {"T", "n", "D"}},
               {"fn", {"2*n+n*n", "n*D"}},
               {"base", {"2*n+n*n"}},
@@ -63,6 +65,7 @@ OpSpec hc_head_op() {
   s.name = "hc_head";
   s.summary = "the final head's mHC reduction: u = sum_j (sigmoid(a mu_j + b_j) + eps) X_j";
   s.spec_ref = "v4-architecture.md §3.1 (final head)";
+  s.cuda_kernel = "optimized/hc_pre.cuh";
   s.inputs = {{"x", {"T", "n", "D"}}, {"fn", {"n", "n*D"}}, {"base", {"n"}}, {"scale", {"1"}}};
   s.outputs = {{"u", {"T", "D"}}};
   s.keys = {{"eps", "1e-6", ""}, {"norm_eps", "1e-6", "eps inside the RMS"}};
@@ -87,6 +90,7 @@ OpSpec hc_post_op() {
   s.name = "hc_post";
   s.summary = "mHC post-mix: y_k = post_k f + sum_j comb[j,k] X_j";
   s.spec_ref = "v4-architecture.md §3.1";
+  s.cuda_kernel = "optimized/hc_post.cuh";
   s.inputs = {{"x", {"T", "n", "D"}}, {"f", {"T", "D"}}, {"post", {"T", "n"}}, {"comb", {"T", "n", "n"}}};
   s.outputs = {{"y", {"T", "n", "D"}}};
   return with_run(s, [](auto& c) {
@@ -145,6 +149,7 @@ OpSpec moe_route_op() {
   s.name = "moe_route";
   s.summary = "router: sqrt(softplus) scores, top-k of score+bias (or tid2eid[ids]), normalised weights";
   s.spec_ref = "v4-architecture.md §3.2";
+  s.cuda_kernel = "optimized/moe_route.cuh";
   s.inputs = route_inputs();
   s.outputs = {{"experts", {"T", "topk"}, Elem::integer, "descending score+bias, ties to the lower id"},
                {"weights", {"T", "topk"}}};
@@ -166,6 +171,7 @@ OpSpec moe_op() {
   s.name = "moe";
   s.summary = "routed SwiGLU experts (clamped) weighted by the router, plus the shared expert";
   s.spec_ref = "v4-architecture.md §3.2";
+  s.cuda_kernel = "optimized/moe.cuh";
   s.inputs = route_inputs();
   s.inputs.push_back({"w1", {"E", "I", "D"}});
   s.inputs.push_back({"w3", {"E", "I", "D"}});

@@ -26,6 +26,7 @@ int64_t pos0_of(const Keys& k, int64_t Tk, int64_t T) {
 OpSpec mla_op() {
   OpSpec s;
   s.name = "mla";
+  s.cuda_kernel = "optimized/mla.cuh";
   s.summary = "absorbed MLA: softmax(scale q.kv) over visible rows (or the indexed ones), values = latent dims";
   s.spec_ref = "v4-architecture.md §1.2, §2.10";
   s.inputs = {{"q", {"T", "H", "dk"}, Elem::real, false, false, "absorbed queries [latent ; rope]"},
@@ -61,6 +62,7 @@ OpSpec mla_op() {
 OpSpec dsa_indexer_op() {
   OpSpec s;
   s.name = "dsa_indexer";
+  s.cuda_kernel = "optimized/dsa_indexer.cuh";
   s.summary = "V3.2 token-level indexer: sum_h w_h ReLU(q_h.k_s) over past tokens, top-k";
   s.spec_ref = "v4-architecture.md §2.10";
   s.inputs = {{"q", {"T", "HI", "dI"}}, {"k", {"Tk", "dI"}}, {"w", {"T", "HI"}}};

@@ -1,0 +1,267 @@
+#include <climits>
+#include <cmath>
+#include <string>
+
+#include "optimized/cuda_check.cuh"
+#include "optimized/moe.cuh"
+#include "optimized/quant_fp8.cuh"
+#include "reference/errors.h"
+
+namespace dsv4::cuda {
+
+namespace {
+
+constexpr int kWarpSize = 32;
+static_assert(kPermuteThreads % kWarpSize == 0 && kMoeThreads % kWarpSize == 0,
+              "moe: blocks must be whole warps");
+
+// Step 2 of the header: one block. chosen [T, k] (ids outside [0, E) are in no group);
+// perm [T*k] (only [0, offsets[E]) written), inv [T*k] (-1 for an entry in no group),
+// offsets [E + 1].
+__global__ void __launch_bounds__(kPermuteThreads)
+    permute_by_expert(View2<const int32_t> chosen, int k, int E, int32_t* perm, int32_t* inv,
+                      int32_t* offsets) {
+  extern __shared__ int cursor[];  // [E]: counts, then each group's next free position
+  const int tid = threadIdx.x;
+  const int n = int(chosen.rows) * k;  // <= INT_MAX, checked on the host
+  for (int e = tid; e < E; e += kPermuteThreads) cursor[e] = 0;
+  __syncthreads();
+  for (int i = tid; i < n; i += kPermuteThreads) {
+    const int e = chosen(i / k, i % k);
+    if (e >= 0 && e < E) atomicAdd(&cursor[e], 1);  // integer counts: order-free
+  }
+  __syncthreads();
+  if (tid == 0) {
+    int run = 0;
+    for (int e = 0; e < E; ++e) {
+      const int count = cursor[e];
+      offsets[e] = run;
+      cursor[e] = run;
+      run += count;
+    }
+    offsets[E] = run;
+  }
+  __syncthreads();
+  if (tid >= kWarpSize) return;  // warp 0 places the entries, in flat order
+  const int lane = tid;
+  const unsigned below = (1u << lane) - 1u;  // lanes before this one
+  for (int base = 0; base < n; base += kWarpSize) {
+    const int i = base + lane;
+    const int e = i < n ? chosen(i / k, i % k) : -1;
+    const bool valid = i < n && e >= 0 && e < E;
+    const int group = valid ? e : -1;
+    const unsigned same = __match_any_sync(0xffffffffu, group);
+    const int rank = __popc(same & below);
+    const int pos = valid ? cursor[group] + rank : -1;
+    __syncwarp();  // every lane has read its group's cursor before the leader moves it
+    if (valid && rank == 0) cursor[group] += __popc(same);
+    __syncwarp();
+    if (i < n) {
+      inv[i] = pos;
+      if (valid) perm[pos] = i;
+    }
+  }
+}
+
+// Row r (blockIdx.x) of dst [rows, D] (dense) = src row perm[r] / k.
+__global__ void __launch_bounds__(kMoeThreads)
+    gather_rows(View2<const float> src, const int32_t* perm, int k, float* dst) {
+  const int64_t r = blockIdx.x;
+  const int64_t D = src.cols;
+  const float* s = src.row(perm[r] / k);
+  float* d = dst + r * D;
+  for (int64_t c = threadIdx.x; c < D; c += kMoeThreads) d[c] = s[c];
+}
+
+// Row r (blockIdx.x) of g, u [rows, I] (dense): g <- SiLU(g') u' w with the clamps of the
+// header, in place; w = weights[perm[r] / k, perm[r] % k] when perm is given, else 1.
+__global__ void __launch_bounds__(kMoeThreads)
+    swiglu_rows(float* g, const float* u, int64_t I, const int32_t* perm, int k,
+                View2<const float> weights, float limit) {
+  const int64_t r = blockIdx.x;
+  float rw = 1.f;
+  if (perm) {
+    const int f = perm[r];
+    rw = weights(f / k, f % k);
+  }
+  float* gr = g + r * I;
+  const float* ur = u + r * I;
+  for (int64_t i = threadIdx.x; i < I; i += kMoeThreads) {
+    float gv = gr[i], uv = ur[i];
+    if (limit > 0.f) {  // std::clamp(u, -limit, limit) and std::min(g, limit): NaN stays NaN
+      uv = uv < -limit ? -limit : (limit < uv ? limit : uv);
+      gv = limit < gv ? limit : gv;
+    }
+    gr[i] = gv / (1.f + expf(-gv)) * uv * rw;
+  }
+}
+
+// Token t (blockIdx.x): y[t] = sum of out rows inv[t*k + c], ascending, from 0, then + y[t]
+// (the shared expert's output) when add_y; a NaN row when an entry is in no group.
+__global__ void __launch_bounds__(kMoeThreads)
+    combine_rows(const float* out, const int32_t* inv, int k, bool add_y, View2<float> y) {
+  extern __shared__ int order[];  // [k]
+  __shared__ int routed;
+  const int64_t t = blockIdx.x;
+  if (threadIdx.x == 0) {
+    int ok = 1;
+    for (int c = 0; c < k; ++c) {  // insertion sort of the k positions
+      const int p = inv[t * k + c];
+      ok &= p >= 0;
+      int j = c;
+      for (; j > 0 && order[j - 1] > p; --j) order[j] = order[j - 1];
+      order[j] = p;
+    }
+    routed = ok;
+  }
+  __syncthreads();
+  const int64_t D = y.cols;
+  float* yr = y.row(t);
+  for (int64_t d = threadIdx.x; d < D; d += kMoeThreads) {
+    if (!routed) {
+      yr[d] = NAN;
+      continue;
+    }
+    float acc = 0.f;
+    for (int j = 0; j < k; ++j) acc += out[int64_t(order[j]) * D + d];
+    if (add_y) acc += yr[d];
+    yr[d] = acc;
+  }
+}
+
+// One SGEMM of the row-major product C [rows, out] = A [rows, in] W[out, in]^T, in the
+// column-major view C^T [out, rows] = (W as column-major [in, out])^T A^T.
+void linear(cublasHandle_t h, const float* W, int64_t out, int64_t in, const float* A, int64_t lda,
+            int64_t rows, float* C, int64_t ldc) {
+  const float one = 1.0f, zero = 0.0f;
+  DSV4_CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_T, CUBLAS_OP_N, int(out), int(rows), int(in), &one, W,
+                                int(in), A, int(lda), &zero, C, int(ldc)));
+}
+
+// SwiGLU over `rows` rows of g, u [rows, I] into g, then act_quant's round trip of h.
+void swiglu(float* g, const float* u, int64_t rows, int64_t I, const int32_t* perm, int k,
+            View2<const float> weights, const MoeParams<float>& p, cudaStream_t stream) {
+  swiglu_rows<<<static_cast<unsigned>(rows), kMoeThreads, 0, stream>>>(g, u, I, perm, k, weights,
+                                                                       float(p.swiglu_limit));
+  DSV4_CUDA_CHECK(cudaGetLastError());
+  if (p.act_quant) {
+    const View2<float> h = view2(g, rows, I);
+    quant_fp8(QuantFp8Params<float>{h, h, kActBlock, 0}, stream);
+  }
+}
+
+}  // namespace
+
+void validate_moe(const MoeParams<float>& p) {
+  const auto& r = p.route;
+  const int64_t T = r.x.rows, D = r.x.cols, I = p.inter, k = r.topk;
+  validate_moe_route(r);  // ref::moe starts with moe_route
+  require(p.y.rows == T && p.y.cols == D, "moe: output 'y' has the wrong shape");
+  if (T > 0 || p.shared_w1)  // ref::expert runs (and checks inter) only then
+    require(I > 0, "expert: inter must be positive");
+  // This twin's limits.
+  require(T * k <= INT_MAX && I <= INT_MAX && (T == 0 || (p.y.ld >= D && p.y.ld <= INT_MAX)),
+          "moe: sizes beyond cuBLAS's int range (tokens * topk, inter, y row stride)");
+}
+
+MoeWorkspace::MoeWorkspace(int64_t max_tokens, int64_t dim, int64_t experts, int64_t topk,
+                           int64_t inter)
+    : max_tokens_(max_tokens),
+      dim_(dim),
+      experts_(experts),
+      topk_(topk),
+      inter_(inter),
+      route_(max_tokens, experts) {
+  require(dim > 0 && topk > 0 && inter > 0, "MoeWorkspace: needs positive D, topk and inter");
+  const size_t rows = size_t(max_tokens * topk);
+  xq_ = DeviceBuffer<float>(size_t(max_tokens * dim));
+  rows_ = DeviceBuffer<float>(rows * size_t(dim));
+  g_ = DeviceBuffer<float>(rows * size_t(inter));
+  u_ = DeviceBuffer<float>(rows * size_t(inter));
+  perm_ = DeviceBuffer<int32_t>(rows);
+  inv_ = DeviceBuffer<int32_t>(rows);
+  if (max_tokens > 0) offsets_ = DeviceBuffer<int32_t>(size_t(experts + 1));  // 0 tokens: no device
+  host_offsets_.assign(size_t(experts + 1), 0);
+}
+
+void moe(const MoeParams<float>& p, MoeWorkspace& ws, cudaStream_t stream) {
+  validate_moe(p);
+  const auto& r = p.route;
+  const int64_t T = r.x.rows, D = r.x.cols, E = r.experts, k = r.topk, I = p.inter;
+  require(T <= ws.max_tokens() && D == ws.dim() && E == ws.experts() && k == ws.topk() &&
+              I == ws.inter(),
+          "moe: the workspace holds " + std::to_string(ws.max_tokens()) +
+              " tokens of (D, E, topk, I) = (" + std::to_string(ws.dim()) + ", " +
+              std::to_string(ws.experts()) + ", " + std::to_string(ws.topk()) + ", " +
+              std::to_string(ws.inter()) + "); the call needs " + std::to_string(T) + " of (" +
+              std::to_string(D) + ", " + std::to_string(E) + ", " + std::to_string(k) + ", " +
+              std::to_string(I) + ")");
+  const NvtxRange range("moe");
+  if (T == 0) return;
+
+  // 1-3: route, group the entries by expert, bring the group sizes to the host.
+  moe_route(r, ws.route_, stream);
+  permute_by_expert<<<1, kPermuteThreads, size_t(E) * sizeof(int), stream>>>(
+      r.chosen, int(k), int(E), ws.perm_.data(), ws.inv_.data(), ws.offsets_.data());
+  DSV4_CUDA_CHECK(cudaGetLastError());
+  DSV4_CUDA_CHECK(cudaMemcpyAsync(ws.host_offsets_.data(), ws.offsets_.data(),
+                                  size_t(E + 1) * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+  DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
+  const std::vector<int32_t>& off = ws.host_offsets_;
+  const int64_t routed_rows = off[size_t(E)];
+
+  // 4: the experts' input.
+  View2<const float> xin = r.x;
+  if (p.act_quant) {
+    const View2<float> xq = view2(ws.xq_.data(), T, D);
+    quant_fp8(QuantFp8Params<float>{r.x, xq, kActBlock, 0}, stream);
+    xin = xq;
+  }
+  cublasHandle_t h = ws.route_.handle(stream);
+  float* g = ws.g_.data();
+  float* u = ws.u_.data();
+
+  // 5: the shared expert, straight into y (the combine adds the routed sum before it).
+  if (p.shared_w1) {
+    linear(h, p.shared_w1, I, D, xin.data, xin.ld, T, g, I);
+    linear(h, p.shared_w3, I, D, xin.data, xin.ld, T, u, I);
+    swiglu(g, u, T, I, nullptr, int(k), r.weights, p, stream);
+    linear(h, p.shared_w2, D, I, g, I, T, p.y.data, p.y.ld);
+  }
+
+  // 6: the routed experts on their gathered rows (the outputs overwrite the rows).
+  float* rows = ws.rows_.data();
+  if (routed_rows > 0) {
+    gather_rows<<<static_cast<unsigned>(routed_rows), kMoeThreads, 0, stream>>>(
+        xin, ws.perm_.data(), int(k), rows);
+    DSV4_CUDA_CHECK(cudaGetLastError());
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t n = off[size_t(e + 1)] - off[size_t(e)], r0 = off[size_t(e)];
+      if (n == 0) continue;
+      linear(h, p.w1 + e * I * D, I, D, rows + r0 * D, D, n, g + r0 * I, I);
+      linear(h, p.w3 + e * I * D, I, D, rows + r0 * D, D, n, u + r0 * I, I);
+    }
+    swiglu(g, u, routed_rows, I, ws.perm_.data(), int(k), r.weights, p, stream);
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t n = off[size_t(e + 1)] - off[size_t(e)], r0 = off[size_t(e)];
+      if (n == 0) continue;
+      linear(h, p.w2 + e * D * I, D, I, g + r0 * I, I, n, rows + r0 * D, D);
+    }
+  }
+
+  // 7: the combine, in the reference's order of additions.
+  combine_rows<<<static_cast<unsigned>(T), kMoeThreads, size_t(k) * sizeof(int), stream>>>(
+      rows, ws.inv_.data(), int(k), p.shared_w1 != nullptr, p.y);
+  DSV4_CUDA_CHECK(cudaGetLastError());
+}
+
+void moe(const MoeParams<float>& p, cudaStream_t stream) {
+  validate_moe(p);  // before any device work
+  const auto& r = p.route;
+  if (r.x.rows == 0) return;  // nothing to do (and inter may be 0, which no workspace takes)
+  MoeWorkspace ws(r.x.rows, r.x.cols, r.experts, r.topk, p.inter);
+  moe(p, ws, stream);
+  DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+}  // namespace dsv4::cuda
