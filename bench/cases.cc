@@ -11,6 +11,7 @@ std::vector<Case> case_list(double memory_limit) {
   add_v4_layer_cases(out);
   add_v4_block_cases(out);
   add_predecessor_cases(out);
+  add_engram_cases(out);
 #if DSV4_BENCH_CUDA
   add_cuda_cases(out);  // after the reference cases: it makes their twins
 #endif

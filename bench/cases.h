@@ -100,6 +100,7 @@ void add_v4_attention_cases(std::vector<Case>& out);   // attention, indexer
 void add_v4_layer_cases(std::vector<Case>& out);       // projections, compressor, layer step
 void add_v4_block_cases(std::vector<Case>& out);       // mHC, MoE, elementwise
 void add_predecessor_cases(std::vector<Case>& out);    // V3.2 DSA, V3 dense MLA
+void add_engram_cases(std::vector<Case>& out);       // Engram hash, lookup, mix (docs/engram.md)
 void add_ceiling_cases(std::vector<Case>& out);
 // CUDA builds only: a <op>_cuda twin of every reference case of an op with a CUDA kernel
 // (today rmsnorm, hadamard) already in `out`, and the GPU ceilings (bench/cases_cuda.cc).

@@ -6,7 +6,13 @@
 //                              bench/cases.h), timed with CUDA events around each launch
 //                              (Google Benchmark manual time)
 //     rmsnorm_cuda             rows:4096 of the model width (4096 Flash, 7168 Pro), weighted
+//     rope_cuda                rows:1024 of H heads x 512, the last 64 dims of each rotated
+//                              in place (the compressed-layer table, position 2^20)
 //     hadamard_cuda            rows:131072 of d_I = 128
+//     quant_fp8_cuda           rows:32768 KV entries of 512, FP8 round trip of dims 0..447
+//     quant_fp4_cuda           rows:131072 of d_I = 128, FP4 round trip in blocks of 32
+//     attention_*_cuda, indexer_*_cuda, compressor_prefill_cuda
+//                              bench/cases_cuda_attention.cc
 //   ceiling_copy/gpu/mib:1024  device-to-device copy (bench/ceilings_cuda.h)
 //   ceiling_cublas/gpu/n:8192  cuBLAS BF16 GEMM, FP32 accumulation
 //
@@ -25,62 +31,42 @@
 #include <vector>
 
 #include "bench/cases.h"
+#include "bench/cases_cuda.h"
 #include "bench/ceilings_cuda.h"
 #include "bench/cuda_device.h"
 #include "model/config.h"
 #include "optimized/cuda_check.cuh"
 #include "optimized/device.cuh"
 #include "optimized/hadamard.cuh"
+#include "optimized/quant_fp4.cuh"
+#include "optimized/quant_fp8.cuh"
 #include "optimized/rmsnorm.cuh"
+#include "optimized/rope.cuh"
 #include "reference/constants.h"
 
 namespace dsv4::bench {
 
-namespace {
+namespace cuda_twin {
 
-// Working sets below 4x the L2 are stepped as several copies (the CPU cases use 4x the L3
-// likewise, bench/setup.h kColdBytes); at most 16 copies, which no case here reaches (the
-// smallest, 128 MiB, needs 2 against an H200's 60 MB L2).
-constexpr double kGpuColdL2Multiple = 4.0;
-constexpr int64_t kGpuMaxCopies = 16;
-constexpr uint64_t kCudaSeed = 4000;  // copy i: kCudaSeed + 10 i (x), + 1 (weights)
-// Steps run once the set-up is done, before Google Benchmark's first probe: lazy module
-// loading, cuBLAS's algorithm choice and first touches of the buffers stay out of the timings
-// (a host-side delay between the start event and the launch would count as device time).
-constexpr int kWarmupSteps = 3;
-
-TimedStep warmed_up(TimedStep step) {
-  for (int i = 0; i < kWarmupSteps; ++i) (void)step();
-  return step;
-}
-
-// Copies of a working set of `bytes` to step round-robin so that together they exceed
-// kGpuColdL2Multiple x the L2 of the current device.
-int64_t gpu_cold_copies(double bytes) {
+double gpu_l2_bytes() {
   int dev = 0;
   DSV4_CUDA_CHECK(cudaGetDevice(&dev));
   int l2 = 0;
   DSV4_CUDA_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
+  return double(l2);
+}
+
+int64_t cold_steps(double bytes, int64_t max_steps, double l2_bytes) {
   if (bytes <= 0) return 1;
-  const double want = std::ceil(kGpuColdL2Multiple * double(l2) / bytes);
-  return std::clamp<int64_t>(int64_t(want), 1, kGpuMaxCopies);
+  const double want = std::ceil(kGpuColdL2Multiple * l2_bytes / bytes);
+  return std::clamp<int64_t>(int64_t(want), 1, max_steps);
 }
 
-// R from a case named "rows:R".
-int64_t rows_of(const Case& c) {
-  const std::string prefix = "rows:";
-  if (c.variant.rfind(prefix, 0) != 0)
-    throw std::logic_error("bench: CUDA twin of " + c.name() + ": expected a rows:R case");
-  return std::stoll(c.variant.substr(prefix.size()));
-}
+int64_t gpu_cold_steps(double bytes, int64_t max_steps) { return cold_steps(bytes, max_steps, gpu_l2_bytes()); }
 
-// The twin's shape must be the reference case's: an elementwise case reads R x d floats and
-// writes as many (bytes = 8 R d, bench/cases_block.cc). A mismatch is a bug in this file.
-void check_shape(const Case& ref, int64_t rows, int64_t cols) {
-  if (ref.bytes != 8.0 * double(rows) * double(cols))
-    throw std::logic_error("bench: CUDA twin of " + ref.name() + ": shape [" +
-                           std::to_string(rows) + ", " + std::to_string(cols) +
-                           "] does not match the reference case's bytes");
+TimedStep warmed_up(TimedStep step) {
+  for (int i = 0; i < kWarmupSteps; ++i) (void)step();
+  return step;
 }
 
 Case twin_of(const Case& ref) {
@@ -98,6 +84,56 @@ Case twin_of(const Case& ref) {
   t.backend = Backend::cuda;
   t.unavailable = cuda_unavailable;
   return t;
+}
+
+TimedStep timed_launches(std::vector<Launch> launches) {
+  struct State {
+    std::vector<Launch> launches;
+    DeviceTimer timer;
+    size_t next = 0;
+  };
+  auto st = std::make_shared<State>();
+  st->launches = std::move(launches);
+  if (st->launches.empty()) throw std::logic_error("bench: a CUDA twin with no launch");
+  // Pageable uploads may still be in flight when cudaMemcpy returns; the timer's stream does
+  // not wait for the legacy default stream.
+  DSV4_CUDA_CHECK(cudaDeviceSynchronize());
+  return warmed_up([st] {
+    const size_t i = st->next;
+    st->next = (i + 1) % st->launches.size();
+    return st->timer.seconds(st->launches[i]);
+  });
+}
+
+}  // namespace cuda_twin
+
+namespace {
+
+using namespace cuda_twin;
+
+// At most 16 copies of an elementwise working set, which no case here reaches (the smallest,
+// 32 MiB of rope_cuda/v4-flash, needs 8 against an H200's 60 MB L2).
+constexpr int64_t kGpuMaxCopies = 16;
+constexpr uint64_t kCudaSeed = 4000;  // copy i: kCudaSeed + 10 i (x), + 1 (weights)
+
+// Copies of an elementwise working set of `bytes` (at most kGpuMaxCopies).
+int64_t gpu_cold_copies(double bytes) { return gpu_cold_steps(bytes, kGpuMaxCopies); }
+
+// R from a case named "rows:R".
+int64_t rows_of(const Case& c) {
+  const std::string prefix = "rows:";
+  if (c.variant.rfind(prefix, 0) != 0)
+    throw std::logic_error("bench: CUDA twin of " + c.name() + ": expected a rows:R case");
+  return std::stoll(c.variant.substr(prefix.size()));
+}
+
+// The twin's shape must be the reference case's: an elementwise case reads R x d floats and
+// writes as many (bytes = 8 R d, bench/cases_block.cc). A mismatch is a bug in this file.
+void check_shape(const Case& ref, int64_t rows, int64_t cols) {
+  if (ref.bytes != 8.0 * double(rows) * double(cols))
+    throw std::logic_error("bench: CUDA twin of " + ref.name() + ": shape [" +
+                           std::to_string(rows) + ", " + std::to_string(cols) +
+                           "] does not match the reference case's bytes");
 }
 
 // Device inputs and outputs of one elementwise twin: `copies` pairs (x_i, y_i) of [R, d]
@@ -172,6 +208,66 @@ Case hadamard_twin(const Case& ref) {
   return t;
 }
 
+// The other elementwise twins of bench/cases_block.cc, same pattern: quant_fp8 over KV
+// entries [R, 512] (dims 0..447 in blocks of 64), quant_fp4 over indexer rows [R, 128] in
+// blocks of 32.
+Case quant_fp8_twin(const Case& ref) {
+  Case t = twin_of(ref);
+  const int64_t R = rows_of(ref), dk = kHeadDim;
+  check_shape(ref, R, dk);
+  t.device_memory = ref.bytes * double(kGpuMaxCopies);
+  const double bytes = ref.bytes;
+  t.timed_setup = [R, dk, bytes] {
+    auto d = elementwise_data(R, dk, false, bytes);
+    return warmed_up(timed_round_robin(d, [](View2<const float> x, View2<float> y, cudaStream_t s) {
+      cuda::quant_fp8(QuantFp8Params<float>{x, y, kFp8KvBlock, kNopeDim}, s);
+    }));
+  };
+  return t;
+}
+
+Case quant_fp4_twin(const Case& ref) {
+  Case t = twin_of(ref);
+  const int64_t R = rows_of(ref), dI = kIndexerDim;
+  check_shape(ref, R, dI);
+  t.device_memory = ref.bytes * double(kGpuMaxCopies);
+  const double bytes = ref.bytes;
+  t.timed_setup = [R, dI, bytes] {
+    auto d = elementwise_data(R, dI, false, bytes);
+    return warmed_up(timed_round_robin(d, [](View2<const float> x, View2<float> y, cudaStream_t s) {
+      cuda::quant_fp4(QuantFp4Params<float>{x, y, kFp4Block}, s);
+    }));
+  };
+  return t;
+}
+
+// rope: rows [R, H*d] rotated in place, only the last d_r dims of each head read and written
+// (bytes = 8 R H d_r, bench/cases_block.cc); the compressed-layer table of the model (layer
+// 2), position 2^20 for every row as the reference case. Rotations keep the norm, so the
+// repeated in-place steps stay finite. Copies of the rotated bytes as for the others.
+Case rope_twin(const Case& ref) {
+  Case t = twin_of(ref);
+  const ModelConfig c = config_preset(ref.model);
+  const int64_t R = rows_of(ref), H = c.n_heads, d = c.head_dim;
+  check_shape(ref, R, H * c.rope_dim);
+  const RopeConfig table = c.rope_for_layer(2);
+  const double bytes = ref.bytes;
+  t.device_memory = 4.0 * double(R * H * d) * double(kGpuMaxCopies);
+  t.memory = 4.0 * double(R * H * d);
+  t.timed_setup = [R, H, d, table, bytes] {
+    std::vector<Launch> launches;
+    for (int64_t i = 0; i < gpu_cold_copies(bytes); ++i) {
+      auto x = std::make_shared<cuda::DeviceBuffer<float>>(
+          rand_uniform(size_t(R * H * d), kCudaSeed + 10 * uint64_t(i), 1.0f));
+      launches.push_back([x, R, H, d, table](cudaStream_t s) {
+        cuda::rope(RopeParams<float>{view2(x->data(), R, H * d), H, d, 1 << 20, 1, false, table}, s);
+      });
+    }
+    return timed_launches(std::move(launches));
+  };
+  return t;
+}
+
 void add_gpu_ceilings(std::vector<Case>& out) {
   Case c;
   c.op = "ceiling_copy";
@@ -220,6 +316,10 @@ void add_cuda_cases(std::vector<Case>& out) {
     if (c.backend != Backend::cpu) continue;
     if (c.op == "rmsnorm") twins.push_back(rmsnorm_twin(c));
     if (c.op == "hadamard") twins.push_back(hadamard_twin(c));
+    if (c.op == "rope") twins.push_back(rope_twin(c));
+    if (c.op == "quant_fp8") twins.push_back(quant_fp8_twin(c));
+    if (c.op == "quant_fp4") twins.push_back(quant_fp4_twin(c));
+    (void)add_attention_twin(c, twins);
   }
   add_gpu_ceilings(out);
   for (auto& t : twins) out.push_back(std::move(t));

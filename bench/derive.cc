@@ -225,6 +225,7 @@ Derived derive(const json::value& bench) {
         d.speedups.push_back(s);
       }
     }
+  d.engram_vs_moe = derive_engram_vs_moe(d.benchmarks);
   return d;
 }
 
@@ -278,6 +279,7 @@ json::object derived_json(const Derived& d, const std::map<std::string, std::str
                                                          {"compute", kCudaComputeTargetShare}}},
                       {"benchmarks", std::move(benches)},
                       {"speedups", std::move(speedups)},
+                      {"engram_vs_moe", engram_vs_moe_json(d.engram_vs_moe)},
                       {"skipped", std::move(skip)},
                       {"errors", std::move(errors)}};
 }
@@ -325,6 +327,7 @@ std::string derived_table(const Derived& d) {
       s += fmt::format("{:>9} {:<9} {:<5} {:>8.2f}x {:>8.2f}x {:>7.2f} {:>8.2f}x\n", p.context, p.model, p.versus, p.measured,
                        p.analytic, p.ratio, p.analytic_bytes);
   }
+  s += engram_vs_moe_table(d.engram_vs_moe);
   return s;
 }
 

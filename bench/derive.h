@@ -64,12 +64,30 @@ struct Speedup {
   std::vector<double> measured_per_repetition, measured_cpu_per_repetition;
 };
 
+// An Engram layer against the MoE layer it would replace at the same parameter budget, per
+// decode token, from the same run (bench/derive_engram.cc; analytic side: bench/engram_cost.h
+// at the budget of the model's MoE layer):
+//   engram = engram_hash/v4/tokens:T / T + engram_lookup/v4/<largest table run>/ T
+//            + engram_mix_decode/<model>/tokens:1          (the memory_f32 table when run)
+//   moe    = moe_decode/<model>/experts:16 (router over 16 experts, top-k + shared of the real
+//            width: the same values read per token as the full layer but 2 (n_routed - 16) D
+//            router FLOPs, < 1 %)
+//   measured = moe / engram; analytic_flops, analytic_bytes = the MoE / Engram ratios of FLOPs
+//   and values read per token at that budget.
+struct EngramVsMoeRow {
+  std::string model, lookup;  // the model (v4-flash, v4-pro) and the lookup case used
+  double hash_seconds = 0, lookup_seconds = 0, mix_seconds = 0;  // per token, medians
+  double engram_seconds = 0, moe_seconds = 0;
+  double measured = 0, analytic_flops = 0, analytic_bytes = 0;
+};
+
 struct Derived {
   double sgemm_flops_per_s = 0, read_bytes_per_s = 0;  // 0: not measured
   double sgemm_flops_per_cpu_s = 0, read_bytes_per_cpu_s = 0;  // the same from CPU times
   double copy_bytes_per_s = 0, cublas_flops_per_s = 0;  // GPU ceilings (device time); 0: not measured
   std::vector<DerivedBenchmark> benchmarks;            // in the order of bench.json
   std::vector<Speedup> speedups;
+  std::vector<EngramVsMoeRow> engram_vs_moe;           // models whose parts all ran
   std::map<std::string, std::string> errors;           // benchmarks that failed: message
 };
 
@@ -87,6 +105,12 @@ boost::json::value parse_benchmark_json(const std::string& text);
 
 // `bench` is Google Benchmark's JSON output. Target flags come from the case list.
 Derived derive(const boost::json::value& bench);
+
+// The rows of every model whose parts are among `b` (bench/derive_engram.cc), their JSON
+// (bench_derived.json "engram_vs_moe") and their table.
+std::vector<EngramVsMoeRow> derive_engram_vs_moe(const std::vector<DerivedBenchmark>& b);
+boost::json::array engram_vs_moe_json(const std::vector<EngramVsMoeRow>& rows);
+std::string engram_vs_moe_table(const std::vector<EngramVsMoeRow>& rows);
 
 // bench_derived.json ("kind": "dsv4.bench"). `skipped`: name -> reason, listed as such.
 boost::json::object derived_json(const Derived& d, const std::map<std::string, std::string>& skipped);

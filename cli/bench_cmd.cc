@@ -38,6 +38,11 @@ int bench_command(const BenchArgs& a) {
   o.filter = a.filter;
   o.quick = a.quick;
   o.repetitions = a.repetitions;
+  if (a.min_time < 0) {
+    fmt::print(stderr, "dsv4 bench: --min-time must be >= 0 (0: the default), found {}\n", a.min_time);
+    return 2;
+  }
+  o.min_time = a.min_time;
   o.out = a.out;
   return bench::run_bench(o);
 }

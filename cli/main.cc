@@ -3,7 +3,8 @@
 //   dsv4 op --list [--json]              every op; --json: its status per backend (kind dsv4.ops)
 //   dsv4 run [--out DIR] [--quick]       the default harness run (docs/run.md)
 //   dsv4 config show PRESET|PATH         a model configuration
-//   dsv4 init --preset P --seed S --out DIR  a random checkpoint (model/checkpoint.h)
+//   dsv4 init --preset P --seed S --out DIR  a random checkpoint (model/checkpoint.h);
+//                                         --set engram=L1,L2 adds Engram (docs/engram.md)
 //   dsv4 init --probe recall [--retrieval csa|hca|window] [--set KNOB=V]... --out DIR
 //                                         a constructed recall probe (model/probe.h)
 //   dsv4 kv --preset P --context L        KV-cache bytes (spec §4); --table: the claims
@@ -17,6 +18,7 @@
 //   dsv4 plan --preset P --gpus N ...    per-GPU memory of sharded layouts (model/plan.h)
 //   dsv4 bench [--filter RE] [--quick]    microbenchmarks: bench.json + bench_derived.json (docs/bench.md)
 //   dsv4 bench compare BASELINE NEW       the performance-regression check (bench/compare.h)
+//   [mpirun -np N] dsv4 bench --model DIR [--tp T --ep E]  whole-model prefill/decode time (+ comm)
 //   dsv4 report RESULTS... --out DIR      report.md, index.html, summary.json (docs/report.md)
 #include <CLI/CLI.hpp>
 #include <Eigen/Core>
@@ -24,6 +26,7 @@
 
 #include "cli/bench_cmd.h"
 #include "cli/bench_compare.h"
+#include "cli/bench_model.h"
 #include "cli/eval_cmd.h"
 #include "cli/eval_compare.h"
 #include "cli/eval_cost.h"
@@ -91,7 +94,7 @@ int main(int argc, char** argv) {
   initc->add_flag("--force", init.force, "replace an existing non-empty directory");
   initc->add_option("--probe", init.probe, "recall: a constructed recall probe instead of a preset (model/probe.h)");
   initc->add_option("--retrieval", init.retrieval, "with --probe: layer 1 is csa (default) | hca | window");
-  initc->add_option("--set", init.probe_sets, "with --probe: KNOB=V (repeatable; model/probe.h lists the knobs)");
+  initc->add_option("--set", init.probe_sets, "with --probe: KNOB=V (model/probe.h lists the knobs); with --preset: engram=L1,L2 and engram.* (docs/engram.md); repeatable");
 
   dsv4::cli::KvArgs kv;
   auto* kvc = app.add_subcommand("kv", "KV-cache bytes of one sequence by layer type, and the ratio to V3.2 and V3");
@@ -101,12 +104,14 @@ int main(int argc, char** argv) {
   kvc->add_flag("--json", kv.json, "one machine-readable object");
   kvc->add_flag("--measure", kv.measure, "also allocate the real cache and compare");
   kvc->add_flag("--table", kv.table, "the paper-claims reproduction over 4K..1M");
+  kvc->add_option("--set", kv.sets, "engram=L1,L2 and engram.* (docs/engram.md): Engram state and table lines; repeatable");
   dsv4::cli::FlopsArgs fl;
   auto* flc = app.add_subcommand("flops", "decode FLOPs per token by part, and the ratio to V3.2 and V3");
   flc->add_option("--preset", fl.preset, "preset name or config.json")->default_str(fl.preset);
   flc->add_option("--context", fl.context, "tokens")->default_str(std::to_string(fl.context));
   flc->add_flag("--json", fl.json, "one machine-readable object");
   flc->add_flag("--table", fl.table, "the paper-claims reproduction over 4K..1M");
+  flc->add_option("--set", fl.sets, "engram=L1,L2 and engram.* (docs/engram.md): Engram FLOPs and the Engram-vs-MoE table; repeatable");
 
   auto* benchc = app.add_subcommand("bench", "microbenchmarks; `dsv4 bench compare`: the regression check");
   dsv4::cli::BenchCompareArgs bcmp;
@@ -115,9 +120,12 @@ int main(int argc, char** argv) {
   benchc->add_option("--filter", bench.filter, "regex over <op>/<model>/<case> (the ceilings always run)");
   benchc->add_flag("--quick", bench.quick, "the CI subset (< 60 s)");
   benchc->add_option("--repetitions", bench.repetitions, "repetitions of each benchmark")->default_str("1");
+  benchc->add_option("--min-time", bench.min_time, "seconds per benchmark repetition (0: 0.5, --quick 0.1)")->default_str("0");
   benchc->add_option("--out", bench.out, "results directory (bench.json, bench_derived.json)")->default_str(bench.out);
   benchc->add_flag("--list", bench.list, "print the case list (FLOPs, bytes, memory, skip reasons) and exit");
   benchc->add_option("--rederive", bench.rederive, "DIR: rewrite DIR/bench_derived.json and the table from DIR/bench.json");
+  dsv4::cli::BenchModelArgs bench_model;
+  dsv4::cli::add_bench_model_options(benchc, bench_model);
 
   dsv4::cli::ReportArgs rep;
   auto* repc = app.add_subcommand("report", "result files -> report.md, index.html (self-contained) and summary.json");
@@ -144,6 +152,8 @@ int main(int argc, char** argv) {
     c->add_option("--precision", a.precision, "f32")->default_str(a.precision);
     c->add_option("--numerics", a.numerics, "official (FP8/FP4 simulation) | exact")->default_str(a.numerics);
     c->add_option("--kv-layout", a.kv_layout, "f32 | bf16 | fp8 (deployment)")->default_str(a.kv_layout);
+    c->add_option("--engram-tables", a.engram_tables, "memory | mmap: Engram tables decoded, or mapped from the shards")
+        ->default_str(a.engram_tables);
     c->add_option("--chunk", a.chunk, "prefill chunk, tokens")->default_str(std::to_string(a.chunk));
     c->add_option("--tp", a.tp, "tensor-parallel ranks (under mpirun; docs/parallel.md)")->default_str("1");
     c->add_option("--ep", a.ep, "expert-parallel ranks (under mpirun; docs/parallel.md)")->default_str("1");
@@ -206,6 +216,7 @@ int main(int argc, char** argv) {
   if (planc->parsed()) return dsv4::cli::plan_command(plan);
   if (flc->parsed()) return dsv4::cli::flops_report(fl);
   if (bcmpc->parsed()) return dsv4::cli::bench_compare(bcmp);
+  if (benchc->parsed() && !bench_model.model.empty()) return dsv4::cli::bench_model_command(bench_model, bench.out);
   if (benchc->parsed()) return dsv4::cli::bench_command(bench);
   if (repc->parsed()) return dsv4::cli::report_command(rep);
   if (evcmpc->parsed()) return dsv4::cli::eval_compare(evcmp);

@@ -69,6 +69,25 @@ std::set<std::string> cuda_ops() {
   return ops;
 }
 
+// Reference case ops timed by the CUDA kernel of another name (bench/cases_cuda_attention.cc):
+// case op -> kernel (optimized/<kernel>.cuh).
+const std::map<std::string, std::string>& twinned_families() {
+  static const std::map<std::string, std::string> m = {
+      {"attention_csa_decode", "attention"},    {"attention_hca_decode", "attention"},
+      {"attention_window_decode", "attention"}, {"attention_csa_prefill", "attention"},
+      {"attention_hca_prefill", "attention"},   {"attention_window_prefill", "attention"},
+      {"indexer_decode", "indexer"},            {"indexer_prefill", "indexer"},
+      {"compressor_prefill", "compressor"}};
+  return m;
+}
+
+// Whether the reference case op `op` must have a CUDA twin, given the kernels in optimized/.
+bool needs_twin(const std::string& op, const std::set<std::string>& kernels) {
+  if (kernels.count(op)) return true;
+  const auto f = twinned_families().find(op);
+  return f != twinned_families().end() && kernels.count(f->second);
+}
+
 TEST(BenchCudaCases, EveryCudaOpHasATwinOfEveryReferenceCaseWhenBuiltWithCuda) {
   const std::set<std::string> ops = cuda_ops();
   ASSERT_TRUE(ops.count("rmsnorm") && ops.count("hadamard"))
@@ -76,7 +95,7 @@ TEST(BenchCudaCases, EveryCudaOpHasATwinOfEveryReferenceCaseWhenBuiltWithCuda) {
   int64_t twins = 0, cuda_cases = 0;
   for (const auto& c : cases()) {
     if (c.backend == Backend::cuda) ++cuda_cases;
-    if (c.backend != Backend::cpu || !ops.count(c.op)) continue;
+    if (c.backend != Backend::cpu || !needs_twin(c.op, ops)) continue;
     const Case* t = find(c.op + kCudaOpSuffix + "/" + c.model + "/" + c.variant);
     if (DSV4_TEST_HAVE_CUDA) {
       EXPECT_NE(t, nullptr) << "no CUDA twin of " << c.name();
@@ -86,7 +105,9 @@ TEST(BenchCudaCases, EveryCudaOpHasATwinOfEveryReferenceCaseWhenBuiltWithCuda) {
     }
   }
   if (DSV4_TEST_HAVE_CUDA) {
-    EXPECT_GE(twins, 3) << "rmsnorm at two models, hadamard at one";
+    EXPECT_GE(twins, 3 + 48 + 16 + 6)
+        << "rmsnorm at two models, hadamard at one; attention 3 kinds x decode/prefill x 4 "
+           "contexts x 2 models; indexer decode/prefill x 4 x 2; compressor prefill 3 x 2";
     EXPECT_NE(find("ceiling_copy/gpu/mib:1024"), nullptr);
     EXPECT_NE(find("ceiling_cublas/gpu/n:8192"), nullptr);
     EXPECT_EQ(cuda_cases, twins + 2) << "the twins and the two GPU ceilings, nothing else";
@@ -110,6 +131,35 @@ TEST(BenchCudaCases, TwinCountersEqualTheReferenceTwins) {
     EXPECT_EQ(c.quick, r->quick);
     EXPECT_EQ(c.target, r->target);
   }
+}
+
+// The GPU twins of the decode path and prefill (docs/bench.md "GPU half"): CSA and HCA decode
+// at every context and both V4 shapes, a prefill chunk, the indexer scan + top-k, the
+// compressor prefill; a device-memory estimate on each; no attention_fp8 twin (the reference
+// has no FP8-layout case to twin).
+TEST(BenchCudaCases, AttentionIndexerAndCompressorTwinsAtTheRealShapes) {
+  if (!DSV4_TEST_HAVE_CUDA) GTEST_SKIP() << "built without CUDA: no twins";
+  for (const std::string model : {"v4-flash", "v4-pro"}) {
+    for (int64_t L : kContexts) {
+      const std::string ctx = "/" + model + "/" + ctx_variant(L);
+      for (const std::string op : {"attention_csa_decode", "attention_hca_decode", "attention_window_decode",
+                                   "attention_csa_prefill", "attention_hca_prefill", "indexer_decode",
+                                   "indexer_prefill"}) {
+        const Case* t = find(op + kCudaOpSuffix + ctx);
+        ASSERT_NE(t, nullptr) << op << ctx;
+        EXPECT_EQ(t->context, L);
+        EXPECT_GT(t->device_memory, t->bytes) << t->name() << ": at least what one step reads";
+        EXPECT_LT(t->device_memory, 16.0 * (1 << 30)) << t->name();
+        EXPECT_TRUE(t->skip.empty()) << t->name() << ": " << t->skip;
+      }
+    }
+    for (const std::string kind : {"csa", "csa_indexer", "hca"})
+      EXPECT_NE(find("compressor_prefill_cuda/" + model + "/" + kind + ",tokens:" + std::to_string(kCompressorTokens)),
+                nullptr)
+          << model << " " << kind;
+    EXPECT_EQ(find("compressor_decode_cuda/" + model + "/csa"), nullptr) << "the CUDA compressor is prefill only";
+  }
+  for (const auto& c : cases()) EXPECT_NE(c.op.rfind("attention_fp8", 0), 0u) << c.name();
 }
 
 TEST(BenchCudaCases, GpuCeilingCounters) {
@@ -334,13 +384,17 @@ TEST(BenchCudaCommand, OnlyGpuCasesChosen) {
     ran.insert(std::string(v.at("name").as_string()));
   const size_t skipped = derived.at("skipped").as_array().size();
 #if DSV4_BENCH_CUDA
+  std::set<std::string> quick_gpu;  // what --quick chooses with this filter: the quick CUDA cases
+  for (const auto& c : cases())
+    if (c.backend == Backend::cuda && c.quick) quick_gpu.insert(c.name());
+  EXPECT_TRUE(quick_gpu.count("rmsnorm_cuda/v4-flash/rows:4096") &&
+              quick_gpu.count("attention_csa_decode_cuda/v4-flash/ctx:4096") &&
+              quick_gpu.count("ceiling_copy/gpu/mib:1024"));
   if (!cuda_unavailable().empty()) {
     EXPECT_TRUE(ran.empty()) << r.out;
-    EXPECT_EQ(skipped, 3u) << "the two GPU ceilings and rmsnorm_cuda/v4-flash (quick): " << r.out;
+    EXPECT_EQ(skipped, quick_gpu.size()) << "every quick CUDA case and the two GPU ceilings: " << r.out;
   } else {
-    EXPECT_EQ(ran, (std::set<std::string>{"ceiling_copy/gpu/mib:1024", "ceiling_cublas/gpu/n:8192",
-                                          "rmsnorm_cuda/v4-flash/rows:4096"}))
-        << r.out;
+    EXPECT_EQ(ran, quick_gpu) << r.out;
     EXPECT_EQ(skipped, 0u) << r.out;
   }
 #else
@@ -348,6 +402,25 @@ TEST(BenchCudaCommand, OnlyGpuCasesChosen) {
       << r.out;
   EXPECT_EQ(skipped, 0u) << r.out;
 #endif
+}
+
+// --min-time: seconds of (device, for CUDA cases) time per repetition; negative refused
+// before anything runs.
+TEST(BenchCudaCommand, MinTimeOption) {
+  ASSERT_TRUE(std::filesystem::exists(dsv4_binary()))
+      << dsv4_binary() << " (build the dsv4 target)";
+  test::TempDir tmp;
+  const auto bad = test::run_dsv4("bench --filter rmsnorm/v4-flash --min-time -1 --out " + tmp.file("b"), tmp);
+  EXPECT_EQ(bad.status, 2) << bad.out << bad.err;
+  EXPECT_NE(bad.err.find("--min-time must be >= 0"), std::string::npos) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(tmp.file("b") + "/bench.json"));
+  const auto ok = test::run_dsv4("bench --filter 'rmsnorm/v4-flash' --min-time 0.01 --out " + tmp.file("c"), tmp);
+  ASSERT_EQ(ok.status, 0) << ok.out << ok.err;
+  const auto derived = boost::json::parse(test::slurp(tmp.file("c") + "/bench_derived.json")).as_object();
+  bool ran = false;
+  for (const auto& v : derived.at("benchmarks").as_array())
+    ran = ran || v.at("name").as_string() == "rmsnorm/v4-flash/rows:4096";
+  EXPECT_TRUE(ran) << ok.out;
 }
 
 }  // namespace
