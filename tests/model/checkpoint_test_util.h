@@ -22,6 +22,7 @@
 #include "model/config.h"
 #include "model/safetensors.h"
 #include "reference/errors.h"
+#include "tests/support/expect_error.h"
 
 namespace dsv4::test {
 
@@ -161,20 +162,6 @@ class Ckpt {
  private:
   std::string dir_;
 };
-
-// Expects an InputError whose message holds every one of `parts`.
-template <class F>
-void expect_input_error(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no InputError";
-  } catch (const InputError& e) {
-    const std::string m = e.what();
-    for (const auto& p : parts) EXPECT_NE(m.find(p), std::string::npos) << "message lacks '" << p << "': " << m;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "not an InputError: " << e.what();
-  }
-}
 
 inline void copy_dir(const std::string& from, const std::string& to) {
   fs::create_directories(to);
