@@ -21,8 +21,9 @@ const fs::path kSource = fs::path(DSV4_TEST_DATA_DIR) / ".." / "..";
 
 // optimized/ sources that are infrastructure, not an op's kernel (engram_prefetch: the
 // host-resident tables' prefetch stream, which runs engram_lookup; linear: the cuBLAS linear
-// layers of the attention paths' twins).
-const std::set<std::string> kNotOpKernels = {"device", "engram_prefetch", "linear"};
+// layers of the attention paths' twins; attention_layer: the sub-layer twin, whose dsv4 op runner
+// is held back while attention_layer is the kernel-less op the refusal tests use).
+const std::set<std::string> kNotOpKernels = {"device", "engram_prefetch", "linear", "attention_layer"};
 
 // Op names in `dsv4 op --list` order: the lines that do not start with a space.
 std::vector<std::string> listed_ops(const std::string& text) {

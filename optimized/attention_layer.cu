@@ -1,0 +1,329 @@
+// The attention sub-layer on the GPU: composition of the CUDA twins (see attention_layer.cuh).
+// Host code only: every kernel belongs to a twin; this file moves rows between the ring, the
+// stores and the workspace with cudaMemcpy2DAsync.
+#include "optimized/attention_layer.cuh"
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "optimized/attention.cuh"
+#include "optimized/indexer.cuh"
+#include "optimized/indexer_query.cuh"
+#include "optimized/output_proj.cuh"
+#include "optimized/query_path.cuh"
+#include "optimized/window_kv.cuh"
+#include "reference/constants.h"
+#include "reference/errors.h"
+
+namespace dsv4::cuda {
+
+namespace {
+
+constexpr int64_t kMinStoreRows = 64;  // first capacity of a compressed store
+
+bool has_indexer(const AttentionLayerShape& s) { return s.ratio == kCsaRatio; }
+bool official(const AttentionLayerParams<float>& p) { return p.numerics == Numerics::official; }
+
+// The twins' parameters, built exactly as reference/attention_layer.cc builds them.
+CompressorParams<float> main_compressor(const AttentionLayerParams<float>& p) {
+  const auto& s = p.shape;
+  CompressorParams<float> c;
+  c.shape = {s.dim, s.head_dim, s.ratio, s.ratio == kCsaRatio};
+  c.w = p.w.compressor;
+  c.rope = s.rope;
+  c.quant = official(p) ? CompressorQuant::fp8 : CompressorQuant::none;
+  c.eps = s.eps;
+  return c;
+}
+
+CompressorParams<float> index_compressor(const AttentionLayerParams<float>& p) {
+  const auto& s = p.shape;
+  CompressorParams<float> c;
+  c.shape = {s.dim, s.index_dim, s.ratio, true};
+  c.w = p.w.indexer_compressor;
+  c.rope = s.rope;
+  c.quant = official(p) ? CompressorQuant::fp4_hadamard : CompressorQuant::none;
+  c.eps = s.eps;
+  return c;
+}
+
+void require_weight(const float* w, const char* name) {
+  require(w != nullptr, std::string("attention_layer: weight '") + name + "' is missing (null)");
+}
+
+// The reference's checks and messages, then this twin's limits; all before any device work.
+void validate(const AttentionLayerParams<float>& p, View2<const float> x, View2<float> y,
+              const DeviceAttentionLayerState& st, const AttentionLayerWorkspace& ws) {
+  const auto& s = p.shape;
+  require(s.ratio >= 0, "attention_layer: ratio must be >= 0, found " + std::to_string(s.ratio));
+  require(s.dim > 0 && s.heads > 0 && s.head_dim > 0 && s.q_rank > 0,
+          "attention_layer: dim, heads, head_dim and q_rank must be positive");
+  require(s.groups > 0 && s.heads % s.groups == 0,
+          "attention_layer: groups (" + std::to_string(s.groups) + ") must divide heads (" +
+              std::to_string(s.heads) + ")");
+  require(s.o_rank > 0 && s.window > 0, "attention_layer: o_rank and window must be positive");
+  require(x.cols == s.dim, "attention_layer: tensor 'x': expected " + std::to_string(s.dim) +
+                               " columns, found " + std::to_string(x.cols));
+  require(y.rows == x.rows && y.cols == s.dim,
+          "attention_layer: output 'y' must be [" + std::to_string(x.rows) + ", " + std::to_string(s.dim) +
+              "], found [" + std::to_string(y.rows) + ", " + std::to_string(y.cols) + "]");
+  require(st.window_size() == s.window && st.head_dim() == s.head_dim && st.ratio() == s.ratio &&
+              (!has_indexer(s) || st.index_dim() == s.index_dim),
+          "attention_layer: the state does not match the layer shape");
+  // This twin's limits.
+  require(s.ratio == 0 || s.ratio == kCsaRatio || s.ratio == kHcaRatio,
+          "attention_layer: ratio must be 0, " + std::to_string(kCsaRatio) + " or " + std::to_string(kHcaRatio) +
+              " on the GPU, found " + std::to_string(s.ratio));
+  require(s.head_dim <= kAttentionMaxDim, "attention_layer: head_dim at most " + std::to_string(kAttentionMaxDim) +
+                                              " on the GPU, found " + std::to_string(s.head_dim));
+  const AttentionLayerShape& w = ws.shape();
+  require(w.dim == s.dim && w.heads == s.heads && w.head_dim == s.head_dim && w.q_rank == s.q_rank &&
+              w.groups == s.groups && w.o_rank == s.o_rank && w.window == s.window && w.ratio == s.ratio &&
+              (!has_indexer(s) ||
+               (w.index_heads == s.index_heads && w.index_dim == s.index_dim && w.index_topk == s.index_topk)),
+          "attention_layer: the workspace was made for another layer shape");
+  require(x.rows <= ws.max_tokens(), "attention_layer: tensor 'x': " + std::to_string(x.rows) +
+                                         " rows exceed the workspace's max_tokens " +
+                                         std::to_string(ws.max_tokens()));
+  require_weight(p.w.wq_a, "wq_a");
+  require_weight(p.w.q_norm, "q_norm");
+  require_weight(p.w.wq_b, "wq_b");
+  require_weight(p.w.wkv, "wkv");
+  require_weight(p.w.kv_norm, "kv_norm");
+  require_weight(p.w.wo_a, "wo_a");
+  require_weight(p.w.wo_b, "wo_b");
+  require_weight(p.w.attn_sink, "attn_sink");
+  if (s.ratio > 0) {
+    require_weight(p.w.compressor.wkv, "compressor.wkv");
+    require_weight(p.w.compressor.wgate, "compressor.wgate");
+    require_weight(p.w.compressor.ape, "compressor.ape");
+    require_weight(p.w.compressor.norm, "compressor.norm");
+  }
+  if (has_indexer(s)) {
+    require(s.index_heads > 0 && s.index_dim > 0 && s.index_topk > 0,
+            "attention_layer: index_heads, index_dim and index_topk must be positive");
+    require(s.index_topk <= kIndexerMaxTopk, "attention_layer: index_topk at most " +
+                                                 std::to_string(kIndexerMaxTopk) + " on the GPU, found " +
+                                                 std::to_string(s.index_topk));
+    require_weight(p.w.indexer_compressor.wkv, "indexer.compressor.wkv");
+    require_weight(p.w.indexer_compressor.wgate, "indexer.compressor.wgate");
+    require_weight(p.w.indexer_compressor.ape, "indexer.compressor.ape");
+    require_weight(p.w.indexer_compressor.norm, "indexer.compressor.norm");
+    require_weight(p.w.indexer_wq_b, "indexer.wq_b");
+    require_weight(p.w.indexer_weights_proj, "indexer.weights_proj");
+  }
+}
+
+// Copies n rows of width w (dense, row-major) on the stream; n may be 0.
+void copy_rows(float* dst, const float* src, int64_t n, int64_t w, cudaStream_t stream) {
+  if (n <= 0) return;
+  DSV4_CUDA_CHECK(cudaMemcpyAsync(dst, src, size_t(n * w) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+}
+
+// Makes room for `need` rows of width w in a store holding `used` rows: grows the capacity
+// geometrically, copies the rows on the stream and waits before the old buffer is freed.
+void reserve_rows(DeviceBuffer<float>& buf, int64_t& cap, int64_t used, int64_t need, int64_t w,
+                  cudaStream_t stream) {
+  if (need <= cap) return;
+  const int64_t new_cap = std::max({need, 2 * cap, kMinStoreRows});
+  DeviceBuffer<float> grown(size_t(new_cap * w));
+  copy_rows(grown.data(), buf.empty() ? nullptr : buf.data(), used, w, stream);
+  DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
+  buf = std::move(grown);
+  cap = new_cap;
+}
+
+}  // namespace
+
+DeviceAttentionLayerState::DeviceAttentionLayerState(const AttentionLayerShape& s)
+    : window_(s.window), d_(s.head_dim), dI_(s.index_dim), ratio_(s.ratio) {
+  require(s.window > 0 && s.head_dim > 0 && s.ratio >= 0,
+          "DeviceAttentionLayerState: window and head_dim must be positive and ratio >= 0");
+  // The compressors' shapes, as main_compressor / index_compressor make them.
+  if (s.ratio > 0)
+    comp_state_ = std::make_unique<DeviceCompressorState>(CompressorShape{s.dim, s.head_dim, s.ratio, s.ratio == kCsaRatio});
+  if (has_indexer(s)) {
+    require(s.index_dim > 0, "DeviceAttentionLayerState: index_dim must be positive");
+    index_state_ = std::make_unique<DeviceCompressorState>(CompressorShape{s.dim, s.index_dim, s.ratio, true});
+  }
+}
+
+struct AttentionLayerWorkspace::Buffers {
+  QueryPathWorkspace query;
+  WindowKvWorkspace kv;
+  OutputProjWorkspace out;
+  std::unique_ptr<CompressorWorkspace> comp, index_comp;
+  std::unique_ptr<IndexerQueryWorkspace> index_query;
+  DeviceBuffer<float> win, cq, q, iq, iw, o;  // see the class comment
+  DeviceBuffer<int32_t> idx;
+
+  Buffers(int64_t n, const AttentionLayerShape& s)
+      : query(n, s.dim, s.q_rank),
+        kv(n, s.dim),
+        out(n, s.heads * s.head_dim, s.groups * s.o_rank),
+        win(size_t((s.window - 1 + n) * s.head_dim)),
+        cq(size_t(n * s.q_rank)),
+        q(size_t(n * s.heads * s.head_dim)),
+        o(size_t(n * s.heads * s.head_dim)) {
+    if (s.ratio > 0) comp = std::make_unique<CompressorWorkspace>(n, CompressorShape{s.dim, s.head_dim, s.ratio, s.ratio == kCsaRatio});
+    if (has_indexer(s)) {
+      index_comp = std::make_unique<CompressorWorkspace>(n, CompressorShape{s.dim, s.index_dim, s.ratio, true});
+      index_query = std::make_unique<IndexerQueryWorkspace>(n, s.q_rank);
+      iq = DeviceBuffer<float>(size_t(n * s.index_heads * s.index_dim));
+      iw = DeviceBuffer<float>(size_t(n * s.index_heads));
+      idx = DeviceBuffer<int32_t>(size_t(n * s.index_topk));
+    }
+  }
+};
+
+AttentionLayerWorkspace::AttentionLayerWorkspace(int64_t max_tokens, const AttentionLayerShape& shape)
+    : max_tokens_(max_tokens), shape_(shape) {
+  require(max_tokens >= 0, "AttentionLayerWorkspace: max_tokens must be >= 0, found " + std::to_string(max_tokens));
+}
+
+AttentionLayerWorkspace::~AttentionLayerWorkspace() = default;
+
+View2<const int32_t> AttentionLayerWorkspace::selection() const {
+  if (!buf_ || selected_rows_ == 0) return {nullptr, 0, 0, 0};
+  return {buf_->idx.data(), selected_rows_, shape_.index_topk, shape_.index_topk};
+}
+
+AttentionLayerWorkspace::Buffers& AttentionLayerWorkspace::buffers() {
+  if (!buf_) buf_ = std::make_unique<Buffers>(max_tokens_, shape_);
+  return *buf_;
+}
+
+void attention_layer_forward(const AttentionLayerParams<float>& p, View2<const float> x, View2<float> y,
+                             DeviceAttentionLayerState& st, AttentionLayerWorkspace& ws, cudaStream_t stream) {
+  validate(p, x, y, st, ws);
+  ws.selected_rows_ = 0;
+  const NvtxRange range("attention_layer");
+  const auto& s = p.shape;
+  const int64_t T_ = x.rows, d = s.head_dim, t0 = st.pos_, W = s.window;
+  if (T_ == 0) return;
+  const bool off = official(p);
+  AttentionLayerWorkspace::Buffers& b = ws.buffers();
+  if (st.ring_.empty()) st.ring_ = DeviceBuffer<float>(size_t(W * d));
+
+  // Window rows in position order, positions [first, t0 + T): `prev` rows from the ring, then
+  // this chunk's entries, which window_kv writes straight into the rows after them (§2.2).
+  const int64_t first = std::max<int64_t>(0, t0 - (W - 1)), prev = t0 - first;
+  const View2<float> win{b.win.data(), prev + T_, d, d};
+  const View2<float> kv = win.slice_rows(prev, T_);
+  window_kv({x, p.w.wkv, p.w.kv_norm, d, t0, s.rope, s.eps, off, off, kv}, b.kv, stream);
+
+  // The query paths (§2.1, §2.4) before the stores change, so a rejected parameter leaves the
+  // state as it was.
+  const View2<float> cq{b.cq.data(), T_, s.q_rank, s.q_rank}, q{b.q.data(), T_, s.heads * d, s.heads * d};
+  query_path({x, p.w.wq_a, p.w.q_norm, p.w.wq_b, s.q_rank, s.heads, d, t0, s.rope, s.eps, off, cq, q}, b.query,
+             stream);
+  const int64_t HI = s.index_heads, dI = s.index_dim;
+  View2<float> iq, iw;
+  if (has_indexer(s)) {
+    iq = {b.iq.data(), T_, HI * dI, HI * dI};
+    iw = {b.iw.data(), T_, HI, HI};
+    indexer_query({cq, x, p.w.indexer_wq_b, p.w.indexer_weights_proj, HI, dI, t0, s.rope, off, off, iq, iw},
+                  *b.index_query, stream);
+  }
+
+  // §2.9 steps 3-4: the compressors ingest the chunk; the completed entries are appended to
+  // the stores before anyone attends (visibility is by position, §2.8).
+  if (has_indexer(s)) {
+    const int64_t E = compressor_entries_emitted(t0, T_, s.ratio), n0 = st.key_rows_;
+    reserve_rows(st.keys_, st.key_cap_, n0, n0 + E, dI, stream);
+    const View2<float> fresh{E ? st.keys_.data() + n0 * dI : nullptr, E, dI, dI};
+    const int64_t got = compressor_ingest(index_compressor(p), x, *st.index_state_, fresh, *b.index_comp, stream);
+    require(got == E, "attention_layer: the indexer compressor emitted an unexpected number of keys");
+    st.key_rows_ = n0 + E;
+  }
+  if (s.ratio > 0) {
+    const int64_t E = compressor_entries_emitted(t0, T_, s.ratio), n0 = st.comp_rows_;
+    reserve_rows(st.comp_, st.comp_cap_, n0, n0 + E, d, stream);
+    const View2<float> fresh{E ? st.comp_.data() + n0 * d : nullptr, E, d, d};
+    const int64_t got = compressor_ingest(main_compressor(p), x, *st.comp_state_, fresh, *b.comp, stream);
+    require(got == E, "attention_layer: the compressor emitted an unexpected number of entries");
+    st.comp_rows_ = n0 + E;
+  }
+
+  // The ring's positions [first, t0) into the window rows: slots first % W ... (at most one wrap).
+  if (prev > 0) {
+    const int64_t s0 = first % W, n1 = std::min(prev, W - s0);
+    copy_rows(win.data, st.ring_.data() + s0 * d, n1, d, stream);
+    copy_rows(win.data + n1 * d, st.ring_.data(), prev - n1, d, stream);
+  }
+
+  // CSA: the indexer's selection over every key (§2.4); entries by their store numbers.
+  View2<const int32_t> idx{nullptr, 0, 0, 0};
+  if (has_indexer(s)) {
+    const View2<int32_t> sel{b.idx.data(), T_, s.index_topk, s.index_topk};
+    IndexerParams<float> ip;
+    ip.q = iq;
+    ip.k = {st.key_rows_ ? st.keys_.data() : nullptr, st.key_rows_, dI, dI};
+    ip.w = iw;
+    ip.heads = HI;
+    ip.ratio = s.ratio;
+    ip.topk = s.index_topk;
+    ip.pos0 = t0;
+    ip.indices = sel;
+    indexer(ip, stream);
+    idx = sel;
+    ws.selected_rows_ = T_;
+  }
+
+  // §2.5 attention over the window rows and the compressed entries, §2.6 the output path.
+  const View2<float> o{b.o.data(), T_, s.heads * d, s.heads * d};
+  AttentionParams<float> ap;
+  ap.q = q;
+  ap.kv = win;
+  const int64_t N = s.ratio > 0 ? st.comp_rows_ : 0;
+  ap.comp = {N ? st.comp_.data() : nullptr, N, d, d};
+  ap.sink = p.w.attn_sink;
+  ap.indices = idx;
+  ap.heads = s.heads;
+  ap.ratio = s.ratio > 0 ? s.ratio : 1;
+  ap.window = W;
+  ap.pos0 = t0;
+  ap.o = o;
+  attention(ap, stream);
+  output_proj({o, p.w.wo_a, p.w.wo_b, s.heads, d, s.groups, s.o_rank, t0, s.rope, off, y}, b.out, stream);
+
+  // The ring keeps the last W positions: position t in slot t mod W (at most one wrap).
+  const int64_t keep0 = std::max(t0, t0 + T_ - W), n = t0 + T_ - keep0;
+  const int64_t s0 = keep0 % W, n1 = std::min(n, W - s0);
+  const float* src = kv.data + (keep0 - t0) * d;
+  copy_rows(st.ring_.data() + s0 * d, src, n1, d, stream);
+  copy_rows(st.ring_.data(), src + n1 * d, n - n1, d, stream);
+  st.pos_ = t0 + T_;
+}
+
+AttentionLayerState<float> download_state(const DeviceAttentionLayerState& st, cudaStream_t stream) {
+  DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
+  AttentionLayerState<float> h;
+  h.pos = st.pos();
+  h.window_size = st.window_size();
+  const int64_t d = st.head_dim(), dI = st.index_dim();
+  // Fetches rows [0, n) of width w from a device store into a float store.
+  auto fetch = [](const float* src, int64_t n, int64_t w) {
+    auto store = std::make_unique<FloatEntryStore<float>>(w);
+    std::vector<float> rows(size_t(n * w));
+    if (n) DSV4_CUDA_CHECK(cudaMemcpy(rows.data(), src, rows.size() * sizeof(float), cudaMemcpyDeviceToHost));
+    store->resize(n);
+    for (int64_t r = 0; r < n; ++r) store->write(r, rows.data() + r * w);
+    return store;
+  };
+  h.window = fetch(st.window(), st.window_rows(), d);
+  if (st.comp_state()) {
+    h.comp = fetch(st.comp(), st.comp_rows(), d);
+    h.comp_state = download_state(*st.comp_state(), stream);
+  }
+  if (st.index_state()) {
+    h.index_keys = fetch(st.index_keys(), st.index_key_rows(), dI);
+    h.index_state = download_state(*st.index_state(), stream);
+  }
+  return h;
+}
+
+}  // namespace dsv4::cuda
