@@ -336,6 +336,7 @@ const char* kCompressorNames[] = {"wkv.weight", "wgate.weight", "ape", "norm.wei
 OpSpec attention_layer_op() {
   OpSpec s;
   s.name = "attention_layer";
+  s.cuda_kernel = "optimized/attention_layer.cuh";
   s.summary = "the whole attention sub-layer of one V4 layer, prefill from position 0";
   s.spec_ref = "v4-architecture.md §2.1-§2.9";
   const bool opt = true;

@@ -333,3 +333,57 @@ TEST(OpBackendCudaEngram, MixMatchesRef) {
 
 }  // namespace
 }  // namespace dsv4::test
+
+namespace dsv4::test {
+namespace {
+
+// The whole sub-layer through dsv4 op (prefill from position 0; catl): a window-only and an HCA
+// layer (the CSA selection can differ on near-tied scores, and FP8 rounding can flip near a grid
+// boundary: tests/optimized/test_attention_layer.cc covers CSA and official numerics against the
+// reference), exact numerics; y within twice the f32 reference's error of the f64 one. T = 140 passes the 128 window and completes one HCA block.
+std::vector<Input> attention_layer_inputs(int64_t ratio) {
+  constexpr int64_t T = 140, D = 64, H = 2, d = 128, q = 32, R = 32;
+  std::vector<Input> in = {rnd("x", {T, D}, 51),
+                           rnd("attn.attn_sink", {H}, 52, -1.0, 1.0),
+                           rnd("attn.wq_a.weight", {q, D}, 53, -0.2, 0.2),
+                           rnd("attn.q_norm.weight", {q}, 54, 0.5, 1.5),
+                           rnd("attn.wq_b.weight", {H * d, q}, 55, -0.2, 0.2),
+                           rnd("attn.wkv.weight", {d, D}, 56, -0.2, 0.2),
+                           rnd("attn.kv_norm.weight", {d}, 57, 0.5, 1.5),
+                           rnd("attn.wo_a.weight", {R, H * d}, 58, -0.1, 0.1),
+                           rnd("attn.wo_b.weight", {D, R}, 59, -0.2, 0.2)};
+  if (ratio > 0) {
+    in.push_back(rnd("attn.compressor.wkv.weight", {d, D}, 60, -0.2, 0.2));
+    in.push_back(rnd("attn.compressor.wgate.weight", {d, D}, 61, -0.2, 0.2));
+    in.push_back(rnd("attn.compressor.ape", {ratio, d}, 62, -0.5, 0.5));
+    in.push_back(rnd("attn.compressor.norm.weight", {d}, 63, 0.5, 1.5));
+  }
+  return in;
+}
+
+std::string attention_layer_sets(int64_t ratio, const std::string& numerics) {
+  return " --set ratio=" + std::to_string(ratio) + " --set heads=2 --set head_dim=128 --set groups=1 --set numerics=" +
+         numerics;
+}
+
+TEST(OpBackendCudaAttentionLayer, WindowOnlyAndHcaMatchRef) {
+  DSV4_SKIP_WITHOUT_DEVICE();
+  for (const int64_t ratio : {int64_t(0), int64_t(128)}) {
+    SCOPED_TRACE("ratio " + std::to_string(ratio));
+    expect_within_twice_ref_error(
+        run_three("attention_layer", attention_layer_inputs(ratio), attention_layer_sets(ratio, "exact")), "y");
+  }
+}
+
+// The inputs above are a valid reference run (checked on every machine: no device needed).
+TEST(OpBackendCudaAttentionLayer, InputsRunOnTheReference) {
+  for (const int64_t ratio : {int64_t(0), int64_t(128)}) {
+    const Outputs o = run_op("attention_layer", attention_layer_inputs(ratio), attention_layer_sets(ratio, "exact"),
+                             "--backend ref", "ref");
+    ASSERT_TRUE(o.values.count("y")) << "ratio " << ratio;
+    EXPECT_EQ(o.shapes.at("y"), (std::vector<int64_t>{140, 64}));
+  }
+}
+
+}  // namespace
+}  // namespace dsv4::test
