@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "cli/op_rope_keys.h"
+#include "cli/op_attention_layer.h"
 #include "cli/op_spec.h"
 #include "reference/attention.h"
 #include "reference/attention_layer.h"
@@ -401,44 +402,12 @@ OpSpec attention_layer_op() {
   };
   return with_run(s, [](auto& c) {
     using T = ctx_t<decltype(c)>;
-    const int64_t T_ = c.dims["T"], H = c.dims["H"], d = c.dims["d"], GR = c.dims["GR"];
-    const int64_t ratio = c.keys.integer("ratio");
-    const int64_t g = groups_of("attention_layer", c.keys, H, d, c.dims["Hgd"]);
-    require(GR % g == 0, "op 'attention_layer': tensor 'attn.wo_a.weight': rows not a multiple of groups");
+    const int64_t T_ = c.dims["T"], ratio = c.keys.integer("ratio");
     AttentionLayerParams<T> p;
-    auto& s = p.shape;
-    s.dim = c.dims["D"];
-    s.heads = H;
-    s.head_dim = d;
-    s.q_rank = c.dims["q_rank"];
-    s.groups = g;
-    s.o_rank = GR / g;
-    s.window = c.keys.integer("window");
-    s.ratio = ratio;
-    s.index_dim = c.dims["dI"];
-    s.index_heads = ratio == kCsaRatio ? c.dims["HI"] : kIndexerHeads;
-    s.index_topk = c.keys.integer("topk");
-    s.eps = c.keys.real("eps");
-    s.rope = rope_from_keys(c.keys, ratio > 0 ? "v4-compressed" : "v4-swa");
-    require(s.index_topk > 0, "op 'attention_layer': key 'topk' must be positive");
-    p.numerics = c.keys.choice("numerics", {"exact", "official"}) == "official" ? Numerics::official
-                                                                                 : Numerics::exact;
-    auto w = [&](const std::string& n) { return c.ptr(n); };
-    p.w.wq_a = w("attn.wq_a.weight");
-    p.w.q_norm = w("attn.q_norm.weight");
-    p.w.wq_b = w("attn.wq_b.weight");
-    p.w.wkv = w("attn.wkv.weight");
-    p.w.kv_norm = w("attn.kv_norm.weight");
-    p.w.wo_a = w("attn.wo_a.weight");
-    p.w.wo_b = w("attn.wo_b.weight");
-    p.w.attn_sink = w("attn.attn_sink");
-    p.w.compressor = {w("attn.compressor.wkv.weight"), w("attn.compressor.wgate.weight"),
-                      w("attn.compressor.ape"), w("attn.compressor.norm.weight")};
-    p.w.indexer_compressor = {w("attn.indexer.compressor.wkv.weight"),
-                              w("attn.indexer.compressor.wgate.weight"),
-                              w("attn.indexer.compressor.ape"), w("attn.indexer.compressor.norm.weight")};
-    p.w.indexer_wq_b = w("attn.indexer.wq_b.weight");
-    p.w.indexer_weights_proj = w("attn.indexer.weights_proj.weight");
+    p.shape = attention_layer_shape(c.keys, c.dims);
+    p.numerics = attention_layer_numerics(c.keys);
+    p.w = attention_layer_weights<T>([&](const std::string& n) { return c.ptr(n); });
+    const AttentionLayerShape& s = p.shape;
     std::vector<int32_t> topk;
     ref::attention_layer_prefill<T>(p, c.view("x", T_), c.out_view("y", {T_, s.dim}, T_), nullptr,
                                  ratio == kCsaRatio ? &topk : nullptr);
@@ -447,6 +416,32 @@ OpSpec attention_layer_op() {
 }
 
 }  // namespace
+
+AttentionLayerShape attention_layer_shape(const Keys& k, const Dims& d) {
+  const int64_t H = d["H"], hd = d["d"], GR = d["GR"], ratio = k.integer("ratio");
+  const int64_t g = groups_of("attention_layer", k, H, hd, d["Hgd"]);
+  require(GR % g == 0, "op 'attention_layer': tensor 'attn.wo_a.weight': rows not a multiple of groups");
+  AttentionLayerShape s;
+  s.dim = d["D"];
+  s.heads = H;
+  s.head_dim = hd;
+  s.q_rank = d["q_rank"];
+  s.groups = g;
+  s.o_rank = GR / g;
+  s.window = k.integer("window");
+  s.ratio = ratio;
+  s.index_dim = d["dI"];
+  s.index_heads = ratio == kCsaRatio ? d["HI"] : kIndexerHeads;
+  s.index_topk = k.integer("topk");
+  s.eps = k.real("eps");
+  s.rope = rope_from_keys(k, ratio > 0 ? "v4-compressed" : "v4-swa");
+  require(s.index_topk > 0, "op 'attention_layer': key 'topk' must be positive");
+  return s;
+}
+
+Numerics attention_layer_numerics(const Keys& k) {
+  return k.choice("numerics", {"exact", "official"}) == "official" ? Numerics::official : Numerics::exact;
+}
 
 std::vector<OpSpec> attention_ops() {
   return {compressor_op(), indexer_query_op(), indexer_op(),     attention_op(),

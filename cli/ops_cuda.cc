@@ -22,6 +22,7 @@
 #include <type_traits>
 
 #include "cli/op_cuda.h"
+#include "cli/op_attention_layer.h"
 #include "cli/op_engram.h"
 #include "cli/op_rope_keys.h"
 #include "optimized/attention.cuh"
@@ -487,56 +488,14 @@ const std::map<std::string, Runner>& cuda_runners() {
       // with the reference run's shape, groups, rope and numerics (cli/ops_attention.cc).
       {"attention_layer",
        [](Ctx& c) {
-         const int64_t T_ = c.dims["T"], H = c.dims["H"], d = c.dims["d"], GR = c.dims["GR"], Hgd = c.dims["Hgd"];
-         const int64_t ratio = c.keys.integer("ratio");
-         int64_t g = 0;  // groups as the reference run takes them (its groups_of, same messages)
-         if (c.keys.given("groups")) {
-           g = c.keys.integer("groups");
-           require(g > 0 && H % g == 0 && (H / g) * d == Hgd,
-                   "op 'attention_layer': key 'groups' = " + std::to_string(g) + " does not match wo_a's " +
-                       std::to_string(Hgd) + " columns with H = " + std::to_string(H) + ", d = " + std::to_string(d));
-         } else {
-           require(Hgd > 0 && (H * d) % Hgd == 0 && Hgd % d == 0,
-                   "op 'attention_layer': tensor 'wo_a': " + std::to_string(Hgd) +
-                       " columns is not (H/g)*d for any g (H = " + std::to_string(H) + ", d = " + std::to_string(d) + ")");
-           g = H * d / Hgd;
-         }
-         require(GR % g == 0, "op 'attention_layer': tensor 'attn.wo_a.weight': rows not a multiple of groups");
+         const int64_t T_ = c.dims["T"], ratio = c.keys.integer("ratio");
          AttentionLayerParams<float> p;
-         auto& s = p.shape;
-         s.dim = c.dims["D"];
-         s.heads = H;
-         s.head_dim = d;
-         s.q_rank = c.dims["q_rank"];
-         s.groups = g;
-         s.o_rank = GR / g;
-         s.window = c.keys.integer("window");
-         s.ratio = ratio;
-         s.index_dim = c.dims["dI"];
-         s.index_heads = ratio == kCsaRatio ? c.dims["HI"] : kIndexerHeads;
-         s.index_topk = c.keys.integer("topk");
-         s.eps = c.keys.real("eps");
-         s.rope = rope_from_keys(c.keys, ratio > 0 ? "v4-compressed" : "v4-swa");
-         require(s.index_topk > 0, "op 'attention_layer': key 'topk' must be positive");
-         p.numerics = c.keys.choice("numerics", {"exact", "official"}) == "official" ? Numerics::official
-                                                                                      : Numerics::exact;
+         p.shape = attention_layer_shape(c.keys, c.dims);
+         p.numerics = attention_layer_numerics(c.keys);
          std::map<std::string, Dev> dev;  // every weight present, on the device
-         auto w = [&](const std::string& n) { return optional_ptr(dev.emplace(n, upload(c, n)).first->second); };
-         p.w.wq_a = w("attn.wq_a.weight");
-         p.w.q_norm = w("attn.q_norm.weight");
-         p.w.wq_b = w("attn.wq_b.weight");
-         p.w.wkv = w("attn.wkv.weight");
-         p.w.kv_norm = w("attn.kv_norm.weight");
-         p.w.wo_a = w("attn.wo_a.weight");
-         p.w.wo_b = w("attn.wo_b.weight");
-         p.w.attn_sink = w("attn.attn_sink");
-         p.w.compressor = {w("attn.compressor.wkv.weight"), w("attn.compressor.wgate.weight"),
-                           w("attn.compressor.ape"), w("attn.compressor.norm.weight")};
-         p.w.indexer_compressor = {w("attn.indexer.compressor.wkv.weight"),
-                                   w("attn.indexer.compressor.wgate.weight"), w("attn.indexer.compressor.ape"),
-                                   w("attn.indexer.compressor.norm.weight")};
-         p.w.indexer_wq_b = w("attn.indexer.wq_b.weight");
-         p.w.indexer_weights_proj = w("attn.indexer.weights_proj.weight");
+         p.w = attention_layer_weights<float>(
+             [&](const std::string& n) { return optional_ptr(dev.emplace(n, upload(c, n)).first->second); });
+         const AttentionLayerShape& s = p.shape;
          const Dev x = upload(c, "x");
          Out y(c, "y", {T_, s.dim});
          cuda::DeviceAttentionLayerState st(s);
