@@ -13,6 +13,8 @@
 //     quant_fp4_cuda           rows:131072 of d_I = 128, FP4 round trip in blocks of 32
 //     attention_*_cuda, indexer_*_cuda, compressor_prefill_cuda
 //                              bench/cases_cuda_attention.cc
+//     engram_lookup_cuda, engram_prefetch_cuda
+//                              GPU-only cases (no reference twin): bench/cases_engram_cuda.cc
 //   ceiling_copy/gpu/mib:1024  device-to-device copy (bench/ceilings_cuda.h)
 //   ceiling_cublas/gpu/n:8192  cuBLAS BF16 GEMM, FP32 accumulation
 //
@@ -323,6 +325,7 @@ void add_cuda_cases(std::vector<Case>& out) {
   }
   add_gpu_ceilings(out);
   for (auto& t : twins) out.push_back(std::move(t));
+  add_engram_cuda_cases(out);  // GPU-only: no reference twin
 }
 
 }  // namespace dsv4::bench

@@ -63,4 +63,7 @@ namespace dsv4::bench {
 // bench/cases_cuda_attention.cc: the twin of `ref` when its op is one of attention_{csa,hca,
 // window}_{decode,prefill}, indexer_{decode,prefill} or compressor_prefill; false otherwise.
 bool add_attention_twin(const Case& ref, std::vector<Case>& out);
+// bench/cases_engram_cuda.cc: the GPU-only Engram cases (no reference twin): engram_lookup_cuda
+// by table residency and size, and engram_prefetch_cuda (the prefetch's overlap with compute).
+void add_engram_cuda_cases(std::vector<Case>& out);
 }  // namespace dsv4::bench

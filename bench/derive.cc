@@ -226,6 +226,8 @@ Derived derive(const json::value& bench) {
       }
     }
   d.engram_vs_moe = derive_engram_vs_moe(d.benchmarks);
+  d.engram_overlap = derive_engram_overlap(d.benchmarks);
+  d.engram_lookup_gpu = derive_engram_lookup_gpu(d.benchmarks);
   return d;
 }
 
@@ -280,6 +282,8 @@ json::object derived_json(const Derived& d, const std::map<std::string, std::str
                       {"benchmarks", std::move(benches)},
                       {"speedups", std::move(speedups)},
                       {"engram_vs_moe", engram_vs_moe_json(d.engram_vs_moe)},
+                      {"engram_overlap", engram_overlap_json(d.engram_overlap)},
+                      {"engram_lookup_cuda", engram_lookup_gpu_json(d.engram_lookup_gpu)},
                       {"skipped", std::move(skip)},
                       {"errors", std::move(errors)}};
 }
@@ -328,6 +332,8 @@ std::string derived_table(const Derived& d) {
                        p.analytic, p.ratio, p.analytic_bytes);
   }
   s += engram_vs_moe_table(d.engram_vs_moe);
+  s += engram_lookup_gpu_table(d.engram_lookup_gpu);
+  s += engram_overlap_table(d.engram_overlap);
   return s;
 }
 

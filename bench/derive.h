@@ -81,6 +81,26 @@ struct EngramVsMoeRow {
   double measured = 0, analytic_flops = 0, analytic_bytes = 0;
 };
 
+// The GPU Engram prefetch (bench/cases_engram_cuda.cc), from the medians of the three parts
+// engram_prefetch_cuda/<model>/<mode>,tokens:T,part:{copy,compute,both} of the same run:
+//   overlap = (t_copy + t_compute - t_both) / min(t_copy, t_compute)   (1: the shorter is hidden)
+//   hidden_fraction_of_copy = (t_copy + t_compute - t_both) / t_copy
+struct EngramOverlapRow {
+  std::string model, mode;  // mode: staged or mapped
+  int64_t tokens = 0;
+  double copy_seconds = 0, compute_seconds = 0, both_seconds = 0;
+  double overlap = 0, hidden_fraction_of_copy = 0;
+};
+
+// The GPU Engram lookup per token (bench/cases_engram_cuda.cc), one row per case
+// engram_lookup_cuda/v4/<where>_bf16,rows:R,tokens:T that ran: seconds_per_token = median / T;
+// rows_bytes_per_s = the BF16 rows moved (bytes_per_iter) / median.
+struct EngramLookupGpuRow {
+  std::string where;  // device, mapped, staged
+  int64_t rows = 0, tokens = 0;  // R (rows per head), T
+  double seconds_per_token = 0, rows_bytes_per_s = 0;
+};
+
 struct Derived {
   double sgemm_flops_per_s = 0, read_bytes_per_s = 0;  // 0: not measured
   double sgemm_flops_per_cpu_s = 0, read_bytes_per_cpu_s = 0;  // the same from CPU times
@@ -88,6 +108,8 @@ struct Derived {
   std::vector<DerivedBenchmark> benchmarks;            // in the order of bench.json
   std::vector<Speedup> speedups;
   std::vector<EngramVsMoeRow> engram_vs_moe;           // models whose parts all ran
+  std::vector<EngramOverlapRow> engram_overlap;        // modes whose three parts all ran
+  std::vector<EngramLookupGpuRow> engram_lookup_gpu;   // the GPU lookup cases that ran
   std::map<std::string, std::string> errors;           // benchmarks that failed: message
 };
 
@@ -111,6 +133,16 @@ Derived derive(const boost::json::value& bench);
 std::vector<EngramVsMoeRow> derive_engram_vs_moe(const std::vector<DerivedBenchmark>& b);
 boost::json::array engram_vs_moe_json(const std::vector<EngramVsMoeRow>& rows);
 std::string engram_vs_moe_table(const std::vector<EngramVsMoeRow>& rows);
+// The overlap rows of every (model, mode, tokens) whose three parts are among `b` with positive
+// medians, their JSON (bench_derived.json "engram_overlap") and their table.
+std::vector<EngramOverlapRow> derive_engram_overlap(const std::vector<DerivedBenchmark>& b);
+boost::json::array engram_overlap_json(const std::vector<EngramOverlapRow>& rows);
+std::string engram_overlap_table(const std::vector<EngramOverlapRow>& rows);
+// The GPU lookup rows (in the order of `b`), their JSON (bench_derived.json
+// "engram_lookup_cuda") and their table.
+std::vector<EngramLookupGpuRow> derive_engram_lookup_gpu(const std::vector<DerivedBenchmark>& b);
+boost::json::array engram_lookup_gpu_json(const std::vector<EngramLookupGpuRow>& rows);
+std::string engram_lookup_gpu_table(const std::vector<EngramLookupGpuRow>& rows);
 
 // bench_derived.json ("kind": "dsv4.bench"). `skipped`: name -> reason, listed as such.
 boost::json::object derived_json(const Derived& d, const std::map<std::string, std::string>& skipped);

@@ -107,4 +107,118 @@ std::string engram_vs_moe_table(const std::vector<EngramVsMoeRow>& rows) {
   return s;
 }
 
+// ---- GPU prefetch overlap (bench/cases_engram_cuda.cc) --------------------------------------
+
+namespace {
+constexpr const char* kLookupGpuOp = "engram_lookup_cuda/v4/";
+constexpr const char* kBf16Suffix = "_bf16";
+constexpr const char* kPrefetchOp = "engram_prefetch_cuda/";
+constexpr const char* kPartKey = ",part:";
+}  // namespace
+
+std::vector<EngramOverlapRow> derive_engram_overlap(const std::vector<DerivedBenchmark>& b) {
+  // <model>/<mode>,tokens:T (the name without the op and the part) -> part -> median seconds
+  std::map<std::string, std::map<std::string, double>> groups;
+  for (const auto& x : b) {
+    if (x.name.rfind(kPrefetchOp, 0) != 0 || x.seconds.empty()) continue;
+    const size_t at = x.name.rfind(kPartKey);
+    if (at == std::string::npos) continue;
+    groups[x.name.substr(0, at)][x.name.substr(at + std::string(kPartKey).size())] = x.median_seconds();
+  }
+  std::vector<EngramOverlapRow> rows;
+  for (const auto& [key, parts] : groups) {
+    const auto copy = parts.find("copy"), compute = parts.find("compute"), both = parts.find("both");
+    if (copy == parts.end() || compute == parts.end() || both == parts.end()) continue;
+    if (copy->second <= 0 || compute->second <= 0 || both->second <= 0) continue;
+    const std::string rest = key.substr(std::string(kPrefetchOp).size());  // <model>/<mode>,tokens:T
+    const size_t slash = rest.find('/'), comma = rest.find(',');
+    if (slash == std::string::npos || comma == std::string::npos || comma < slash) continue;
+    EngramOverlapRow r;
+    r.model = rest.substr(0, slash);
+    r.mode = rest.substr(slash + 1, comma - slash - 1);
+    r.tokens = field_of(rest, "tokens");
+    r.copy_seconds = copy->second;
+    r.compute_seconds = compute->second;
+    r.both_seconds = both->second;
+    const double hidden = r.copy_seconds + r.compute_seconds - r.both_seconds;  // seconds saved by overlapping
+    r.overlap = hidden / std::min(r.copy_seconds, r.compute_seconds);
+    r.hidden_fraction_of_copy = hidden / r.copy_seconds;
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+json::array engram_overlap_json(const std::vector<EngramOverlapRow>& rows) {
+  json::array out;
+  for (const auto& r : rows)
+    out.push_back(json::object{{"model", r.model},
+                               {"mode", r.mode},
+                               {"tokens", r.tokens},
+                               {"copy_seconds", r.copy_seconds},
+                               {"compute_seconds", r.compute_seconds},
+                               {"both_seconds", r.both_seconds},
+                               {"overlap", r.overlap},
+                               {"hidden_fraction_of_copy", r.hidden_fraction_of_copy}});
+  return out;
+}
+
+std::string engram_overlap_table(const std::vector<EngramOverlapRow>& rows) {
+  if (rows.empty()) return "";
+  std::string s =
+      "\nEngram prefetch overlap on the GPU, same run (engram_prefetch_cuda: the prefetch of a chunk's rows on its\n"
+      "  stream beside a BF16 GEMM of one MoE layer's FLOPs on the compute stream)\n"
+      "  overlap = (copy + compute - both) / min(copy, compute), 1 = the shorter fully hidden;\n"
+      "  hidden = (copy + compute - both) / copy, the share of the copy hidden behind compute\n\n";
+  s += fmt::format("{:<9} {:<7} {:>7} {:>9} {:>10} {:>9} {:>8} {:>7}\n", "model", "mode", "tokens", "copy ms",
+                   "compute ms", "both ms", "overlap", "hidden");
+  for (const auto& r : rows)
+    s += fmt::format("{:<9} {:<7} {:>7} {:>9.3f} {:>10.3f} {:>9.3f} {:>8.2f} {:>6.1f}%\n", r.model, r.mode, r.tokens,
+                     r.copy_seconds * 1e3, r.compute_seconds * 1e3, r.both_seconds * 1e3, r.overlap,
+                     100 * r.hidden_fraction_of_copy);
+  return s;
+}
+
+std::vector<EngramLookupGpuRow> derive_engram_lookup_gpu(const std::vector<DerivedBenchmark>& b) {
+  std::vector<EngramLookupGpuRow> rows;
+  for (const auto& x : b) {
+    if (x.name.rfind(kLookupGpuOp, 0) != 0 || x.seconds.empty() || x.median_seconds() <= 0) continue;
+    const std::string variant = x.name.substr(std::string(kLookupGpuOp).size());  // <where>_bf16,rows:R,tokens:T
+    const size_t tail = variant.find(std::string(kBf16Suffix) + ",");
+    EngramLookupGpuRow r;
+    r.where = tail == std::string::npos ? variant.substr(0, variant.find(',')) : variant.substr(0, tail);
+    r.rows = field_of(variant, "rows");
+    r.tokens = field_of(variant, "tokens");
+    if (r.tokens <= 0) continue;
+    const double t = x.median_seconds();
+    r.seconds_per_token = t / double(r.tokens);
+    r.rows_bytes_per_s = x.bytes_per_iter / t;
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+json::array engram_lookup_gpu_json(const std::vector<EngramLookupGpuRow>& rows) {
+  json::array out;
+  for (const auto& r : rows)
+    out.push_back(json::object{{"where", r.where},
+                               {"rows", r.rows},
+                               {"tokens", r.tokens},
+                               {"seconds_per_token", r.seconds_per_token},
+                               {"rows_bytes_per_s", r.rows_bytes_per_s}});
+  return out;
+}
+
+std::string engram_lookup_gpu_table(const std::vector<EngramLookupGpuRow>& rows) {
+  if (rows.empty()) return "";
+  std::string s =
+      "\nEngram lookup on the GPU per token, by where the BF16 table lives (engram_lookup_cuda; 16 rows of 64 values a\n"
+      "  token; device: engram_lookup from device memory; mapped / staged: EngramPrefetcher, the table in pinned host\n"
+      "  memory); GB/s = the rows moved / time\n\n";
+  s += fmt::format("{:<7} {:>12} {:>7} {:>10} {:>8}\n", "where", "rows/head", "tokens", "us/token", "GB/s");
+  for (const auto& r : rows)
+    s += fmt::format("{:<7} {:>12} {:>7} {:>10.4f} {:>8.2f}\n", r.where, r.rows, r.tokens, r.seconds_per_token * 1e6,
+                     r.rows_bytes_per_s / 1e9);
+  return s;
+}
+
 }  // namespace dsv4::bench

@@ -54,6 +54,11 @@ bool is_ceiling(const Case& c) {
   return c.op.rfind("ceiling_", 0) == 0;
 }
 
+// The GPU-only cases (bench/cases_engram_cuda.cc): no reference twin.
+bool is_gpu_only(const Case& c) {
+  return c.op == "engram_lookup_cuda" || c.op == "engram_prefetch_cuda";
+}
+
 // The ops with a CUDA kernel: optimized/<op>.cuh with a reference twin reference/<op>.h
 // (device.cuh and cuda_check.cuh are support headers, not ops). Read from the source tree so a
 // new kernel without a bench twin fails here.
@@ -94,7 +99,7 @@ TEST(BenchCudaCases, EveryCudaOpHasATwinOfEveryReferenceCaseWhenBuiltWithCuda) {
       << "the source tree's optimized/ was not found";
   int64_t twins = 0, cuda_cases = 0;
   for (const auto& c : cases()) {
-    if (c.backend == Backend::cuda) ++cuda_cases;
+    if (c.backend == Backend::cuda && !is_gpu_only(c)) ++cuda_cases;
     if (c.backend != Backend::cpu || !needs_twin(c.op, ops)) continue;
     const Case* t = find(c.op + kCudaOpSuffix + "/" + c.model + "/" + c.variant);
     if (DSV4_TEST_HAVE_CUDA) {
@@ -110,7 +115,7 @@ TEST(BenchCudaCases, EveryCudaOpHasATwinOfEveryReferenceCaseWhenBuiltWithCuda) {
            "contexts x 2 models; indexer decode/prefill x 4 x 2; compressor prefill 3 x 2";
     EXPECT_NE(find("ceiling_copy/gpu/mib:1024"), nullptr);
     EXPECT_NE(find("ceiling_cublas/gpu/n:8192"), nullptr);
-    EXPECT_EQ(cuda_cases, twins + 2) << "the twins and the two GPU ceilings, nothing else";
+    EXPECT_EQ(cuda_cases, twins + 2) << "the twins and the two GPU ceilings, nothing else (but the GPU-only Engram cases)";
   } else {
     EXPECT_EQ(cuda_cases, 0);
   }
@@ -118,7 +123,7 @@ TEST(BenchCudaCases, EveryCudaOpHasATwinOfEveryReferenceCaseWhenBuiltWithCuda) {
 
 TEST(BenchCudaCases, TwinCountersEqualTheReferenceTwins) {
   for (const auto& c : cases()) {
-    if (c.backend != Backend::cuda || is_ceiling(c)) continue;
+    if (c.backend != Backend::cuda || is_ceiling(c) || is_gpu_only(c)) continue;
     SCOPED_TRACE(c.name());
     ASSERT_TRUE(c.op.ends_with(kCudaOpSuffix));
     const Case* r = find(c.op.substr(0, c.op.size() - std::string(kCudaOpSuffix).size()) + "/" +
@@ -160,6 +165,45 @@ TEST(BenchCudaCases, AttentionIndexerAndCompressorTwinsAtTheRealShapes) {
     EXPECT_EQ(find("compressor_decode_cuda/" + model + "/csa"), nullptr) << "the CUDA compressor is prefill only";
   }
   for (const auto& c : cases()) EXPECT_NE(c.op.rfind("attention_fp8", 0), 0u) << c.name();
+}
+
+// The GPU-only Engram cases (bench/cases_engram_cuda.cc): the lookup at three residencies x
+// six table sizes, 512 tokens, bytes = the BF16 rows moved; the prefetch overlap's three parts
+// per mode, with the GEMM's FLOPs only where the compute runs and the rows only where the copy
+// runs (the derivation pairs them by name).
+TEST(BenchCudaCases, EngramGpuCases) {
+  int64_t n = 0;
+  for (const auto& c : cases()) n += is_gpu_only(c);
+  if (!DSV4_TEST_HAVE_CUDA) {
+    EXPECT_EQ(n, 0) << "GPU-only cases in a build without CUDA";
+    return;
+  }
+  EXPECT_EQ(n, 3 * 5 + 2 * 3);
+  const double rows_512 = 512.0 * 16 * 64 * 2;  // tokens x slots x de x BF16
+  for (const std::string where : {"device", "mapped", "staged"})
+    for (int lr : {12, 14, 16, 18, 20}) {
+      const Case* c = find("engram_lookup_cuda/v4/" + where + "_bf16,rows:" + std::to_string(int64_t(1) << lr) +
+                           ",tokens:512");
+      ASSERT_NE(c, nullptr) << where << " 2^" << lr;
+      EXPECT_EQ(c->bytes, rows_512);
+      EXPECT_EQ(c->flops, 0);
+      EXPECT_FALSE(c->target);
+      EXPECT_EQ(c->quick, lr == 16);
+      EXPECT_TRUE(c->skip.empty()) << c->name() << ": " << c->skip;
+      EXPECT_GT(c->device_memory, 0);
+    }
+  const double gemm = 2.0 * 8960 * 8960 * 8960;  // 2 n^3 = 2 x 4096 x (6 + 1) x 3 x 4096 x 2048, n to 128
+  for (const std::string mode : {"staged", "mapped"}) {
+    const std::string at = "engram_prefetch_cuda/v4-flash/" + mode + ",tokens:4096,part:";
+    const Case *copy = find(at + "copy"), *comp = find(at + "compute"), *both = find(at + "both");
+    ASSERT_TRUE(copy && comp && both) << mode;
+    EXPECT_EQ(copy->bytes, 8.0 * rows_512);
+    EXPECT_EQ(copy->flops, 0);
+    EXPECT_EQ(comp->bytes, 0);
+    EXPECT_EQ(comp->flops, gemm);
+    EXPECT_EQ(both->bytes, copy->bytes);
+    EXPECT_EQ(both->flops, comp->flops);
+  }
 }
 
 TEST(BenchCudaCases, GpuCeilingCounters) {
@@ -421,6 +465,63 @@ TEST(BenchCudaCommand, MinTimeOption) {
   for (const auto& v : derived.at("benchmarks").as_array())
     ran = ran || v.at("name").as_string() == "rmsnorm/v4-flash/rows:4096";
   EXPECT_TRUE(ran) << ok.out;
+}
+
+// The overlap rows from the three parts' medians; a mode missing a part gives no row.
+TEST(BenchCudaDerive, EngramOverlapFromTheThreeParts) {
+  auto bench = [](double copy_ms, double comp_ms, double both_ms, bool with_both) {
+    boost::json::array runs;
+    const std::string at = "engram_prefetch_cuda/v4-flash/staged,tokens:4096,part:";
+    runs.push_back(boost::json::object{{"name", at + "copy/manual_time"}, {"run_type", "iteration"},
+                                       {"real_time", copy_ms}, {"cpu_time", copy_ms}, {"time_unit", "ms"},
+                                       {"flops_per_iter", 0.0}, {"bytes_per_iter", 1e6}});
+    runs.push_back(boost::json::object{{"name", at + "compute/manual_time"}, {"run_type", "iteration"},
+                                       {"real_time", comp_ms}, {"cpu_time", comp_ms}, {"time_unit", "ms"},
+                                       {"flops_per_iter", 1e12}, {"bytes_per_iter", 0.0}});
+    if (with_both)
+      runs.push_back(boost::json::object{{"name", at + "both/manual_time"}, {"run_type", "iteration"},
+                                         {"real_time", both_ms}, {"cpu_time", both_ms}, {"time_unit", "ms"},
+                                         {"flops_per_iter", 1e12}, {"bytes_per_iter", 1e6}});
+    return boost::json::value(boost::json::object{{"benchmarks", runs}});
+  };
+  // copy 1 ms, compute 3 ms, both 3.25 ms: 0.75 ms of the copy hidden.
+  const Derived d = derive(bench(1.0, 3.0, 3.25, true));
+  ASSERT_EQ(d.engram_overlap.size(), 1u);
+  const EngramOverlapRow& r = d.engram_overlap.front();
+  EXPECT_EQ(r.model, "v4-flash");
+  EXPECT_EQ(r.mode, "staged");
+  EXPECT_EQ(r.tokens, 4096);
+  EXPECT_NEAR(r.overlap, 0.75, 1e-12);
+  EXPECT_NEAR(r.hidden_fraction_of_copy, 0.75, 1e-12);
+  // copy 4 ms, compute 2 ms, serial (6 ms): nothing hidden; both = max: the compute fully hidden.
+  EXPECT_NEAR(derive(bench(4.0, 2.0, 6.0, true)).engram_overlap.front().overlap, 0.0, 1e-12);
+  const EngramOverlapRow full = derive(bench(4.0, 2.0, 4.0, true)).engram_overlap.front();
+  EXPECT_NEAR(full.overlap, 1.0, 1e-12);
+  EXPECT_NEAR(full.hidden_fraction_of_copy, 0.5, 1e-12);
+  EXPECT_TRUE(derive(bench(1.0, 3.0, 3.25, false)).engram_overlap.empty());
+  const boost::json::object j = derived_json(d, {});
+  EXPECT_NEAR(j.at("engram_overlap").as_array().at(0).at("overlap").as_double(), 0.75, 1e-12);
+  EXPECT_NE(derived_table(d).find("Engram prefetch overlap"), std::string::npos);
+}
+
+// The GPU lookup rows: per-token time = median / tokens, GB/s = the rows moved / median; other
+// benchmarks give no row.
+TEST(BenchCudaDerive, EngramLookupPerToken) {
+  boost::json::array runs;
+  runs.push_back(run("engram_lookup_cuda/v4/staged_bf16,rows:65536,tokens:512/manual_time", 0.512, 0, 1048576.0, 0));
+  runs.push_back(run("engram_lookup_cuda/v4/staged_bf16,rows:65536,tokens:512/manual_time", 0.256, 0, 1048576.0, 1));
+  runs.push_back(run("engram_lookup_cuda/v4/staged_bf16,rows:65536,tokens:512/manual_time", 1.024, 0, 1048576.0, 2));
+  runs.push_back(run("engram_lookup/v4/memory_f32,rows:65536,tokens:512", 0.7, 0, 2097152.0, 0));
+  const Derived d = derive(boost::json::object{{"benchmarks", runs}});
+  ASSERT_EQ(d.engram_lookup_gpu.size(), 1u);
+  const EngramLookupGpuRow& r = d.engram_lookup_gpu.front();
+  EXPECT_EQ(r.where, "staged");
+  EXPECT_EQ(r.rows, 65536);
+  EXPECT_EQ(r.tokens, 512);
+  EXPECT_NEAR(r.seconds_per_token, 0.512e-3 / 512, 1e-15) << "the median of the three repetitions, per token";
+  EXPECT_NEAR(r.rows_bytes_per_s, 1048576.0 / 0.512e-3, 1e-3);
+  EXPECT_EQ(derived_json(d, {}).at("engram_lookup_cuda").as_array().size(), 1u);
+  EXPECT_NE(derived_table(d).find("Engram lookup on the GPU per token"), std::string::npos);
 }
 
 }  // namespace

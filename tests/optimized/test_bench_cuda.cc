@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "bench/cases.h"
 #include "bench/cuda_device.h"
@@ -35,6 +37,43 @@ TEST(BenchCudaDevice, EveryCudaCaseSetsUpAndTimesOnTheDevice) {
     ++timed;
   }
   EXPECT_GE(timed, 79) << "77 twins (7 elementwise, 48 attention, 16 indexer, 6 compressor) and 2 ceilings";
+}
+
+// The Engram prefetch overlap cases (bench/cases_engram_cuda.cc) measure what they claim: for
+// each mode, with medians of kOverlapSteps steps, both parts together take at least the longer
+// part (less 10 % for noise) and at most the two in series (plus 10 %); and the staged mode,
+// whose CPU gather runs on the host while the GEMM runs on the device, hides at least a quarter
+// of the shorter part (overlap = (copy + compute - both) / min > 0.25; a prefetch stream that
+// waited for the GEMM would give ~0).
+TEST(BenchCudaDevice, EngramPrefetchOverlapIsBetweenSerialAndFull) {
+  DSV4_SKIP_WITHOUT_DEVICE();
+  constexpr int kOverlapSteps = 7;
+  constexpr double kNoise = 0.10, kMinStagedOverlap = 0.25;
+  auto median_of = [](const std::string& name) {
+    for (const auto& c : case_list())
+      if (c.name() == name) {
+        TimedStep step = c.timed_setup();
+        std::vector<double> t;
+        for (int i = 0; i < kOverlapSteps; ++i) t.push_back(step());
+        std::sort(t.begin(), t.end());
+        return t[t.size() / 2];
+      }
+    ADD_FAILURE() << "no case " << name;
+    return 0.0;
+  };
+  for (const std::string mode : {"staged", "mapped"}) {
+    SCOPED_TRACE(mode);
+    const std::string at = "engram_prefetch_cuda/v4-flash/" + mode + ",tokens:4096,part:";
+    const double copy = median_of(at + "copy"), comp = median_of(at + "compute"), both = median_of(at + "both");
+    ASSERT_GT(copy, 0);
+    ASSERT_GT(comp, 0);
+    EXPECT_GE(both, (1 - kNoise) * std::max(copy, comp)) << copy << " " << comp << " " << both;
+    EXPECT_LE(both, (1 + kNoise) * (copy + comp)) << copy << " " << comp << " " << both;
+    const double overlap = (copy + comp - both) / std::min(copy, comp);
+    if (mode == "staged") {
+      EXPECT_GT(overlap, kMinStagedOverlap) << copy << " " << comp << " " << both;
+    }
+  }
 }
 
 // Device time of work that takes longer takes longer: a DeviceTimer around two copies of a
