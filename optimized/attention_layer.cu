@@ -1,6 +1,6 @@
 // The attention sub-layer on the GPU: composition of the CUDA twins (see attention_layer.cuh).
-// Host code only: every kernel belongs to a twin; this file moves rows between the ring, the
-// stores and the workspace with cudaMemcpy2DAsync.
+// Host code only: every kernel belongs to a twin or to kv_pack.cuh (the fp8 layout's packing);
+// this file moves rows between the ring, the stores and the workspace with cudaMemcpyAsync.
 #include "optimized/attention_layer.cuh"
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include "optimized/attention.cuh"
 #include "optimized/indexer.cuh"
 #include "optimized/indexer_query.cuh"
+#include "optimized/kv_pack.cuh"
 #include "optimized/output_proj.cuh"
 #include "optimized/query_path.cuh"
 #include "optimized/window_kv.cuh"
@@ -54,6 +55,18 @@ void require_weight(const float* w, const char* name) {
   require(w != nullptr, std::string("attention_layer: weight '") + name + "' is missing (null)");
 }
 
+// The fp8 layout's shape limits (the 584-byte entry and the 68-byte key of kv_pack.cuh).
+void check_fp8_shape(const AttentionLayerShape& s, const char* who) {
+  const std::string shape = "head_dim " + std::to_string(s.head_dim) + ", rope_dim " +
+                            std::to_string(s.rope.rope_dim) +
+                            (s.ratio == kCsaRatio ? ", index_dim " + std::to_string(s.index_dim) : std::string());
+  require(s.head_dim == kHeadDim && s.rope.rope_dim == kRopeDim && s.rope.placement == RopePlacement::last &&
+              (s.ratio != kCsaRatio || s.index_dim == kIndexerDim),
+          std::string(who) + ": the fp8 KV layout needs head_dim " + std::to_string(kHeadDim) + " with the last " +
+              std::to_string(kRopeDim) + " dims rotated and index_dim " + std::to_string(kIndexerDim) +
+              " (584-byte entries, 68-byte keys); the shape has " + shape);
+}
+
 // The reference's checks and messages, then this twin's limits; all before any device work.
 void validate(const AttentionLayerParams<float>& p, View2<const float> x, View2<float> y,
               const DeviceAttentionLayerState& st, const AttentionLayerWorkspace& ws) {
@@ -73,6 +86,7 @@ void validate(const AttentionLayerParams<float>& p, View2<const float> x, View2<
   require(st.window_size() == s.window && st.head_dim() == s.head_dim && st.ratio() == s.ratio &&
               (!has_indexer(s) || st.index_dim() == s.index_dim),
           "attention_layer: the state does not match the layer shape");
+  if (st.layout() == DeviceKvLayout::fp8) check_fp8_shape(s, "attention_layer");
   // This twin's limits.
   require(s.ratio == 0 || s.ratio == kCsaRatio || s.ratio == kHcaRatio,
           "attention_layer: ratio must be 0, " + std::to_string(kCsaRatio) + " or " + std::to_string(kHcaRatio) +
@@ -117,19 +131,20 @@ void validate(const AttentionLayerParams<float>& p, View2<const float> x, View2<
   }
 }
 
-// Copies n rows of width w (dense, row-major) on the stream; n may be 0.
-void copy_rows(float* dst, const float* src, int64_t n, int64_t w, cudaStream_t stream) {
+// Copies n rows of width w elements (dense, row-major) on the stream; n may be 0.
+template <class E>
+void copy_rows(E* dst, const E* src, int64_t n, int64_t w, cudaStream_t stream) {
   if (n <= 0) return;
-  DSV4_CUDA_CHECK(cudaMemcpyAsync(dst, src, size_t(n * w) * sizeof(float), cudaMemcpyDeviceToDevice, stream));
+  DSV4_CUDA_CHECK(cudaMemcpyAsync(dst, src, size_t(n * w) * sizeof(E), cudaMemcpyDeviceToDevice, stream));
 }
 
 // Makes room for `need` rows of width w in a store holding `used` rows: grows the capacity
 // geometrically, copies the rows on the stream and waits before the old buffer is freed.
-void reserve_rows(DeviceBuffer<float>& buf, int64_t& cap, int64_t used, int64_t need, int64_t w,
-                  cudaStream_t stream) {
+template <class E>
+void reserve_rows(DeviceBuffer<E>& buf, int64_t& cap, int64_t used, int64_t need, int64_t w, cudaStream_t stream) {
   if (need <= cap) return;
   const int64_t new_cap = std::max({need, 2 * cap, kMinStoreRows});
-  DeviceBuffer<float> grown(size_t(new_cap * w));
+  DeviceBuffer<E> grown(size_t(new_cap * w));
   copy_rows(grown.data(), buf.empty() ? nullptr : buf.data(), used, w, stream);
   DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
   buf = std::move(grown);
@@ -138,10 +153,13 @@ void reserve_rows(DeviceBuffer<float>& buf, int64_t& cap, int64_t used, int64_t 
 
 }  // namespace
 
-DeviceAttentionLayerState::DeviceAttentionLayerState(const AttentionLayerShape& s)
-    : window_(s.window), d_(s.head_dim), dI_(s.index_dim), ratio_(s.ratio) {
+DeviceAttentionLayerState::DeviceAttentionLayerState(const AttentionLayerShape& s, DeviceKvLayout layout)
+    : layout_(layout), window_(s.window), d_(s.head_dim), dI_(s.index_dim), ratio_(s.ratio) {
   require(s.window > 0 && s.head_dim > 0 && s.ratio >= 0,
           "DeviceAttentionLayerState: window and head_dim must be positive and ratio >= 0");
+  require(layout == DeviceKvLayout::f32 || layout == DeviceKvLayout::fp8,
+          "DeviceAttentionLayerState: unknown KV layout " + std::to_string(int(layout)));
+  if (layout == DeviceKvLayout::fp8) check_fp8_shape(s, "DeviceAttentionLayerState");
   // The compressors' shapes, as main_compressor / index_compressor make them.
   if (s.ratio > 0)
     comp_state_ = std::make_unique<DeviceCompressorState>(CompressorShape{s.dim, s.head_dim, s.ratio, s.ratio == kCsaRatio});
@@ -149,6 +167,24 @@ DeviceAttentionLayerState::DeviceAttentionLayerState(const AttentionLayerShape& 
     require(s.index_dim > 0, "DeviceAttentionLayerState: index_dim must be positive");
     index_state_ = std::make_unique<DeviceCompressorState>(CompressorShape{s.dim, s.index_dim, s.ratio, true});
   }
+}
+
+int64_t DeviceAttentionLayerState::entry_bytes() const {
+  return layout_ == DeviceKvLayout::fp8 ? kFp8EntryBytes : d_ * int64_t(sizeof(float));
+}
+int64_t DeviceAttentionLayerState::key_bytes() const {
+  return layout_ == DeviceKvLayout::fp8 ? kFp4KeyBytes : dI_ * int64_t(sizeof(float));
+}
+
+// Stored rows x row bytes (model/kv_cache.h's accounting) + the compressor states' buffers.
+int64_t DeviceAttentionLayerState::bytes() const {
+  int64_t b = (window_rows() + comp_rows_) * entry_bytes() + key_rows_ * key_bytes();
+  for (const DeviceCompressorState* c : {comp_state_.get(), index_state_.get()}) {
+    if (!c) continue;
+    const int64_t buffer = c->rows() * c->width() * int64_t(sizeof(float));  // kv or score [c*m, c*dc]
+    b += (c->kv() ? buffer : 0) + (c->score() ? buffer : 0);
+  }
+  return b;
 }
 
 struct AttentionLayerWorkspace::Buffers {
@@ -159,6 +195,29 @@ struct AttentionLayerWorkspace::Buffers {
   std::unique_ptr<IndexerQueryWorkspace> index_query;
   DeviceBuffer<float> win, cq, q, iq, iw, o;  // see the class comment
   DeviceBuffer<int32_t> idx;
+  // fp8-layout states only (allocated on their first forward): the packed window rows, the
+  // compressors' fresh rows before packing, the dequantised indexer keys (grows with N).
+  DeviceBuffer<uint8_t> win8;
+  DeviceBuffer<float> fresh, keys;
+  int64_t key_rows = 0;  // capacity of `keys` in rows of dI
+
+  void ensure_fp8(int64_t n, const AttentionLayerShape& s) {
+    if (!win8.empty()) return;
+    win8 = DeviceBuffer<uint8_t>(size_t((s.window - 1 + n) * kFp8EntryBytes));
+    // A chunk of n tokens completes at most floor(n / m) + 1 blocks of m (§2.3).
+    if (s.ratio > 0) fresh = DeviceBuffer<float>(size_t((n / s.ratio + 1) * std::max(s.head_dim, s.index_dim)));
+  }
+  // Room for `rows` dequantised keys of width dI; waits for the stream before freeing the old
+  // scratch (earlier scoring may still read it). Geometric growth, like the stores.
+  float* key_scratch(int64_t rows, int64_t dI, cudaStream_t stream) {
+    if (rows > key_rows) {
+      const int64_t cap = std::max({rows, 2 * key_rows, kMinStoreRows});
+      DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
+      keys = DeviceBuffer<float>(size_t(cap * dI));
+      key_rows = cap;
+    }
+    return keys.data();
+  }
 
   Buffers(int64_t n, const AttentionLayerShape& s)
       : query(n, s.dim, s.q_rank),
@@ -204,15 +263,23 @@ void attention_layer_forward(const AttentionLayerParams<float>& p, View2<const f
   const auto& s = p.shape;
   const int64_t T_ = x.rows, d = s.head_dim, t0 = st.pos_, W = s.window;
   if (T_ == 0) return;
-  const bool off = official(p);
+  const bool off = official(p), fp8 = st.layout_ == DeviceKvLayout::fp8;
+  constexpr int64_t EB = kFp8EntryBytes, KB = kFp4KeyBytes;  // fp8 layout row bytes
   AttentionLayerWorkspace::Buffers& b = ws.buffers();
-  if (st.ring_.empty()) st.ring_ = DeviceBuffer<float>(size_t(W * d));
+  if (fp8) {
+    b.ensure_fp8(ws.max_tokens(), s);
+    if (st.ring8_.empty()) st.ring8_ = DeviceBuffer<uint8_t>(size_t(W * EB));
+  } else if (st.ring_.empty()) {
+    st.ring_ = DeviceBuffer<float>(size_t(W * d));
+  }
 
   // Window rows in position order, positions [first, t0 + T): `prev` rows from the ring, then
   // this chunk's entries, which window_kv writes straight into the rows after them (§2.2).
+  // fp8: the same rows as 584-byte entries in win8 (the ring's bytes, then kv packed).
   const int64_t first = std::max<int64_t>(0, t0 - (W - 1)), prev = t0 - first;
   const View2<float> win{b.win.data(), prev + T_, d, d};
   const View2<float> kv = win.slice_rows(prev, T_);
+  const View2<uint8_t> win8{fp8 ? b.win8.data() : nullptr, prev + T_, EB, EB};
   window_kv({x, p.w.wkv, p.w.kv_norm, d, t0, s.rope, s.eps, off, off, kv}, b.kv, stream);
 
   // The query paths (§2.1, §2.4) before the stores change, so a rejected parameter leaves the
@@ -230,38 +297,70 @@ void attention_layer_forward(const AttentionLayerParams<float>& p, View2<const f
   }
 
   // §2.9 steps 3-4: the compressors ingest the chunk; the completed entries are appended to
-  // the stores before anyone attends (visibility is by position, §2.8).
+  // the stores before anyone attends (visibility is by position, §2.8). fp8: the E fresh rows
+  // go to the float scratch, then are packed into rows n0 .. n0 + E - 1 of the store.
   if (has_indexer(s)) {
     const int64_t E = compressor_entries_emitted(t0, T_, s.ratio), n0 = st.key_rows_;
-    reserve_rows(st.keys_, st.key_cap_, n0, n0 + E, dI, stream);
-    const View2<float> fresh{E ? st.keys_.data() + n0 * dI : nullptr, E, dI, dI};
+    float* dst = nullptr;
+    if (fp8) {
+      reserve_rows(st.keys8_, st.key_cap_, n0, n0 + E, KB, stream);
+      dst = b.fresh.data();
+    } else {
+      reserve_rows(st.keys_, st.key_cap_, n0, n0 + E, dI, stream);
+      dst = st.keys_.data() + n0 * dI;
+    }
+    const View2<float> fresh{E ? dst : nullptr, E, dI, dI};
     const int64_t got = compressor_ingest(index_compressor(p), x, *st.index_state_, fresh, *b.index_comp, stream);
     require(got == E, "attention_layer: the indexer compressor emitted an unexpected number of keys");
+    if (fp8) pack_fp4_keys(fresh, {E ? st.keys8_.data() + n0 * KB : nullptr, E, KB, KB}, stream);
     st.key_rows_ = n0 + E;
   }
   if (s.ratio > 0) {
     const int64_t E = compressor_entries_emitted(t0, T_, s.ratio), n0 = st.comp_rows_;
-    reserve_rows(st.comp_, st.comp_cap_, n0, n0 + E, d, stream);
-    const View2<float> fresh{E ? st.comp_.data() + n0 * d : nullptr, E, d, d};
+    float* dst = nullptr;
+    if (fp8) {
+      reserve_rows(st.comp8_, st.comp_cap_, n0, n0 + E, EB, stream);
+      dst = b.fresh.data();  // reused: the keys above were packed first (stream order)
+    } else {
+      reserve_rows(st.comp_, st.comp_cap_, n0, n0 + E, d, stream);
+      dst = st.comp_.data() + n0 * d;
+    }
+    const View2<float> fresh{E ? dst : nullptr, E, d, d};
     const int64_t got = compressor_ingest(main_compressor(p), x, *st.comp_state_, fresh, *b.comp, stream);
     require(got == E, "attention_layer: the compressor emitted an unexpected number of entries");
+    if (fp8) pack_fp8_entries(fresh, {E ? st.comp8_.data() + n0 * EB : nullptr, E, EB, EB}, stream);
     st.comp_rows_ = n0 + E;
   }
 
   // The ring's positions [first, t0) into the window rows: slots first % W ... (at most one wrap).
+  // fp8: the ring's bytes, then the chunk's kv packed behind them.
   if (prev > 0) {
     const int64_t s0 = first % W, n1 = std::min(prev, W - s0);
-    copy_rows(win.data, st.ring_.data() + s0 * d, n1, d, stream);
-    copy_rows(win.data + n1 * d, st.ring_.data(), prev - n1, d, stream);
+    if (fp8) {
+      copy_rows(win8.data, st.ring8_.data() + s0 * EB, n1, EB, stream);
+      copy_rows(win8.data + n1 * EB, st.ring8_.data(), prev - n1, EB, stream);
+    } else {
+      copy_rows(win.data, st.ring_.data() + s0 * d, n1, d, stream);
+      copy_rows(win.data + n1 * d, st.ring_.data(), prev - n1, d, stream);
+    }
   }
+  if (fp8) pack_fp8_entries(kv, win8.slice_rows(prev, T_), stream);
 
   // CSA: the indexer's selection over every key (§2.4); entries by their store numbers.
+  // fp8: every key dequantised into the workspace first (exact; see the header).
   View2<const int32_t> idx{nullptr, 0, 0, 0};
   if (has_indexer(s)) {
+    const int64_t N = st.key_rows_;
     const View2<int32_t> sel{b.idx.data(), T_, s.index_topk, s.index_topk};
     IndexerParams<float> ip;
     ip.q = iq;
-    ip.k = {st.key_rows_ ? st.keys_.data() : nullptr, st.key_rows_, dI, dI};
+    if (fp8) {
+      const View2<float> keys{N ? b.key_scratch(N, dI, stream) : nullptr, N, dI, dI};
+      unpack_fp4_keys({N ? st.keys8_.data() : nullptr, N, KB, KB}, keys, stream);
+      ip.k = keys;
+    } else {
+      ip.k = {N ? st.keys_.data() : nullptr, N, dI, dI};
+    }
     ip.w = iw;
     ip.heads = HI;
     ip.ratio = s.ratio;
@@ -275,27 +374,49 @@ void attention_layer_forward(const AttentionLayerParams<float>& p, View2<const f
 
   // §2.5 attention over the window rows and the compressed entries, §2.6 the output path.
   const View2<float> o{b.o.data(), T_, s.heads * d, s.heads * d};
-  AttentionParams<float> ap;
-  ap.q = q;
-  ap.kv = win;
   const int64_t N = s.ratio > 0 ? st.comp_rows_ : 0;
-  ap.comp = {N ? st.comp_.data() : nullptr, N, d, d};
-  ap.sink = p.w.attn_sink;
-  ap.indices = idx;
-  ap.heads = s.heads;
-  ap.ratio = s.ratio > 0 ? s.ratio : 1;
-  ap.window = W;
-  ap.pos0 = t0;
-  ap.o = o;
-  attention(ap, stream);
+  if (fp8) {
+    AttentionFp8Params ap;
+    ap.q = q;
+    ap.kv = win8;
+    ap.comp = {N ? st.comp8_.data() : nullptr, N, EB, EB};
+    ap.sink = p.w.attn_sink;
+    ap.indices = idx;
+    ap.heads = s.heads;
+    ap.ratio = s.ratio > 0 ? s.ratio : 1;
+    ap.window = W;
+    ap.pos0 = t0;
+    ap.o = o;
+    attention_fp8(ap, stream);
+  } else {
+    AttentionParams<float> ap;
+    ap.q = q;
+    ap.kv = win;
+    ap.comp = {N ? st.comp_.data() : nullptr, N, d, d};
+    ap.sink = p.w.attn_sink;
+    ap.indices = idx;
+    ap.heads = s.heads;
+    ap.ratio = s.ratio > 0 ? s.ratio : 1;
+    ap.window = W;
+    ap.pos0 = t0;
+    ap.o = o;
+    attention(ap, stream);
+  }
   output_proj({o, p.w.wo_a, p.w.wo_b, s.heads, d, s.groups, s.o_rank, t0, s.rope, off, y}, b.out, stream);
 
   // The ring keeps the last W positions: position t in slot t mod W (at most one wrap).
+  // fp8: the packed rows of win8.
   const int64_t keep0 = std::max(t0, t0 + T_ - W), n = t0 + T_ - keep0;
   const int64_t s0 = keep0 % W, n1 = std::min(n, W - s0);
-  const float* src = kv.data + (keep0 - t0) * d;
-  copy_rows(st.ring_.data() + s0 * d, src, n1, d, stream);
-  copy_rows(st.ring_.data(), src + n1 * d, n - n1, d, stream);
+  if (fp8) {
+    const uint8_t* src = win8.data + (prev + keep0 - t0) * EB;
+    copy_rows(st.ring8_.data() + s0 * EB, src, n1, EB, stream);
+    copy_rows(st.ring8_.data(), src + n1 * EB, n - n1, EB, stream);
+  } else {
+    const float* src = kv.data + (keep0 - t0) * d;
+    copy_rows(st.ring_.data() + s0 * d, src, n1, d, stream);
+    copy_rows(st.ring_.data(), src + n1 * d, n - n1, d, stream);
+  }
   st.pos_ = t0 + T_;
 }
 
@@ -314,13 +435,32 @@ AttentionLayerState<float> download_state(const DeviceAttentionLayerState& st, c
     for (int64_t r = 0; r < n; ++r) store->write(r, rows.data() + r * w);
     return store;
   };
-  h.window = fetch(st.window(), st.window_rows(), d);
+  // fp8 layout: fetches n packed rows of rb bytes and decodes each into a float row of width w.
+  auto fetch_packed = [](const uint8_t* src, int64_t n, int64_t rb, int64_t w, void (*decode)(const uint8_t*, float*)) {
+    auto store = std::make_unique<FloatEntryStore<float>>(w);
+    std::vector<uint8_t> bytes(size_t(n * rb));
+    std::vector<float> row(static_cast<size_t>(w));
+    if (n) DSV4_CUDA_CHECK(cudaMemcpy(bytes.data(), src, bytes.size(), cudaMemcpyDeviceToHost));
+    store->resize(n);
+    for (int64_t r = 0; r < n; ++r) {
+      decode(bytes.data() + r * rb, row.data());
+      store->write(r, row.data());
+    }
+    return store;
+  };
+  const bool fp8 = st.layout() == DeviceKvLayout::fp8;
+  auto entries = [&](const float* f32, const uint8_t* packed, int64_t n) {
+    return fp8 ? fetch_packed(packed, n, kFp8EntryBytes, d, kv_codec::unpack_fp8_entry) : fetch(f32, n, d);
+  };
+  h.window = entries(st.window(), st.window_fp8(), st.window_rows());
   if (st.comp_state()) {
-    h.comp = fetch(st.comp(), st.comp_rows(), d);
+    h.comp = entries(st.comp(), st.comp_fp8(), st.comp_rows());
     h.comp_state = download_state(*st.comp_state(), stream);
   }
   if (st.index_state()) {
-    h.index_keys = fetch(st.index_keys(), st.index_key_rows(), dI);
+    h.index_keys = fp8 ? fetch_packed(st.index_keys_fp4(), st.index_key_rows(), kFp4KeyBytes, dI,
+                                      kv_codec::unpack_fp4_key)
+                       : fetch(st.index_keys(), st.index_key_rows(), dI);
     h.index_state = download_state(*st.index_state(), stream);
   }
   return h;

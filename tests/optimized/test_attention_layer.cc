@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "model/kv_cache.h"
 #include "optimized/attention_layer.cuh"
 #include "optimized/device.cuh"
 #include "reference/attention_layer.h"
@@ -165,14 +166,15 @@ struct Weights {
 
 // The reference in precision T over the schedule: the outputs of every chunk, concatenated
 // [sum chunks, D], and the final state.
+// layout: the state's stores (model/kv_cache.h's v4_entry_stores; f32 = float stores).
 template <class T>
 std::vector<double> run_ref(const Model& M, Numerics n, const std::vector<double>& x,
                             const std::vector<int64_t>& chunks, AttentionLayerState<T>& st,
-                            std::vector<int32_t>* topk = nullptr) {
+                            std::vector<int32_t>* topk = nullptr, KvLayout layout = KvLayout::f32) {
   const Weights<T, std::vector<T>> w(M);
   const AttentionLayerParams<T> p = w.params(M.s, n);
   const int64_t D = M.s.dim;
-  st = ref::attention_layer_state_init<T>(M.s);
+  st = ref::attention_layer_state_init<T>(M.s, v4_entry_stores<T>(layout, M.s.rope.rope_dim));
   std::vector<double> y;
   int64_t t0 = 0;
   for (int64_t Tc : chunks) {
@@ -188,15 +190,34 @@ std::vector<double> run_ref(const Model& M, Numerics n, const std::vector<double
   return y;
 }
 
+// The bytes a state of the layout holds after `pos` tokens (pos > 0), from the analytic
+// per-row sizes of model/kv_cache.h and the compressor states' shapes (2 x [c*m, c*dc] FP32 each,
+// c = 2 for CSA's overlapping compressors): model/kv_cache.cc's kv_bytes_analytic for one layer.
+int64_t analytic_bytes(const AttentionLayerShape& s, KvLayout layout, int64_t pos) {
+  const int64_t eb = v4_entry_bytes(layout, s.head_dim, s.rope.rope_dim), kb = v4_index_key_bytes(layout, s.index_dim);
+  int64_t b = std::min(pos, s.window) * eb;
+  if (s.ratio > 0) {
+    const int64_t c = s.ratio == kCsaRatio ? 2 : 1;
+    b += (pos / s.ratio) * eb + 2 * (c * s.ratio) * (c * s.head_dim) * 4;
+  }
+  if (s.ratio == kCsaRatio) b += (pos / s.ratio) * kb + 2 * (2 * s.ratio) * (2 * s.index_dim) * 4;
+  return b;
+}
+
 // The GPU over the schedule from a fresh device state; every chunk reads x with row stride
 // D + 3 and writes a poisoned, canaried y with row stride D + 5. Returns the outputs as floats.
+// After every chunk the state's bytes() must be analytic_bytes.
 std::vector<float> run_gpu(const Model& M, Numerics n, const std::vector<double>& x,
                            const std::vector<int64_t>& chunks, AttentionLayerState<float>* state_out,
-                           std::vector<int32_t>* topk = nullptr) {
+                           std::vector<int32_t>* topk = nullptr,
+                           cuda::DeviceKvLayout layout = cuda::DeviceKvLayout::f32) {
   const Weights<float, cuda::DeviceBuffer<float>> w(M);
   const AttentionLayerParams<float> p = w.params(M.s, n);
   const int64_t D = M.s.dim;
-  cuda::DeviceAttentionLayerState st(M.s);
+  const KvLayout host_layout = layout == cuda::DeviceKvLayout::fp8 ? KvLayout::fp8 : KvLayout::f32;
+  cuda::DeviceAttentionLayerState st(M.s, layout);
+  EXPECT_EQ(st.layout(), layout);
+  EXPECT_EQ(st.bytes(), 0);
   cuda::AttentionLayerWorkspace ws(*std::max_element(chunks.begin(), chunks.end()), M.s);
   std::vector<float> y;
   int64_t t0 = 0;
@@ -223,6 +244,7 @@ std::vector<float> run_gpu(const Model& M, Numerics n, const std::vector<double>
     const std::vector<float> yc = gy.extract(img);
     y.insert(y.end(), yc.begin(), yc.end());
     t0 += Tc;
+    EXPECT_EQ(st.bytes(), analytic_bytes(M.s, host_layout, t0)) << "bytes after position " << t0;
   }
   EXPECT_EQ(st.pos(), t0);
   if (state_out) *state_out = cuda::download_state(st);
@@ -377,6 +399,91 @@ void check_case(const Case& c) {
   EXPECT_TRUE(test::bitwise_equal(again, yg)) << "rerun of the schedule differs";
 }
 
+// The fp8 layout (cuda::DeviceKvLayout::fp8: 584-byte FP8 entries, 68-byte FP4 keys) under
+// Numerics::official, where every row reaching the stores is already on their grids (FP8
+// non-RoPE dims, BF16 RoPE dims, FP4 keys: window_kv's and the compressors' official
+// quantisation), so the layout must be lossless:
+//   f32      the GPU's outputs, selections and stored rows (dequantised by download_state) equal
+//            the GPU f32 layout's bit for bit (attention_fp8 is attention() on the dequantised
+//            rows; the indexer scores the exactly dequantised keys);
+//   ref      against the references with model/kv_cache.h's fp8 stores (v4_entry_stores(fp8)),
+//            float and double: y per chunk within check_case's official tolerance; the stored
+//            rows but for a few rounding-boundary flips;
+//   bytes    after every chunk analytic_bytes (run_gpu), and at the end the reference fp8
+//            state's bytes (its stores' bytes() + its compressor states' FP32 buffers);
+//   rerun    bitwise identical.
+void check_case_fp8(const Case& c) {
+  SCOPED_TRACE(describe(c) + " fp8 layout");
+  ASSERT_EQ(c.numerics, Numerics::official);
+  const Model M = make_model(c.shape, c.seed);
+  int64_t total = 0;
+  for (int64_t t : c.chunks) total += t;
+  const int64_t D = c.shape.dim;
+  const std::vector<double> x = test::float_exact(test::uniform(size_t(total * D), c.seed + 100));
+
+  AttentionLayerState<float> sf, sg;
+  AttentionLayerState<double> sd, unused;
+  const std::vector<double> yf = run_ref<float>(M, c.numerics, x, c.chunks, sf, nullptr, KvLayout::fp8);
+  const std::vector<double> yd = run_ref<double>(M, c.numerics, x, c.chunks, sd, nullptr, KvLayout::fp8);
+  const std::vector<double> yx = run_ref<double>(M, Numerics::exact, x, c.chunks, unused);
+  std::vector<int32_t> kg, k32;
+  AttentionLayerState<float> s32;
+  const std::vector<float> yg = run_gpu(M, c.numerics, x, c.chunks, &sg, &kg, cuda::DeviceKvLayout::fp8);
+  const std::vector<float> y32 = run_gpu(M, c.numerics, x, c.chunks, &s32, &k32, cuda::DeviceKvLayout::f32);
+  ASSERT_EQ(yg.size(), yd.size());
+  // Lossless: the f32 layout's results, bit for bit.
+  EXPECT_TRUE(test::bitwise_equal(yg, y32)) << "fp8 layout y differs from the f32 layout's";
+  EXPECT_EQ(kg, k32) << "fp8 layout selections differ from the f32 layout's";
+  auto same_rows = [](const EntryStore<float>* a, const EntryStore<float>* b, const char* what) {
+    ASSERT_EQ(a == nullptr, b == nullptr) << what;
+    if (!a) return;
+    ASSERT_EQ(a->rows(), b->rows()) << what;
+    std::vector<float> va(size_t(a->rows() * a->width())), vb(va.size());
+    if (a->rows()) {
+      a->read(0, a->rows(), va.data());
+      b->read(0, b->rows(), vb.data());
+    }
+    EXPECT_TRUE(test::bitwise_equal(va, vb)) << what << ": fp8 layout rows differ from the f32 layout's";
+  };
+  same_rows(sg.window.get(), s32.window.get(), "state window ring");
+  same_rows(sg.comp.get(), s32.comp.get(), "state compressed entries");
+  same_rows(sg.index_keys.get(), s32.index_keys.get(), "state indexer keys");
+  int64_t t0 = 0;
+  for (int64_t Tc : c.chunks) {
+    const std::vector<double> g = rows_of(yg, t0, Tc, D), f = rows_of(yf, t0, Tc, D), e = rows_of(yd, t0, Tc, D);
+    const double flips = 0.5 * test::max_abs_diff(e, rows_of(yx, t0, Tc, D));
+    expect_close(g, f, e, derived_atol(f, e) + flips, "y of the chunk at position " + std::to_string(t0));
+    t0 += Tc;
+  }
+
+  EXPECT_EQ(sg.pos, sd.pos);
+  EXPECT_EQ(sg.window_size, sd.window_size);
+  auto few_flips = [](const EntryStore<float>* g, const EntryStore<float>* f, const EntryStore<double>* e,
+                      const char* what) {
+    ASSERT_EQ(g == nullptr, e == nullptr) << what;
+    if (!g) return;
+    ASSERT_EQ(g->rows(), e->rows()) << what;
+    ASSERT_EQ(g->width(), e->width()) << what;
+    const std::vector<double> gv = store_rows(*g), fv = store_rows(*f), ev = store_rows(*e);
+    const double atol = derived_atol(fv, ev);
+    size_t beyond = 0;
+    for (size_t i = 0; i < ev.size(); ++i) beyond += !(std::fabs(gv[i] - ev[i]) <= atol);
+    EXPECT_LE(beyond, 2 + ev.size() / 1000) << what << ": elements beyond " << atol << " of " << ev.size();
+  };
+  few_flips(sg.window.get(), sf.window.get(), sd.window.get(), "state window ring");
+  few_flips(sg.comp.get(), sf.comp.get(), sd.comp.get(), "state compressed entries");
+  few_flips(sg.index_keys.get(), sf.index_keys.get(), sd.index_keys.get(), "state indexer keys");
+  // The reference fp8 state's bytes: its stores' plus its compressor states' FP32 buffers.
+  int64_t ref_bytes = sf.window->bytes();
+  if (sf.comp) ref_bytes += sf.comp->bytes() + int64_t(sf.comp_state.kv.size() + sf.comp_state.score.size()) * 4;
+  if (sf.index_keys)
+    ref_bytes += sf.index_keys->bytes() + int64_t(sf.index_state.kv.size() + sf.index_state.score.size()) * 4;
+  EXPECT_EQ(analytic_bytes(c.shape, KvLayout::fp8, total), ref_bytes);
+
+  const std::vector<float> again = run_gpu(M, c.numerics, x, c.chunks, nullptr, nullptr, cuda::DeviceKvLayout::fp8);
+  EXPECT_TRUE(test::bitwise_equal(again, yg)) << "rerun of the schedule differs";
+}
+
 // ---------------------------------------------------------------------------------------
 // Device tests.
 
@@ -433,6 +540,88 @@ TEST(CudaAttentionLayer, V4TinyHca) {
 TEST(CudaAttentionLayer, OfficialNumericsCsaSmall) {
   DSV4_SKIP_WITHOUT_DEVICE();
   check_case({small_shape(kCsaRatio), {21, 1, 1, 6}, Numerics::official, 5});
+}
+
+// The fp8 layout at the v4-tiny shapes (d 512, dI 128: the only shapes it takes), official
+// numerics: prefill, decode steps and chunked prefill; CSA's stores grow past 64 rows.
+TEST(CudaAttentionLayerFp8, V4TinyWindowOnly) {
+  DSV4_SKIP_WITHOUT_DEVICE();
+  check_case_fp8({tiny_shape(0), {133, 1, 1}, Numerics::official, 31});
+}
+
+TEST(CudaAttentionLayerFp8, V4TinyCsa) {
+  DSV4_SKIP_WITHOUT_DEVICE();
+  check_case_fp8({tiny_shape(kCsaRatio), {141, 1, 1, 1, 20, 120}, Numerics::official, 32});
+}
+
+TEST(CudaAttentionLayerFp8, V4TinyCsaChunkedPrefill) {
+  DSV4_SKIP_WITHOUT_DEVICE();
+  check_case_fp8({tiny_shape(kCsaRatio), {3, 5, 7, 1, 2, 6, 4, 9}, Numerics::official, 33});
+}
+
+TEST(CudaAttentionLayerFp8, V4TinyHca) {
+  DSV4_SKIP_WITHOUT_DEVICE();
+  check_case_fp8({tiny_shape(kHcaRatio), {130, 1, 128}, Numerics::official, 34});
+}
+
+// The f32 layout's bytes() too (4 d per entry, 4 dI per key).
+TEST(CudaAttentionLayerFp8, F32LayoutBytes) {
+  DSV4_SKIP_WITHOUT_DEVICE();
+  const Model M = make_model(tiny_shape(kCsaRatio), 35);
+  const std::vector<double> x = test::float_exact(test::uniform(size_t(9 * M.s.dim), 135));
+  run_gpu(M, Numerics::exact, x, {5, 1, 3}, nullptr);  // checks bytes() after every chunk
+}
+
+// ---------------------------------------------------------------------------------------
+// Host-side: the layouts' shape rules and a fresh state's accounting (no device needed).
+TEST(CudaAttentionLayerFp8, LayoutShapesAndFreshBytesOnTheHost) {
+  for (int64_t ratio : {int64_t(0), kCsaRatio, kHcaRatio}) {
+    const AttentionLayerShape t = tiny_shape(ratio);
+    const cuda::DeviceAttentionLayerState f32(t), fp8(t, cuda::DeviceKvLayout::fp8);
+    EXPECT_EQ(f32.layout(), cuda::DeviceKvLayout::f32);
+    EXPECT_EQ(fp8.layout(), cuda::DeviceKvLayout::fp8);
+    EXPECT_EQ(f32.bytes(), 0);
+    EXPECT_EQ(fp8.bytes(), 0);
+    EXPECT_EQ(fp8.entry_bytes(), v4_entry_bytes(KvLayout::fp8, t.head_dim, t.rope.rope_dim));  // 584
+    EXPECT_EQ(fp8.key_bytes(), v4_index_key_bytes(KvLayout::fp8, t.index_dim));               // 68
+    EXPECT_EQ(f32.entry_bytes(), v4_entry_bytes(KvLayout::f32, t.head_dim, t.rope.rope_dim));
+    EXPECT_EQ(f32.key_bytes(), v4_index_key_bytes(KvLayout::f32, t.index_dim));
+    EXPECT_EQ(fp8.window_fp8(), nullptr);
+    EXPECT_EQ(fp8.window(), nullptr);
+  }
+  EXPECT_EQ(cuda::DeviceAttentionLayerState(tiny_shape(0), cuda::DeviceKvLayout::fp8).entry_bytes(), 584);
+  EXPECT_EQ(cuda::DeviceAttentionLayerState(tiny_shape(kCsaRatio), cuda::DeviceKvLayout::fp8).key_bytes(), 68);
+  // Other shapes are refused with the shape named.
+  for (int64_t ratio : {int64_t(0), kCsaRatio, kHcaRatio})
+    test::expect_input_error([&] { cuda::DeviceAttentionLayerState st(small_shape(ratio), cuda::DeviceKvLayout::fp8); },
+                             {"DeviceAttentionLayerState", "fp8 KV layout", "head_dim 128"});
+  AttentionLayerShape r32 = tiny_shape(kHcaRatio);
+  r32.rope.rope_dim = 32;
+  test::expect_input_error([&] { cuda::DeviceAttentionLayerState st(r32, cuda::DeviceKvLayout::fp8); },
+                           {"fp8 KV layout", "rope_dim 32"});
+  AttentionLayerShape i64 = tiny_shape(kCsaRatio);
+  i64.index_dim = 64;
+  test::expect_input_error([&] { cuda::DeviceAttentionLayerState st(i64, cuda::DeviceKvLayout::fp8); },
+                           {"fp8 KV layout", "index_dim 64"});
+  AttentionLayerShape hca64 = tiny_shape(kHcaRatio);
+  hca64.index_dim = 64;  // no indexer: dI does not matter
+  EXPECT_NO_THROW((cuda::DeviceAttentionLayerState{hca64, cuda::DeviceKvLayout::fp8}));
+  // The forward checks the params' RoPE dims against the layout before any device work.
+  const AttentionLayerShape s = tiny_shape(kHcaRatio);
+  const Model M = make_model(s, 36);
+  const Weights<float, std::vector<float>> w(M);  // host pointers: never read
+  AttentionLayerParams<float> p = w.params(s, Numerics::official);
+  p.shape.rope.rope_dim = 32;
+  std::vector<float> buf(size_t(2 * s.dim), 1.0f);
+  cuda::DeviceAttentionLayerState st(s, cuda::DeviceKvLayout::fp8);
+  cuda::AttentionLayerWorkspace ws(2, s);
+  test::expect_input_error(
+      [&] {
+        cuda::attention_layer_forward(p, view2<const float>(buf.data(), 2, s.dim), view2(buf.data(), 2, s.dim), st, ws);
+      },
+      {"attention_layer", "fp8 KV layout", "rope_dim 32"});
+  EXPECT_EQ(st.pos(), 0);
+  EXPECT_EQ(st.bytes(), 0);
 }
 
 // ---------------------------------------------------------------------------------------
