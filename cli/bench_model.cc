@@ -8,7 +8,7 @@
 #include "comm/comm.h"
 #include "comm/timing_comm.h"
 #include "evals/results.h"
-#include "model/backend_sharded.h"
+#include "model/backend_factory.h"
 #include "model/checkpoint.h"
 #include "model/kv_cache.h"
 #include "reference/errors.h"
@@ -22,6 +22,7 @@ void add_bench_model_options(CLI::App* b, BenchModelArgs& a) {
   b->add_option("--model", a.model,
                 "checkpoint directory: the whole-model prefill/decode benchmark instead of the microbenchmarks "
                 "(under mpirun: sharded, with the time in collectives)");
+  b->add_option("--model-backend", a.backend, "with --model: ref | cuda (the model's backend)")->default_str(a.backend);
   b->add_option("--tp", a.tp, "with --model: tensor-parallel ranks (docs/parallel.md)")->default_str("1");
   b->add_option("--ep", a.ep, "with --model: expert-parallel ranks")->default_str("1");
   b->add_option("--prompt", a.prompt, "with --model: prefill tokens")->default_str(std::to_string(a.prompt));
@@ -42,6 +43,7 @@ int bench_model_command(const BenchModelArgs& a, const std::string& out) {
   };
   try {
     world = std::make_unique<comm::TimingComm>(comm::init_world());
+    check_backend_name(a.backend);
     if (a.numerics != "official" && a.numerics != "exact")
       throw InputError("--numerics: expected official or exact, found '" + a.numerics + "'");
     BackendOptions o;
@@ -49,16 +51,12 @@ int bench_model_command(const BenchModelArgs& a, const std::string& out) {
     o.kv_layout = kv_layout_from_name(a.kv_layout);
     if (!fs::is_directory(a.model)) throw InputError("--model: '" + a.model + "' is not a directory");
     ModelWeights w = load_checkpoint(a.model);
-    std::unique_ptr<Backend> b;
-    if (world->size() == 1 && a.tp == 1 && a.ep == 1)
-      b = make_reference_backend(std::move(w), o);
-    else
-      b = make_sharded_backend(std::move(w), o, *world, {a.tp, a.ep});
-    Model m(std::move(b));
+    Model m(make_named_backend(a.backend, std::move(w), o, world.get(), {a.tp, a.ep}));
     bench::ModelBenchOptions mo;
     mo.prompt = a.prompt, mo.decode = a.decode, mo.chunk = a.chunk, mo.repetitions = a.repetitions, mo.seed = a.seed;
     json::object r = bench::run_model_bench(m, *world, mo);
     r["model"] = fs::weakly_canonical(a.model).string();
+    r["backend"] = m.backend().name();
     r["tp"] = a.tp, r["ep"] = a.ep, r["numerics"] = a.numerics, r["kv_layout"] = a.kv_layout;
     if (world->rank() != 0) return 0;
     fs::create_directories(out);

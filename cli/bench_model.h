@@ -12,6 +12,7 @@ namespace dsv4::cli {
 
 struct BenchModelArgs {
   std::string model;  // checkpoint directory; empty: the microbenchmarks instead
+  std::string backend = "ref";  // ref | cuda (model/backend_factory.h)
   int tp = 1, ep = 1;
   int64_t prompt = 512, decode = 16, chunk = 512;
   int repetitions = 3;
@@ -20,7 +21,7 @@ struct BenchModelArgs {
   std::string kv_layout = "fp8";
 };
 
-// Adds --model, --tp, --ep, --prompt, --decode, --chunk, --model-reps, --seed, --numerics,
+// Adds --model, --model-backend, --tp, --ep, --prompt, --decode, --chunk, --model-reps, --seed, --numerics,
 // --kv-layout to `dsv4 bench`.
 void add_bench_model_options(CLI::App* bench, BenchModelArgs& a);
 // Runs it; `out` is dsv4 bench's --out. Exit status (2: bad input).

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "comm/comm.h"
+#include "model/backend_factory.h"
 #include "model/backend_sharded.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
@@ -58,11 +59,10 @@ struct Loaded {
   std::vector<int32_t> prompt;
 };
 
-// The reference backend, or with more than one rank or a --tp/--ep above 1 this rank's shard
-// of it (model/backend_sharded.h; the layout is checked against the number of ranks).
+// The named backend (--backend ref | cuda), or with more than one rank or a --tp/--ep above 1
+// this rank's shard of it (model/backend_factory.h; the layout is checked against the ranks).
 std::unique_ptr<Backend> make_backend(ModelWeights w, BackendOptions o, const ModelRunArgs& a, comm::Comm& world) {
-  if (world.size() == 1 && a.tp == 1 && a.ep == 1) return make_reference_backend(std::move(w), o);
-  return make_sharded_backend(std::move(w), o, world, {a.tp, a.ep});
+  return make_named_backend(a.backend, std::move(w), o, &world, {a.tp, a.ep});
 }
 
 // The end of a failed command: one rank alone prints and returns `code`; with more ranks the
@@ -74,9 +74,7 @@ int fail(comm::Comm* world, const std::string& line, int code) {
 }
 
 Loaded load(const ModelRunArgs& a, comm::Comm& world) {
-  if (a.backend != "ref")
-    throw InputError(a.backend == "cuda" ? "--backend cuda: the CUDA backend is not built into the model yet"
-                                         : "--backend: expected ref or cuda, found '" + a.backend + "'");
+  check_backend_name(a.backend);
   if (a.precision != "f32")
     throw InputError("--precision: the model runs in f32 (f64 exists per op: dsv4 op --precision f64)");
   if (a.model.empty()) throw InputError("--model is required");

@@ -34,6 +34,8 @@ class TimingComm final : public Comm {
   // `inner` is owned; `stats` is shared with every communicator split() makes.
   explicit TimingComm(std::unique_ptr<Comm> inner, std::shared_ptr<CommStats> stats = nullptr);
   const CommStats& stats() const { return *stats_; }
+  std::shared_ptr<CommStats> shared_stats() const { return stats_; }  // for another TimingComm to add to
+  Comm& inner() { return *inner_; }
   void reset() { *stats_ = CommStats{}; }
 
   int rank() const override { return inner_->rank(); }

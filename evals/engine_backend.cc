@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "bench/flops.h"
+#include "model/backend_factory.h"
 #include "model/backend_sharded.h"
 #include "model/checkpoint.h"
 #include "model/kv_cache.h"
@@ -53,10 +54,7 @@ std::string capability_names(uint32_t caps) {
 }
 
 EngineModel::EngineModel(const std::string& dir, const EngineOptions& o) : opt_(o), dir_(dir) {
-  if (o.backend == "cuda")
-    throw InputError("--backend cuda: the CUDA model backend is not built/available yet (use ref)");
-  if (o.backend != "ref")
-    throw InputError("--backend: expected ref or cuda, found '" + o.backend + "'");
+  check_backend_name(o.backend);
   if (o.chunk <= 0) throw InputError("--chunk must be positive, found " + std::to_string(o.chunk));
   BackendOptions bo;
   if (o.numerics == "official")
@@ -67,12 +65,8 @@ EngineModel::EngineModel(const std::string& dir, const EngineOptions& o) : opt_(
     throw InputError("--numerics: expected official or exact, found '" + o.numerics + "'");
   bo.kv_layout = kv_layout_from_name(o.kv_layout);
   if (!fs::is_directory(dir)) throw InputError("--model: '" + dir + "' is not a directory");
-  if (o.world && (o.world->size() > 1 || o.tp > 1 || o.ep > 1))
-    model_ = std::make_unique<Model>(make_sharded_backend(load_checkpoint(dir, engram_load_options(o.engram_tables)), bo, *o.world, {o.tp, o.ep}));
-  else if (o.tp > 1 || o.ep > 1)
-    throw InputError("--tp/--ep above 1 need ranks: run under mpirun -np N");
-  else
-    model_ = std::make_unique<Model>(make_reference_backend(load_checkpoint(dir, engram_load_options(o.engram_tables)), bo));
+  model_ = std::make_unique<Model>(make_named_backend(
+      o.backend, load_checkpoint(dir, engram_load_options(o.engram_tables)), bo, o.world, {o.tp, o.ep}));
   const fs::path tj = fs::path(dir) / "tokenizer.json";
   if (fs::exists(tj)) {
     tokenizer_ = std::make_unique<Tokenizer>(tj.string());

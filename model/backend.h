@@ -100,6 +100,12 @@ class Backend {
   virtual void engram_prefetch(int64_t layer, const int32_t* ids, int64_t n, LayerCache& cache) {
     (void)layer, (void)ids, (void)n, (void)cache;
   }
+  // The elements of b in device memory, for collectives that take device pointers (NCCL,
+  // model/backend_sharded.h); nullptr when the backend keeps its buffers on the host.
+  virtual float* device_data(Buffer& b) {
+    (void)b;
+    return nullptr;
+  }
   // dst [rows.size(), cols] = the rows `rows` of src [n, cols]
   virtual void gather_rows(const Buffer& src, const std::vector<int64_t>& rows, Buffer& dst) = 0;
   // f [n, D] = MoE of `layer` (routing needs the token ids for hash layers)
@@ -117,5 +123,15 @@ std::unique_ptr<Backend> make_reference_backend(ModelWeights weights, BackendOpt
 // (no quantisation simulation), float64 caches; buffers convert at upload/download. The
 // "fp64 reference" the degradation suite measures the deployment path against.
 std::unique_ptr<Backend> make_f64_backend(const ModelWeights& weights);
+// The CUDA backend (model/backend_cuda.cc, model/backend_device.h): the weights, activations and
+// KV cache in device memory, every op a dsv4::cuda twin. InputError with cuda_backend_problem()
+// when it cannot run here.
+std::unique_ptr<Backend> make_cuda_backend(ModelWeights weights, BackendOptions options);
+// Why the CUDA backend cannot run on this machine ("built without CUDA", "no CUDA device: ..."),
+// or "" when it can.
+std::string cuda_backend_problem();
+// Binds the calling thread to CUDA device `rank` mod the number of devices (one rank per GPU
+// on a node) and returns that device; InputError with cuda_backend_problem() when there is none.
+int cuda_bind_rank(int rank);
 
 }  // namespace dsv4

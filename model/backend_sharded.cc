@@ -1,7 +1,8 @@
-// The sharded reference backend (model/backend_sharded.h): a reference backend over this
-// rank's slice of the attention weights (H/tp heads, g/tp output groups), the expert-parallel
-// MoE written here over reference/moe's ops, and the collectives that join the ranks.
-// Activations reach the communication layer through the inner backend's download/upload.
+// The sharded backend (model/backend_sharded.h): an inner backend (the reference, or the CUDA
+// backend) over this rank's slice of the attention weights (H/tp heads, g/tp output groups),
+// the expert-parallel MoE written here over reference/moe's ops, and the collectives that join
+// the ranks. Activations reach the communication layer through the inner backend's
+// download/upload (host transports), or stay in its memory (Backend::device_data: NCCL).
 #include "model/backend_sharded.h"
 
 #include <algorithm>
@@ -44,7 +45,9 @@ struct MoeShard {
 
 class Sharded final : public ShardedBackend {
  public:
-  Sharded(ModelWeights w, BackendOptions o, comm::Comm& world, ParallelLayout l) : o_(o), l_(l) {
+  Sharded(ModelWeights w, BackendOptions o, comm::Comm& world, ParallelLayout l, const ShardedOptions& so)
+      : o_(o), l_(l), on_buffers_(so.on_backend_buffers.value_or(world.transport() == "nccl")), keep_(so.keep) {
+    const InnerBackendFactory& inner = so.inner;
     config_ = w.config;
     const auto& c = config_;
     check_layout(c, world.size(), l);
@@ -86,11 +89,17 @@ class Sharded final : public ShardedBackend {
     for (auto& m : w.mtp) shard(m.block);
     w.config.n_heads = H / l.tp;
     w.config.o_groups = g / l.tp;
-    inner_ = make_reference_backend(std::move(w), o);
+    inner_ = inner ? inner(std::move(w), o) : make_reference_backend(std::move(w), o);
+    if (on_buffers_) {
+      auto probe = inner_->alloc(1, 1);
+      require(inner_->device_data(*probe) != nullptr,
+              "the sharded backend runs its collectives on the inner backend's buffers (" + world.transport() +
+                  "), but backend '" + inner_->name() + "' has no device memory to give them");
+    }
   }
 
   std::string name() const override {
-    return "ref-sharded(tp=" + std::to_string(l_.tp) + ",ep=" + std::to_string(l_.ep) + ")";
+    return inner_->name() + "-sharded(tp=" + std::to_string(l_.tp) + ",ep=" + std::to_string(l_.ep) + ")";
   }
   const ModelConfig& config() const override { return config_; }
   int64_t first_expert() const override { return first_expert_; }
@@ -136,6 +145,10 @@ class Sharded final : public ShardedBackend {
                  LayerCache& cache) override {
     inner_->attention(layer, u, rows, f, cache);
     if (tp_->size() == 1) return;
+    if (on_buffers_) {  // in place, in the backend's memory
+      tp_->all_reduce_sum(inner_->device_data(f), f.rows() * f.cols());
+      return;
+    }
     std::vector<float> y(size_t(f.rows() * f.cols()));
     inner_->download(f, y.data());
     tp_->all_reduce_sum(y.data(), int64_t(y.size()));
@@ -199,7 +212,7 @@ class Sharded final : public ShardedBackend {
         sent_rows.push_back(i);
       }
     std::vector<float> recv;
-    const std::vector<int64_t> recv_counts = comm::all_to_all_v(*ep_, send, send_counts, recv);
+    const std::vector<int64_t> recv_counts = exchange(*ep_, send, send_counts, recv);
 
     // 3. The owner runs each of its experts once over every pair it received for it.
     const int64_t got = int64_t(recv.size()) / entry;
@@ -236,7 +249,7 @@ class Sharded final : public ShardedBackend {
     std::vector<int64_t> reply_counts(recv_counts.size());
     for (size_t q = 0; q < recv_counts.size(); ++q) reply_counts[q] = recv_counts[q] / entry * D;
     std::vector<float> back;
-    comm::all_to_all_v(*ep_, reply, reply_counts, back);
+    exchange(*ep_, reply, reply_counts, back);
     require(back.size() == sent_rows.size() * size_t(D),
             "sharded MoE: the combine returned " + std::to_string(back.size()) + " values for " +
                 std::to_string(sent_rows.size()) + " pairs");
@@ -247,14 +260,41 @@ class Sharded final : public ShardedBackend {
       ref::expert<float>({view2<const float>(xs, rows, D), m.shared_w1.data(), m.shared_w3.data(),
                           m.shared_w2.data(), I, nullptr, 1, c.swiglu_limit, true, quant,
                           view2(ys, rows, D)});
-    if (tp > 1) tp_->all_reduce_sum(y.data(), int64_t(y.size()));  // rows outside [a, b) are 0 here
+    if (tp > 1) reduce(*tp_, y);  // rows outside [a, b) are 0 here
     inner_->upload(f, y.data());
   }
 
  private:
+  // comm::all_to_all_v over host vectors, or with on_buffers_ through buffers of the inner
+  // backend (upload, the collective on their device memory, download).
+  std::vector<int64_t> exchange(comm::Comm& c, const std::vector<float>& send, const std::vector<int64_t>& counts,
+                                std::vector<float>& recv) {
+    if (!on_buffers_) return comm::all_to_all_v(c, send, counts, recv);
+    check_counts(c, counts, int64_t(send.size()), "all_to_all_v send_counts");
+    const std::vector<int64_t> got = c.exchange_counts(counts);
+    int64_t total = 0;
+    for (int64_t n : got) total += n;
+    recv.assign(size_t(total), 0.f);
+    auto sb = inner_->alloc(1, int64_t(send.size())), rb = inner_->alloc(1, total);
+    inner_->upload(*sb, send.data());
+    c.all_to_all_v(inner_->device_data(*sb), counts, inner_->device_data(*rb), got);
+    inner_->download(*rb, recv.data());
+    return got;
+  }
+  // v <- the sum of v over the ranks of c (host, or through a buffer of the inner backend).
+  void reduce(comm::Comm& c, std::vector<float>& v) {
+    if (!on_buffers_) return c.all_reduce_sum(v.data(), int64_t(v.size()));
+    auto b = inner_->alloc(1, int64_t(v.size()));
+    inner_->upload(*b, v.data());
+    c.all_reduce_sum(inner_->device_data(*b), int64_t(v.size()));
+    inner_->download(*b, v.data());
+  }
+
   ModelConfig config_;  // the whole model's (the inner backend's has H/tp heads, g/tp groups)
   BackendOptions o_;
   ParallelLayout l_;
+  bool on_buffers_;                   // collectives on the inner backend's memory (NCCL)
+  std::shared_ptr<comm::Comm> keep_;  // the communicator the groups came from: outlives them
   std::unique_ptr<comm::Comm> tp_, ep_;
   int64_t experts_ = 0, first_expert_ = 0;
   std::vector<int64_t> expert_tokens_;
@@ -282,8 +322,9 @@ void check_layout(const ModelConfig& c, int world, ParallelLayout l) {
 }
 
 std::unique_ptr<ShardedBackend> make_sharded_backend(ModelWeights weights, BackendOptions options,
-                                                     comm::Comm& world, ParallelLayout l) {
-  return std::make_unique<Sharded>(std::move(weights), options, world, l);
+                                                     comm::Comm& world, ParallelLayout l,
+                                                     const ShardedOptions& sharded) {
+  return std::make_unique<Sharded>(std::move(weights), options, world, l, sharded);
 }
 
 }  // namespace dsv4

@@ -1,4 +1,4 @@
-// The sharded reference backend: one rank's part of a tensor- and expert-parallel V4, over the
+// The sharded backend: one rank's part of a tensor- and expert-parallel V4, over the
 // communication layer (comm/comm.h). The model code (model/model.h) is unchanged: it calls
 // the Backend interface on every rank, and every rank ends each sub-layer with the same
 // activations as an unsharded run (up to the rounding of the split reductions).
@@ -31,6 +31,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <memory>
 #include <vector>
 
@@ -57,9 +59,26 @@ class ShardedBackend : public Backend {
   virtual const std::vector<int64_t>& expert_tokens() const = 0;
 };
 
+// Makes the backend that runs this rank's slice of the weights (everything but the routed
+// experts, which the sharded backend runs itself): the reference backend when empty, or e.g.
+// the CUDA backend (model/backend_factory.h). Activations cross to the communication layer
+// through its download/upload.
+using InnerBackendFactory = std::function<std::unique_ptr<Backend>(ModelWeights, BackendOptions)>;
+
+struct ShardedOptions {
+  InnerBackendFactory inner;  // empty: the reference backend
+  // Run the collectives on the inner backend's buffers (Backend::device_data) rather than on
+  // host copies: what a device transport needs (NCCL takes device pointers). Unset: exactly
+  // when the world's transport is "nccl". The attention all-reduce then runs in place on f;
+  // the MoE's host-side dispatch / combine stage their vectors through inner buffers.
+  std::optional<bool> on_backend_buffers;
+  std::shared_ptr<comm::Comm> keep;  // a communicator the backend keeps alive (the world it split)
+};
+
 // This rank's shard of `weights` under layout `l` over `world` (which must outlive the
 // backend; its TP and EP groups are split from it here: a collective call).
 std::unique_ptr<ShardedBackend> make_sharded_backend(ModelWeights weights, BackendOptions options,
-                                                     comm::Comm& world, ParallelLayout l);
+                                                     comm::Comm& world, ParallelLayout l,
+                                                     const ShardedOptions& sharded = {});
 
 }  // namespace dsv4

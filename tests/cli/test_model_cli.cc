@@ -6,6 +6,7 @@
 #include <Eigen/Core>
 #include <fstream>
 
+#include "model/backend.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -94,6 +95,7 @@ TEST_F(ModelCli, BadInputsExitTwoWithOneLineAndNoFile) {
       {"forward" + m + " --prompt x --out " + t.file("no/dir/o.st"), "does not exist"},
       {"generate" + m + " --prompt x --top-p 0", "--top-p"},
       {"generate" + m + " --prompt x --backend tpu", "--backend"},
+      {"bench" + m + " --model-backend tpu --out " + t.file("bm"), "--backend"},
       {"kv --preset v4-pro --context 0", "--context"},
       {"kv --preset v9", "v9"},
       {"config show nothing-here", "nothing-here"},
@@ -104,6 +106,26 @@ TEST_F(ModelCli, BadInputsExitTwoWithOneLineAndNoFile) {
     EXPECT_EQ(count_lines(r.err), 1) << cmd << "\n" << r.err;
     EXPECT_NE(r.err.find(expect), std::string::npos) << cmd << "\n" << r.err;
     EXPECT_FALSE(std::filesystem::exists(t.file("o.st"))) << cmd;
+  }
+}
+
+// Without a device (or without CUDA) --backend cuda is refused with the reason before any
+// checkpoint loads; with one, tests/optimized/test_backend_cuda.cc runs the backend.
+TEST_F(ModelCli, BackendCudaIsRefusedWithItsReasonWhereItCannotRun) {
+  const std::string problem = cuda_backend_problem();
+  if (problem.empty()) GTEST_SKIP() << "the CUDA backend can run here";
+  TempDir t;
+  const std::string m = " --model " + model();
+  for (const std::string& cmd : {"generate" + m + " --prompt x --backend cuda",
+                                "forward" + m + " --prompt x --backend cuda --out " + t.file("o.st"),
+                                "bench --model " + model() + " --model-backend cuda --out " + t.file("bm"),
+                                "eval" + m + " --lengths 512 --backend cuda --out " + t.file("run")}) {
+    const CmdResult r = run_dsv4(cmd, t);
+    EXPECT_EQ(r.status, 2) << cmd << "\n" << r.err;
+    EXPECT_NE(r.err.find("--backend cuda: " + problem), std::string::npos) << cmd << "\n" << r.err;
+    EXPECT_FALSE(std::filesystem::exists(t.file("o.st")) || std::filesystem::exists(t.file("run")) ||
+                 std::filesystem::exists(t.file("bm")))
+        << cmd;
   }
 }
 

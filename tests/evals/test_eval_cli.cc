@@ -8,6 +8,7 @@
 #include <boost/json.hpp>
 #include <filesystem>
 
+#include "model/backend.h"
 #include "tests/cli/cli_harness.h"
 
 namespace dsv4::test {
@@ -47,7 +48,10 @@ TEST(EvalCli, BadInputExitsTwoWithAMessage) {
       {"eval --suite degradation --lengths 4k" + ok, "no config.json"},
       {"eval --lengths 4k --depths 2" + ok, "'2' is not a depth"},
       {"eval --lengths 4k --format other" + ok, "--format"},
-      {"eval --lengths 4k --backend cuda" + ok, "not built/available"},
+      // refused before the checkpoint loads, unless the CUDA backend can run here
+      {"eval --lengths 4k --backend cuda" + ok,
+       cuda_backend_problem().empty() ? std::string("no config.json") : "--backend cuda: " + cuda_backend_problem()},
+      {"eval --lengths 4k --backend tpu" + ok, "--backend: expected ref or cuda, found 'tpu'"},
       {"eval --lengths 4k --new --force" + ok, "--new and --force"},
       {"eval --lengths 4k --model " + tmp.file("missing") + " --out " + tmp.file("o"),
        "is not a directory"},

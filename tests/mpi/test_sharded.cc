@@ -12,10 +12,12 @@
 #include <map>
 #include <random>
 
+#include "model/backend_device.h"
 #include "model/backend_sharded.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
 #include "reference/errors.h"
+#include "tests/model/host_exec.h"
 #include "tests/mpi/mpi_main.h"
 #include "tests/support/compare.h"
 #include "tests/support/tiny_model.h"
@@ -150,6 +152,38 @@ TEST(ShardedEngram, ReplicatedEngramLayersGiveTheUnshardedLogits) {
   for (int64_t t = 0; t < kDecode; ++t)
     EXPECT_TRUE(test::all_close(got.decode[size_t(t)], ref.decode[size_t(t)], logits_tol(ref.prefill)))
         << "decode step " << t;
+}
+
+// The GPU ranks' path (model/backend_factory.h): the sharded backend over a device-style inner
+// backend (model/backend_device.h, here over HostExec: host memory standing in for device
+// memory), its collectives run on the inner backend's buffers (Backend::device_data) as over
+// NCCL; MPI carries them here. The same ops in the same order as the reference inner backend
+// with host collectives, so the logits are bitwise equal; and a backend with no device memory
+// is refused for buffer collectives.
+TEST(ShardedOnBackendBuffers, DeviceStyleInnerBackendGivesTheHostCollectivesLogits) {
+  if (world().size() != 2) GTEST_SKIP() << "runs in the np 2 job (tp 2 x ep 2)";
+  const BackendOptions o{Numerics::exact, KvLayout::f32};
+  Model host(make_sharded_backend(tiny_weights(), o, world(), {2, 2}));
+  const Logits ref = run(host);
+  ShardedOptions so;
+  so.inner = [](ModelWeights w, BackendOptions bo) -> std::unique_ptr<Backend> {
+    return std::make_unique<DeviceBackend<test::HostExec>>("host-device", test::HostExec(), std::move(w), bo);
+  };
+  so.on_backend_buffers = true;
+  Model dev(make_sharded_backend(tiny_weights(), o, world(), {2, 2}, so));
+  EXPECT_EQ(dev.backend().name(), "host-device-sharded(tp=2,ep=2)");
+  const Logits got = run(dev);
+  EXPECT_EQ(max_diff(got.prefill, ref.prefill), 0.0) << "prefill";
+  EXPECT_EQ(max_diff(got.mtp, ref.mtp), 0.0) << "MTP";
+  for (int64_t t = 0; t < kDecode; ++t) EXPECT_EQ(max_diff(got.decode[size_t(t)], ref.decode[size_t(t)]), 0.0) << t;
+  ShardedOptions on_host;
+  on_host.on_backend_buffers = true;  // the reference backend keeps its buffers on the host
+  try {
+    make_sharded_backend(tiny_weights(), o, world(), {2, 2}, on_host);
+    ADD_FAILURE() << "buffer collectives over a host backend were accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("no device memory"), std::string::npos) << e.what();
+  }
 }
 
 TEST(ShardedOfficial, QuantisedNumericsAgreeToQuantisationNoise) {
