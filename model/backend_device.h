@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "model/backend.h"
+#include "model/nvtx.h"
 #include "model/weights.h"
 #include "reference/engram.h"
 #include "reference/errors.h"
@@ -179,6 +180,7 @@ class DeviceBackend final : public Backend {
   }
 
   void embed(const int32_t* ids, int64_t n, Buffer& x) override {
+    const ModelRange nvtx_range(name_.c_str(), "embed");
     const int64_t D = c_.dim, V = c_.vocab_size;
     for (int64_t t = 0; t < n; ++t)
       require(ids[t] >= 0 && ids[t] < V, "token id " + std::to_string(ids[t]) + " at position " + std::to_string(t) +
@@ -189,11 +191,13 @@ class DeviceBackend final : public Backend {
   }
 
   void hc_expand(const Buffer& x, Buffer& h) override {
+    const ModelRange nvtx_range(name_.c_str(), "hc_expand");
     const int64_t D = x.cols(), s = h.cols() / D;
     ex_.spread_rows(buf(x).data(), x.rows(), D, s, buf(h).data(), false);
   }
 
   void hc_pre_norm(int64_t layer, HcSite site, const Buffer& h, Buffer& u, Buffer& post, Buffer& comb) override {
+    const ModelRange nvtx_range(name_.c_str(), "hc_pre_norm", layer);
     const Layer& L = tensors(layer);
     const int k = site == HcSite::attn ? 0 : 1;
     HcPreParams<float> p;
@@ -213,11 +217,13 @@ class DeviceBackend final : public Backend {
   }
 
   void hc_post(const Buffer& h, const Buffer& f, const Buffer& post, const Buffer& comb, Buffer& out) override {
+    const ModelRange nvtx_range(name_.c_str(), "hc_post");
     ex_.hc_post({buf(h).view(), buf(f).view(), buf(post).view(), buf(comb).view(), c_.hc_mult, buf(out).view()});
   }
 
   void attention(int64_t layer, const Buffer& u, const std::vector<int64_t>& rows, Buffer& f,
                  LayerCache& cache) override {
+    const ModelRange nvtx_range(name_.c_str(), "attention", layer);
     const int64_t n = u.rows(), D = c_.dim;
     for (size_t i = 0; i < rows.size(); ++i)
       require(rows[i] >= 0 && rows[i] < n && (i == 0 || rows[i] > rows[i - 1]),
@@ -238,6 +244,7 @@ class DeviceBackend final : public Backend {
   }
 
   void gather_rows(const Buffer& src, const std::vector<int64_t>& rows, Buffer& dst) override {
+    const ModelRange nvtx_range(name_.c_str(), "gather_rows");
     const int64_t c = src.cols();
     require(dst.cols() == c && dst.rows() == int64_t(rows.size()), "gather_rows: the output has the wrong shape");
     for (int64_t r : rows)
@@ -247,6 +254,7 @@ class DeviceBackend final : public Backend {
   }
 
   void moe(int64_t layer, const Buffer& u, const int32_t* ids, Buffer& f) override {
+    const ModelRange nvtx_range(name_.c_str(), "moe", layer);
     const Layer& L = tensors(layer);
     const int64_t n = u.rows(), k = c_.experts_per_token, V = c_.vocab_size;
     const bool hash = layer < c_.n_layers && c_.hash_routed(layer);
@@ -281,6 +289,7 @@ class DeviceBackend final : public Backend {
   }
 
   void head(const Buffer& h, const std::vector<int64_t>& rows, int64_t mtp, float* logits) override {
+    const ModelRange nvtx_range(name_.c_str(), "head");
     const int64_t D = c_.dim, s = c_.hc_mult, n = int64_t(rows.size()), V = c_.vocab_size;
     for (int64_t r : rows) require(r >= 0 && r < h.rows(), "head: row " + std::to_string(r) + " is outside the chunk");
     require(mtp < int64_t(mtp_.size()), "head: MTP module " + std::to_string(mtp) + " does not exist");
@@ -306,6 +315,7 @@ class DeviceBackend final : public Backend {
   }
 
   void mtp_input(int64_t mtp, const Buffer& h, const int32_t* next_ids, Buffer& out) override {
+    const ModelRange nvtx_range(name_.c_str(), "mtp_input", mtp);
     require(mtp >= 0 && mtp < int64_t(mtp_.size()), "mtp_input: MTP module " + std::to_string(mtp) + " does not exist");
     const Mtp& m = mtp_[size_t(mtp)];
     const int64_t n = h.rows(), D = c_.dim, s = c_.hc_mult;
@@ -325,6 +335,7 @@ class DeviceBackend final : public Backend {
   }
 
   void engram_prefetch(int64_t layer, const int32_t* ids, int64_t n, LayerCache& cache) override {
+    const ModelRange nvtx_range(name_.c_str(), "engram_prefetch", layer);
     const int64_t i = c_.engram.index_of(layer);
     if (i < 0) return;
     EngramLayer& g = engram_[size_t(i)];
@@ -340,6 +351,7 @@ class DeviceBackend final : public Backend {
   }
 
   void engram(int64_t layer, const int32_t* ids, int64_t n, Buffer& h, LayerCache& cache) override {
+    const ModelRange nvtx_range(name_.c_str(), "engram", layer);
     const EngramConfig& ec = c_.engram;
     const int64_t i = ec.index_of(layer), S = c_.hc_mult, D = c_.dim, E = ec.width();
     require(i >= 0, "engram: layer " + std::to_string(layer) + " has no Engram");

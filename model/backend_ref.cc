@@ -8,6 +8,7 @@
 #include <Eigen/Dense>
 
 #include "model/backend.h"
+#include "model/nvtx.h"
 #include "model/weights.h"
 #include "reference/engram.h"
 #include "reference/errors.h"
@@ -61,6 +62,7 @@ class RefLayerCache final : public LayerCache {
 
 template <class T>
 class ReferenceBackend final : public Backend {
+  static constexpr const char* kTag = std::is_same_v<T, float> ? "ref" : "ref-f64";  // NVTX names
   using Host = HostBuffer<T>;
   using Cache = RefLayerCache<T>;
   static Host& host(Buffer& b) { return static_cast<Host&>(b); }
@@ -108,12 +110,14 @@ class ReferenceBackend final : public Backend {
   }
 
   void engram_prefetch(int64_t layer, const int32_t* ids, int64_t n, LayerCache& cache) override {
+    const ModelRange nvtx_range(kTag, "engram_prefetch", layer);
     auto& st = static_cast<Cache&>(cache).engram;
     st.prefetched_e = engram_lookup_rows(layer, ids, n, st.ids);
     st.prefetched_ids.assign(ids, ids + n);
   }
 
   void engram(int64_t layer, const int32_t* ids, int64_t n, Buffer& h, LayerCache& cache) override {
+    const ModelRange nvtx_range(kTag, "engram", layer);
     const auto& c = w_.config;
     const EngramConfig& g = c.engram;
     const int64_t i = g.index_of(layer), S = c.hc_mult, D = c.dim, E = g.width();
@@ -142,6 +146,7 @@ class ReferenceBackend final : public Backend {
   }
 
   void embed(const int32_t* ids, int64_t n, Buffer& x) override {
+    const ModelRange nvtx_range(kTag, "embed");
     const int64_t D = w_.config.dim, V = w_.config.vocab_size;
     for (int64_t t = 0; t < n; ++t) {
       require(ids[t] >= 0 && ids[t] < V, "token id " + std::to_string(ids[t]) + " at position " +
@@ -152,6 +157,7 @@ class ReferenceBackend final : public Backend {
   }
 
   void hc_expand(const Buffer& x, Buffer& h) override {
+    const ModelRange nvtx_range(kTag, "hc_expand");
     const int64_t D = x.cols(), s = h.cols() / D;
     for (int64_t t = 0; t < x.rows(); ++t)
       for (int64_t k = 0; k < s; ++k)
@@ -159,6 +165,7 @@ class ReferenceBackend final : public Backend {
   }
 
   void hc_pre_norm(int64_t layer, HcSite site, const Buffer& h, Buffer& u, Buffer& post, Buffer& comb) override {
+    const ModelRange nvtx_range(kTag, "hc_pre_norm", layer);
     const auto& L = tensors(layer);
     const auto& c = w_.config;
     const bool a = site == HcSite::attn;
@@ -179,12 +186,14 @@ class ReferenceBackend final : public Backend {
   }
 
   void hc_post(const Buffer& h, const Buffer& f, const Buffer& post, const Buffer& comb, Buffer& out) override {
+    const ModelRange nvtx_range(kTag, "hc_post");
     ref::hc_post<T>({host(h).view(), host(f).view(), host(post).view(), host(comb).view(),
                          w_.config.hc_mult, host(out).view()});
   }
 
   void attention(int64_t layer, const Buffer& u, const std::vector<int64_t>& rows, Buffer& f,
                  LayerCache& cache) override {
+    const ModelRange nvtx_range(kTag, "attention", layer);
     AttentionLayerParams<T> p;
     p.shape = w_.config.attention_shape(layer);
     p.w = tensors(layer).attention();
@@ -207,6 +216,7 @@ class ReferenceBackend final : public Backend {
   }
 
   void gather_rows(const Buffer& src, const std::vector<int64_t>& rows, Buffer& dst) override {
+    const ModelRange nvtx_range(kTag, "gather_rows");
     const int64_t c = src.cols();
     require(dst.cols() == c && dst.rows() == int64_t(rows.size()), "gather_rows: the output has the wrong shape");
     for (size_t i = 0; i < rows.size(); ++i) {
@@ -217,6 +227,7 @@ class ReferenceBackend final : public Backend {
   }
 
   void moe(int64_t layer, const Buffer& u, const int32_t* ids, Buffer& f) override {
+    const ModelRange nvtx_range(kTag, "moe", layer);
     const auto& c = w_.config;
     const auto& L = tensors(layer);
     const int64_t n = u.rows(), k = c.experts_per_token;
@@ -254,6 +265,7 @@ class ReferenceBackend final : public Backend {
   }
 
   void head(const Buffer& h, const std::vector<int64_t>& rows, int64_t mtp, float* logits) override {
+    const ModelRange nvtx_range(kTag, "head");
     const auto& c = w_.config;
     const int64_t D = c.dim, s = c.hc_mult, n = int64_t(rows.size());
     std::vector<T> x(size_t(n * s * D)), u(size_t(n * D));
@@ -288,6 +300,7 @@ class ReferenceBackend final : public Backend {
   }
 
   void mtp_input(int64_t mtp, const Buffer& h, const int32_t* next_ids, Buffer& out) override {
+    const ModelRange nvtx_range(kTag, "mtp_input", mtp);
     const auto& c = w_.config;
     const auto& m = w_.mtp.at(size_t(mtp));
     const int64_t n = h.rows(), D = c.dim, s = c.hc_mult;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "optimized/cuda_check.cuh"
+#include "optimized/device.cuh"
 #include "reference/errors.h"
 
 namespace dsv4::cuda {
@@ -57,6 +58,7 @@ void hadamard(const HadamardParams<float>& p, cudaStream_t stream) {
   if (p.x.rows == 0) return;
   const int threads = static_cast<int>(d / 2 < 1 ? 1 : (d / 2 < kMaxThreads ? d / 2 : kMaxThreads));
   const float norm = 1.0f / std::sqrt(static_cast<float>(d));  // the reference's T(1)/sqrt(T(d))
+  const NvtxRange range("hadamard");
   hadamard_rows<<<static_cast<unsigned>(p.x.rows), threads, d * sizeof(float), stream>>>(
       p.x, p.y, norm);
   DSV4_CUDA_CHECK(cudaGetLastError());

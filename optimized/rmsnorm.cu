@@ -3,6 +3,7 @@
 #include <climits>
 
 #include "optimized/cuda_check.cuh"
+#include "optimized/device.cuh"
 #include "reference/errors.h"
 
 namespace dsv4::cuda {
@@ -59,6 +60,7 @@ void rmsnorm(const RmsNormParams<float>& p, cudaStream_t stream) {
           "rmsnorm: tensor 'x': at most " + std::to_string(INT_MAX) +
               " rows per launch (one block per row), found " + std::to_string(p.x.rows));
   if (p.x.rows == 0 || p.x.cols == 0) return;
+  const NvtxRange range("rmsnorm");
   rmsnorm_rows<<<static_cast<unsigned>(p.x.rows), kRmsNormThreads, 0, stream>>>(
       p.x, p.w, p.y, static_cast<float>(p.eps));
   DSV4_CUDA_CHECK(cudaGetLastError());

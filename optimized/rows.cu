@@ -4,6 +4,7 @@
 #include <string>
 
 #include "optimized/cuda_check.cuh"
+#include "optimized/device.cuh"
 #include "reference/errors.h"
 
 namespace dsv4::cuda {
@@ -48,6 +49,7 @@ void gather_rows(const float* src, int64_t src_rows, int64_t src_ld, const int32
   check_grid("gather_rows", n);
   require(cols >= 0 && src_ld >= cols && dst_ld >= cols, "gather_rows: row strides must cover the columns");
   if (n == 0 || cols == 0) return;
+  const NvtxRange range("gather_rows");
   gather_rows_kernel<<<unsigned(n), kRowsThreads, 0, stream>>>(src, src_rows, src_ld, idx, cols, dst, dst_ld);
   DSV4_CUDA_CHECK(cudaGetLastError());
 }
@@ -58,6 +60,7 @@ void spread_rows(const float* src, int64_t n, int64_t cols, int64_t s, float* ds
   require(n <= INT_MAX / s, "spread_rows: n * s overflows a grid");
   check_grid("spread_rows", n * s);
   if (n == 0 || cols == 0) return;
+  const NvtxRange range("spread_rows");
   spread_rows_kernel<<<unsigned(n * s), kRowsThreads, 0, stream>>>(src, cols, s, dst, accumulate);
   DSV4_CUDA_CHECK(cudaGetLastError());
 }
