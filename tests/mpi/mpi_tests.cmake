@@ -55,4 +55,10 @@ if(DSV4_HAVE_NCCL)
   dsv4_mpi_test(mpi.nccl_np1 1 dsv4_test_mpi_nccl)
   dsv4_mpi_test(mpi.nccl_np2 2 dsv4_test_mpi_nccl)
   set_tests_properties(mpi.nccl_np1 mpi.nccl_np2 PROPERTIES LABELS "mpi;gpu")
+  # The sharded model on GPU ranks over NCCL (tests/mpi/test_sharded_cuda.cc): np 1 runs the
+  # model through the NCCL path on one device, np 2 needs two.
+  dsv4_mpi_executable(sharded_cuda dsv4_model CUDA::cudart)
+  dsv4_mpi_test(mpi.sharded_cuda_np1 1 dsv4_test_mpi_sharded_cuda)
+  dsv4_mpi_test(mpi.sharded_cuda_np2 2 dsv4_test_mpi_sharded_cuda)
+  set_tests_properties(mpi.sharded_cuda_np1 mpi.sharded_cuda_np2 PROPERTIES LABELS "mpi;gpu")
 endif()
