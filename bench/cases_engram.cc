@@ -26,6 +26,20 @@
 //                                  FLOPs and dense reads as bench/engram_cost.h; bytes = the
 //                                  dense parameters + e in + X in + Y out + the Z history in
 //                                  and out, floats. Decode steps cold copies (bench/setup.h).
+//   engram_prefetch/v4-flash/mmap_bf16,rows:R,tokens:512,part:{copy,compute,both}
+//                                  the CPU twin of engram_prefetch_cuda (bench/cases_engram_cuda.cc):
+//                                  how much of a prefetched lookup hides behind compute, as the
+//                                  reference backend runs it (Backend::engram_prefetch: the
+//                                  lookup on another thread while the earlier layers compute).
+//                                  copy: the lookup of a 512-token chunk from the memory-mapped
+//                                  BF16 table on a thread of its own (std::async, joined);
+//                                  compute: a single-threaded Eigen SGEMM n x n x n, n = 640
+//                                  (~10 ms on one core: the order of the lookup, so either can
+//                                  hide the other); both: the lookup started, the SGEMM, the
+//                                  join. bytes / FLOPs: the rows moved / 2 n^3 where the part
+//                                  has them. Needs a second core for the lookup thread.
+//                                  bench_derived.json engram_overlap (bench/derive.h) derives
+//                                  overlap and the hidden share of the lookup from the three.
 //
 // The mmap table is written once per case set-up to a temporary file (streamed in chunks, so
 // no second copy of the table is held), mapped, and unlinked at once: the mapping keeps the
@@ -34,7 +48,9 @@
 // mapped), not the first touches.
 #include <unistd.h>
 
+#include <Eigen/Dense>
 #include <cmath>
+#include <future>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -152,6 +168,46 @@ struct LookupData {
   double touched = 0;  // keeps the page-touch loop from being optimised away
 };
 
+// The hash of T random tokens over tables of ~R rows per head, and the table: F32 in memory, or
+// BF16 in a temporary safetensors file, memory-mapped (every page touched once) and unlinked.
+std::shared_ptr<LookupData> make_lookup_data(const ModelConfig& c, int64_t R, int64_t T, bool mmap, uint64_t seed) {
+  const EngramConfig& g = c.engram;
+  const int64_t slots = g.slots(), de = g.head_dim();
+  auto a = std::make_shared<LookupData>();
+  a->hash = make_hash(c, R, T, seed);
+  ref::engram_hash(a->hash->p);
+  const int64_t rows = a->hash->hash.table_rows;
+  EngramTableView tb{nullptr, mmap ? TableDType::bf16 : TableDType::f32, rows, de};
+  if (mmap) {
+    static int serial = 0;
+    const std::string path = (std::filesystem::temp_directory_path() /
+                              ::fmt::format("dsv4-bench-engram-{}-{}.safetensors", ::getpid(), serial++))
+                                 .string();
+    try {
+      write_bf16_table(path, rows, de, 920);
+      a->mapped = std::make_unique<SafetensorsReader>(path);
+    } catch (...) {
+      std::filesystem::remove(path);
+      throw;
+    }
+    std::filesystem::remove(path);  // the mapping keeps the data
+    const TensorInfo* t = a->mapped->find(kTableTensor);
+    if (!t || t->dtype != DType::BF16 || t->shape != std::vector<int64_t>{rows, de})
+      throw InputError("engram_lookup bench: the table file does not hold " + std::string(kTableTensor) + " [rows, de] BF16");
+    const auto bytes = a->mapped->bytes(*t);
+    tb.data = bytes.data();
+    volatile unsigned char sink = 0;  // map every page once (steady state, not first touches)
+    for (size_t at = 0; at < bytes.size(); at += size_t(kPageBytes)) sink = sink + static_cast<unsigned char>(bytes[at]);
+    a->touched = double(sink);
+  } else {
+    a->table = rand_uniform(size_t(rows * de), 920, 1.0f);
+    tb.data = a->table.data();
+  }
+  a->e.resize(size_t(T * slots * de));
+  a->p = {tb, view2<const int64_t>(a->hash->rows.data(), T, slots), view2(a->e.data(), T, slots * de)};
+  return a;
+}
+
 void add_lookup(std::vector<Case>& out, int log_rows, bool mmap) {
   const ModelConfig c = preset_with_engram("v4-flash");  // lookup shapes are the same in Flash and Pro
   const EngramConfig& g = c.engram;
@@ -169,40 +225,56 @@ void add_lookup(std::vector<Case>& out, int log_rows, bool mmap) {
   cs.memory = table_rows * double(de) * value_bytes + double(T * slots) * 8.0 + double(T * slots * de) * 4.0;
   cs.quick = (log_rows == kQuickLogRowsCache && !mmap) || log_rows == kQuickLogRowsDram;
   cs.target = false;  // latency-bound random gathers, judged against a streaming ceiling
-  cs.setup = [c, R, T, slots, de, mmap, log_rows] {
-    auto a = std::make_shared<LookupData>();
-    a->hash = make_hash(c, R, T, 910 + uint64_t(log_rows));
-    ref::engram_hash(a->hash->p);
-    const int64_t rows = a->hash->hash.table_rows;
-    EngramTableView tb{nullptr, mmap ? TableDType::bf16 : TableDType::f32, rows, de};
-    if (mmap) {
-      static int serial = 0;
-      const std::string path = (std::filesystem::temp_directory_path() /
-                                ::fmt::format("dsv4-bench-engram-{}-{}.safetensors", ::getpid(), serial++))
-                                   .string();
-      try {
-        write_bf16_table(path, rows, de, 920);
-        a->mapped = std::make_unique<SafetensorsReader>(path);
-      } catch (...) {
-        std::filesystem::remove(path);
-        throw;
-      }
-      std::filesystem::remove(path);  // the mapping keeps the data
-      const TensorInfo* t = a->mapped->find(kTableTensor);
-      if (!t || t->dtype != DType::BF16 || t->shape != std::vector<int64_t>{rows, de})
-        throw InputError("engram_lookup bench: the table file does not hold " + std::string(kTableTensor) + " [rows, de] BF16");
-      const auto bytes = a->mapped->bytes(*t);
-      tb.data = bytes.data();
-      volatile unsigned char sink = 0;  // map every page once (steady state, not first touches)
-      for (size_t at = 0; at < bytes.size(); at += size_t(kPageBytes)) sink = sink + static_cast<unsigned char>(bytes[at]);
-      a->touched = double(sink);
-    } else {
-      a->table = rand_uniform(size_t(rows * de), 920, 1.0f);
-      tb.data = a->table.data();
-    }
-    a->e.resize(size_t(T * slots * de));
-    a->p = {tb, view2<const int64_t>(a->hash->rows.data(), T, slots), view2(a->e.data(), T, slots * de)};
+  cs.setup = [c, R, T, mmap, log_rows] {
+    auto a = make_lookup_data(c, R, T, mmap, 910 + uint64_t(log_rows));
     return Step([a] { ref::engram_lookup(a->p); });
+  };
+  out.push_back(std::move(cs));
+}
+
+// ---- prefetch overlap ----------------------------------------------------------------------
+
+constexpr int64_t kOverlapGemmN = 640;  // the compute stand-in: 2 n^3 = 0.52 GFLOP, ~10 ms on one core
+constexpr int kOverlapLogRows = 16;     // rows per head: the quick DRAM table (128 MiB BF16)
+
+enum class Part { copy, compute, both };
+const char* part_name(Part p) { return p == Part::copy ? "copy" : p == Part::compute ? "compute" : "both"; }
+
+struct OverlapData {
+  std::shared_ptr<LookupData> lookup;
+  Eigen::MatrixXf a, b, c;
+};
+
+void add_overlap(std::vector<Case>& out, Part part) {
+  const ModelConfig c = preset_with_engram("v4-flash");
+  const EngramConfig& g = c.engram;
+  const int64_t R = int64_t(1) << kOverlapLogRows, T = kEngramChunk, slots = g.slots(), de = g.head_dim(),
+                n = kOverlapGemmN;
+  const bool copy = part != Part::compute, compute = part != Part::copy;
+  Case cs;
+  cs.op = "engram_prefetch";
+  cs.model = "v4-flash";
+  cs.variant = ::fmt::format("mmap_bf16,rows:{},tokens:{},part:{}", R, T, part_name(part));
+  cs.bytes = copy ? double(T * slots * de) * 2.0 : 0.0;
+  cs.flops = compute ? 2.0 * double(n) * double(n) * double(n) : 0.0;
+  cs.memory = (copy ? double(16 * R * de) * 2.0 + double(T * slots) * (8.0 + 4.0 * double(de)) : 0.0) +
+              (compute ? 3.0 * double(n * n) * 4.0 : 0.0);
+  cs.quick = true;
+  cs.target = false;  // a measurement of concurrency, not of an op against a ceiling
+  cs.setup = [c, R, T, n, copy, compute] {
+    auto d = std::make_shared<OverlapData>();
+    if (copy) d->lookup = make_lookup_data(c, R, T, true, 960);
+    if (compute) {
+      d->a = Eigen::MatrixXf::Random(n, n);
+      d->b = Eigen::MatrixXf::Random(n, n);
+      d->c = Eigen::MatrixXf::Zero(n, n);
+    }
+    return Step([d, copy, compute] {
+      std::future<void> f;
+      if (copy) f = std::async(std::launch::async, [l = d->lookup] { ref::engram_lookup(l->p); });
+      if (compute) d->c.noalias() = d->a * d->b;
+      if (copy) f.get();
+    });
   };
   out.push_back(std::move(cs));
 }
@@ -261,6 +333,7 @@ void add_engram_cases(std::vector<Case>& out) {
   add_hash(out);
   for (bool mmap : {false, true})
     for (int lr : kLookupLogRows) add_lookup(out, lr, mmap);
+  for (Part p : {Part::copy, Part::compute, Part::both}) add_overlap(out, p);
   for (const char* m : {"v4-flash", "v4-pro"}) {
     add_mix(out, m, 1);
     add_mix(out, m, kEngramChunk);

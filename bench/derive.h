@@ -81,12 +81,15 @@ struct EngramVsMoeRow {
   double measured = 0, analytic_flops = 0, analytic_bytes = 0;
 };
 
-// The GPU Engram prefetch (bench/cases_engram_cuda.cc), from the medians of the three parts
-// engram_prefetch_cuda/<model>/<mode>,tokens:T,part:{copy,compute,both} of the same run:
+// The Engram prefetch overlap, from the medians of the three parts of the same run:
+// engram_prefetch_cuda/<model>/<mode>,tokens:T,part:{copy,compute,both} (GPU,
+// bench/cases_engram_cuda.cc) and engram_prefetch/<model>/mmap_bf16,rows:R,tokens:T,part:...
+// (CPU, bench/cases_engram.cc):
 //   overlap = (t_copy + t_compute - t_both) / min(t_copy, t_compute)   (1: the shorter is hidden)
 //   hidden_fraction_of_copy = (t_copy + t_compute - t_both) / t_copy
 struct EngramOverlapRow {
-  std::string model, mode;  // mode: staged or mapped
+  std::string backend;      // cpu (engram_prefetch/...) or gpu (engram_prefetch_cuda/...)
+  std::string model, mode;  // mode: staged or mapped (gpu), mmap_bf16 (cpu)
   int64_t tokens = 0;
   double copy_seconds = 0, compute_seconds = 0, both_seconds = 0;
   double overlap = 0, hidden_fraction_of_copy = 0;

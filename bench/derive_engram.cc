@@ -107,20 +107,21 @@ std::string engram_vs_moe_table(const std::vector<EngramVsMoeRow>& rows) {
   return s;
 }
 
-// ---- GPU prefetch overlap (bench/cases_engram_cuda.cc) --------------------------------------
+// ---- prefetch overlap (bench/cases_engram.cc on the CPU, cases_engram_cuda.cc on the GPU) ----
 
 namespace {
 constexpr const char* kLookupGpuOp = "engram_lookup_cuda/v4/";
 constexpr const char* kBf16Suffix = "_bf16";
-constexpr const char* kPrefetchOp = "engram_prefetch_cuda/";
+constexpr const char* kPrefetchOps[] = {"engram_prefetch/", "engram_prefetch_cuda/"};  // cpu, gpu
 constexpr const char* kPartKey = ",part:";
 }  // namespace
 
 std::vector<EngramOverlapRow> derive_engram_overlap(const std::vector<DerivedBenchmark>& b) {
-  // <model>/<mode>,tokens:T (the name without the op and the part) -> part -> median seconds
+  // op/<model>/<mode>,...,tokens:T (the name without the part) -> part -> median seconds
   std::map<std::string, std::map<std::string, double>> groups;
   for (const auto& x : b) {
-    if (x.name.rfind(kPrefetchOp, 0) != 0 || x.seconds.empty()) continue;
+    const bool prefetch = x.name.rfind(kPrefetchOps[0], 0) == 0 || x.name.rfind(kPrefetchOps[1], 0) == 0;
+    if (!prefetch || x.seconds.empty()) continue;
     const size_t at = x.name.rfind(kPartKey);
     if (at == std::string::npos) continue;
     groups[x.name.substr(0, at)][x.name.substr(at + std::string(kPartKey).size())] = x.median_seconds();
@@ -130,10 +131,12 @@ std::vector<EngramOverlapRow> derive_engram_overlap(const std::vector<DerivedBen
     const auto copy = parts.find("copy"), compute = parts.find("compute"), both = parts.find("both");
     if (copy == parts.end() || compute == parts.end() || both == parts.end()) continue;
     if (copy->second <= 0 || compute->second <= 0 || both->second <= 0) continue;
-    const std::string rest = key.substr(std::string(kPrefetchOp).size());  // <model>/<mode>,tokens:T
+    const bool gpu = key.rfind(kPrefetchOps[1], 0) == 0;
+    const std::string rest = key.substr(std::string(kPrefetchOps[gpu ? 1 : 0]).size());  // <model>/<mode>,...
     const size_t slash = rest.find('/'), comma = rest.find(',');
     if (slash == std::string::npos || comma == std::string::npos || comma < slash) continue;
     EngramOverlapRow r;
+    r.backend = gpu ? "gpu" : "cpu";
     r.model = rest.substr(0, slash);
     r.mode = rest.substr(slash + 1, comma - slash - 1);
     r.tokens = field_of(rest, "tokens");
@@ -151,7 +154,8 @@ std::vector<EngramOverlapRow> derive_engram_overlap(const std::vector<DerivedBen
 json::array engram_overlap_json(const std::vector<EngramOverlapRow>& rows) {
   json::array out;
   for (const auto& r : rows)
-    out.push_back(json::object{{"model", r.model},
+    out.push_back(json::object{{"backend", r.backend},
+                               {"model", r.model},
                                {"mode", r.mode},
                                {"tokens", r.tokens},
                                {"copy_seconds", r.copy_seconds},
@@ -165,14 +169,16 @@ json::array engram_overlap_json(const std::vector<EngramOverlapRow>& rows) {
 std::string engram_overlap_table(const std::vector<EngramOverlapRow>& rows) {
   if (rows.empty()) return "";
   std::string s =
-      "\nEngram prefetch overlap on the GPU, same run (engram_prefetch_cuda: the prefetch of a chunk's rows on its\n"
-      "  stream beside a BF16 GEMM of one MoE layer's FLOPs on the compute stream)\n"
+      "\nEngram prefetch overlap, same run (gpu, engram_prefetch_cuda: the prefetch of a chunk's rows on its stream\n"
+      "  beside a BF16 GEMM of one MoE layer's FLOPs on the compute stream; cpu, engram_prefetch: the lookup of a\n"
+      "  chunk's rows from the memory-mapped table on a second thread beside a one-core SGEMM, n = 640)\n"
       "  overlap = (copy + compute - both) / min(copy, compute), 1 = the shorter fully hidden;\n"
       "  hidden = (copy + compute - both) / copy, the share of the copy hidden behind compute\n\n";
-  s += fmt::format("{:<9} {:<7} {:>7} {:>9} {:>10} {:>9} {:>8} {:>7}\n", "model", "mode", "tokens", "copy ms",
-                   "compute ms", "both ms", "overlap", "hidden");
+  s += fmt::format("{:<4} {:<9} {:<9} {:>7} {:>9} {:>10} {:>9} {:>8} {:>7}\n", "on", "model", "mode", "tokens",
+                   "copy ms", "compute ms", "both ms", "overlap", "hidden");
   for (const auto& r : rows)
-    s += fmt::format("{:<9} {:<7} {:>7} {:>9.3f} {:>10.3f} {:>9.3f} {:>8.2f} {:>6.1f}%\n", r.model, r.mode, r.tokens,
+    s += fmt::format("{:<4} {:<9} {:<9} {:>7} {:>9.3f} {:>10.3f} {:>9.3f} {:>8.2f} {:>6.1f}%\n", r.backend, r.model,
+                     r.mode, r.tokens,
                      r.copy_seconds * 1e3, r.compute_seconds * 1e3, r.both_seconds * 1e3, r.overlap,
                      100 * r.hidden_fraction_of_copy);
   return s;

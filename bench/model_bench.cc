@@ -65,6 +65,15 @@ json::object run_model_bench(Model& model, comm::TimingComm& world, const ModelB
   const std::vector<int32_t> prompt = random_ids(o.prompt, V, o.seed);
   const std::vector<int32_t> steps = random_ids(std::max<int64_t>(o.decode, 1), V, o.seed + 1);
   Phase prefill, decode;
+  EngramPrefetchStats engram_prefill, engram_decode;  // summed over the repetitions
+  auto engram_since = [&](const EngramPrefetchStats& before) {
+    const EngramPrefetchStats now = model.backend().engram_prefetch_stats();
+    return EngramPrefetchStats{now.lookups - before.lookups, now.lookup_seconds - before.lookup_seconds,
+                               now.wait_seconds - before.wait_seconds};
+  };
+  auto add = [](EngramPrefetchStats& to, const EngramPrefetchStats& d) {
+    to.lookups += d.lookups, to.lookup_seconds += d.lookup_seconds, to.wait_seconds += d.wait_seconds;
+  };
   using Clock = std::chrono::steady_clock;
   auto timed = [&](Phase& ph, auto&& body) {
     world.barrier();
@@ -79,10 +88,14 @@ json::object run_model_bench(Model& model, comm::TimingComm& world, const ModelB
   };
   for (int r = 0; r < o.repetitions; ++r) {
     Sequence s = model.new_sequence();
+    EngramPrefetchStats before = model.backend().engram_prefetch_stats();
     timed(prefill, [&] { model.prefill(s, prompt, o.chunk); });
+    add(engram_prefill, engram_since(before));
+    before = model.backend().engram_prefetch_stats();
     timed(decode, [&] {
       for (int64_t t = 0; t < o.decode; ++t) model.decode(s, steps[size_t(t)]);
     });
+    add(engram_decode, engram_since(before));
   }
   json::object out{{"kind", "dsv4.bench.model"},
                    {"schema_version", 1},
@@ -99,6 +112,16 @@ json::object run_model_bench(Model& model, comm::TimingComm& world, const ModelB
   const double ds = d["seconds"].as_double();
   d["ms_per_token"] = o.decode > 0 ? 1e3 * ds / double(o.decode) : 0.0;
   out["decode"] = std::move(d);
+  if (model.config().engram.enabled()) {  // rank 0's prefetches (Engram layers are replicated)
+    auto stats = [&](const EngramPrefetchStats& e) {
+      const double reps = double(o.repetitions);
+      return json::object{{"lookups", e.lookups},
+                          {"lookup_seconds", e.lookup_seconds / reps},
+                          {"wait_seconds", e.wait_seconds / reps},
+                          {"hidden_fraction", e.hidden_fraction()}};
+    };
+    out["engram_prefetch"] = json::object{{"prefill", stats(engram_prefill)}, {"decode", stats(engram_decode)}};
+  }
   return out;
 }
 
@@ -114,6 +137,16 @@ std::string model_bench_table(const json::object& r) {
     const double sec = num(p.at("seconds")), tps = num(p.at("tokens_per_second"));
     s += fmt::format("  {:<8} {:>10.4f} {:>12.1f} {:>12.3f} {:>11.1f}%\n", ph, sec, tps, tps > 0 ? 1e3 / tps : 0.0,
                      100 * num(p.at("comm_share")));
+  }
+  if (const auto* e = r.if_contains("engram_prefetch")) {
+    s += "  Engram lookups prefetched ahead of their layers (per repetition):\n";
+    s += fmt::format("  {:<8} {:>8} {:>12} {:>12} {:>8}\n", "phase", "lookups", "lookup ms", "waited ms", "hidden");
+    for (const char* ph : {"prefill", "decode"}) {
+      const auto& p = e->as_object().at(ph).as_object();
+      s += fmt::format("  {:<8} {:>8} {:>12.3f} {:>12.3f} {:>7.1f}%\n", ph, num(p.at("lookups")),
+                       1e3 * num(p.at("lookup_seconds")), 1e3 * num(p.at("wait_seconds")),
+                       100 * num(p.at("hidden_fraction")));
+    }
   }
   return s;
 }

@@ -16,7 +16,11 @@
 //                "comm_share": max over ranks of comm_seconds / seconds,
 //                "collectives": {name: {"calls", "elements"}} (rank 0, per repetition)},
 //    "decode":  {"seconds", "ms_per_token", "tokens_per_second", "comm_seconds", "comm_share",
-//                "collectives"}}
+//                "collectives"},
+//    "engram_prefetch" (Engram models only): {"prefill"|"decode": {"lookups" (all repetitions),
+//                "lookup_seconds", "wait_seconds" (per repetition), "hidden_fraction"}}: the
+//                lookups the backend ran ahead of their layers and how long the layers waited
+//                for them (Backend::engram_prefetch_stats; zeros where a backend does not measure)}
 #pragma once
 
 #include <boost/json.hpp>

@@ -32,6 +32,9 @@ void add_bench_model_options(CLI::App* b, BenchModelArgs& a) {
   b->add_option("--seed", a.seed, "with --model: seed of the token ids")->default_str("0");
   b->add_option("--numerics", a.numerics, "with --model: official | exact")->default_str(a.numerics);
   b->add_option("--kv-layout", a.kv_layout, "with --model: f32 | bf16 | fp8")->default_str(a.kv_layout);
+  b->add_option("--engram-tables", a.engram_tables,
+                "with --model: memory | mmap (Engram tables read in place from the shards)")
+      ->default_str(a.engram_tables);
 }
 
 int bench_model_command(const BenchModelArgs& a, const std::string& out) {
@@ -50,7 +53,7 @@ int bench_model_command(const BenchModelArgs& a, const std::string& out) {
     o.numerics = a.numerics == "official" ? Numerics::official : Numerics::exact;
     o.kv_layout = kv_layout_from_name(a.kv_layout);
     if (!fs::is_directory(a.model)) throw InputError("--model: '" + a.model + "' is not a directory");
-    ModelWeights w = load_checkpoint(a.model);
+    ModelWeights w = load_checkpoint(a.model, engram_load_options(a.engram_tables));
     Model m(make_named_backend(a.backend, std::move(w), o, world.get(), {a.tp, a.ep}));
     bench::ModelBenchOptions mo;
     mo.prompt = a.prompt, mo.decode = a.decode, mo.chunk = a.chunk, mo.repetitions = a.repetitions, mo.seed = a.seed;
@@ -58,6 +61,7 @@ int bench_model_command(const BenchModelArgs& a, const std::string& out) {
     r["model"] = fs::weakly_canonical(a.model).string();
     r["backend"] = m.backend().name();
     r["tp"] = a.tp, r["ep"] = a.ep, r["numerics"] = a.numerics, r["kv_layout"] = a.kv_layout;
+    if (m.config().engram.enabled()) r["engram_tables"] = a.engram_tables;
     if (world->rank() != 0) return 0;
     fs::create_directories(out);
     const std::string path = (fs::path(out) / "model_bench.json").string();

@@ -19,6 +19,7 @@ struct BenchModelArgs {
   uint64_t seed = 0;
   std::string numerics = "official";
   std::string kv_layout = "fp8";
+  std::string engram_tables = "memory";  // memory | mmap
 };
 
 // Adds --model, --model-backend, --tp, --ep, --prompt, --decode, --chunk, --model-reps, --seed, --numerics,

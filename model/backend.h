@@ -42,6 +42,20 @@ class LayerCache {
 
 enum class HcSite { attn, ffn };
 
+// What the Engram prefetches of a backend did (Backend::engram_prefetch_stats): lookups run
+// ahead of their layer, the seconds they took, and the seconds the layers then waited for
+// them. hidden_fraction() = the share of the lookup time hidden behind earlier layers, 0 when
+// the layers waited as long as the lookups took or longer (a wait can exceed the lookup when
+// the lookup started late: its thread found no free core).
+struct EngramPrefetchStats {
+  int64_t lookups = 0;        // prefetched lookups consumed by engram()
+  double lookup_seconds = 0;  // their wall time, where they ran
+  double wait_seconds = 0;    // time engram() blocked waiting for them
+  double hidden_fraction() const {
+    return lookup_seconds > 0 && wait_seconds < lookup_seconds ? 1.0 - wait_seconds / lookup_seconds : 0.0;
+  }
+};
+
 struct BackendOptions {
   Numerics numerics = Numerics::official;
   KvLayout kv_layout = KvLayout::f32;
@@ -95,11 +109,13 @@ class Backend {
   }
   // Called for every Engram layer as soon as a forward's ids are known, before any layer
   // runs: the addresses depend on the ids alone, so a backend may start gathering the table
-  // rows (the reference computes them here; CUDA copies them from host memory on a side
-  // stream). The next engram() call of that layer with the same ids uses them. Optional.
+  // rows (the reference starts the lookup on a thread of its own; CUDA copies the rows from host
+  // memory on a side stream). The next engram() call of that layer with the same ids uses them. Optional.
   virtual void engram_prefetch(int64_t layer, const int32_t* ids, int64_t n, LayerCache& cache) {
     (void)layer, (void)ids, (void)n, (void)cache;
   }
+  // Totals since construction (zeros: the backend does not prefetch or does not measure).
+  virtual EngramPrefetchStats engram_prefetch_stats() const { return {}; }
   // The elements of b in device memory, for collectives that take device pointers (NCCL,
   // model/backend_sharded.h); nullptr when the backend keeps its buffers on the host.
   virtual float* device_data(Buffer& b) {

@@ -2,6 +2,13 @@
 // weights as ModelWeightsT<T>, every op from reference/. The only model/ file that calls
 // dsv4::ref.
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
 #include <cstring>
 #include <type_traits>
 
@@ -31,15 +38,73 @@ class HostBuffer final : public Buffer {
   View2<const T> view() const { return view2<const T>(v.data(), rows(), cols()); }
 };
 
+// The rows of a chunk's Engram lookup, e [n, E], and the seconds the lookup took.
+template <class T>
+struct EngramLookup {
+  std::vector<T> e;
+  double seconds = 0;
+};
+
+// One thread that runs the backend's Engram prefetches in submission order, so a decode step
+// does not pay a thread start per lookup. The destructor finishes the queued work and joins.
+class PrefetchWorker {
+ public:
+  PrefetchWorker() = default;
+  ~PrefetchWorker() {
+    {
+      std::lock_guard<std::mutex> l(m_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    if (t_.joinable()) t_.join();
+  }
+  PrefetchWorker(const PrefetchWorker&) = delete;
+  PrefetchWorker& operator=(const PrefetchWorker&) = delete;
+
+  template <class F>
+  auto submit(F&& f) -> std::shared_future<decltype(f())> {
+    auto task = std::make_shared<std::packaged_task<decltype(f())()>>(std::forward<F>(f));
+    auto fut = task->get_future().share();
+    {
+      std::lock_guard<std::mutex> l(m_);
+      if (!t_.joinable()) t_ = std::thread([this] { loop(); });  // started on first use
+      q_.push_back([task] { (*task)(); });
+    }
+    cv_.notify_one();
+    return fut;
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock<std::mutex> l(m_);
+        cv_.wait(l, [this] { return stop_ || !q_.empty(); });
+        if (q_.empty()) return;  // stop_ and nothing left
+        job = std::move(q_.front());
+        q_.pop_front();
+      }
+      job();  // a packaged_task: an exception goes to its future
+    }
+  }
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> q_;
+  bool stop_ = false;
+  std::thread t_;
+};
+
 // Engram state of one layer's cache: the canonical ids of the last N-1 tokens (-1 before the
-// sequence) and the last (K-1)*N rows of the convolution input Z [.., s*D]; plus the rows a
-// prefetch looked up for the next chunk.
+// sequence) and the last (K-1)*N rows of the convolution input Z [.., s*D]; plus the lookup a
+// prefetch started for the next chunk, running on the backend's PrefetchWorker while the earlier
+// layers compute.
 template <class T>
 struct EngramState {
   std::vector<int32_t> ids;
   std::vector<T> conv;  // [(K-1)*N, s*D]
-  std::vector<int32_t> prefetched_ids;  // the chunk the prefetch was for
-  std::vector<T> prefetched_e;          // its lookups e [n, E]
+  std::vector<int32_t> prefetched_ids;                 // the chunk the prefetch was for
+  std::shared_future<EngramLookup<T>> prefetched;       // its lookup (valid() while pending)
 };
 
 template <class T>
@@ -112,9 +177,19 @@ class ReferenceBackend final : public Backend {
   void engram_prefetch(int64_t layer, const int32_t* ids, int64_t n, LayerCache& cache) override {
     const ModelRange nvtx_range(kTag, "engram_prefetch", layer);
     auto& st = static_cast<Cache&>(cache).engram;
-    st.prefetched_e = engram_lookup_rows(layer, ids, n, st.ids);
     st.prefetched_ids.assign(ids, ids + n);
+    // The lookup reads only the weights, the hashes and these copies: it runs beside the
+    // layers before this one (the model calls engram() for this layer with the same ids).
+    st.prefetched = worker_.submit([this, layer, chunk = st.prefetched_ids, history = st.ids] {
+      const auto t0 = std::chrono::steady_clock::now();
+      EngramLookup<T> r;
+      r.e = engram_lookup_rows(layer, chunk.data(), int64_t(chunk.size()), history);
+      r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return r;
+    });
   }
+
+  EngramPrefetchStats engram_prefetch_stats() const override { return prefetch_stats_; }
 
   void engram(int64_t layer, const int32_t* ids, int64_t n, Buffer& h, LayerCache& cache) override {
     const ModelRange nvtx_range(kTag, "engram", layer);
@@ -123,10 +198,21 @@ class ReferenceBackend final : public Backend {
     const int64_t i = g.index_of(layer), S = c.hc_mult, D = c.dim, E = g.width();
     require(i >= 0, "engram: layer " + std::to_string(layer) + " has no Engram");
     auto& st = static_cast<Cache&>(cache).engram;
-    const bool ready = st.prefetched_ids.size() == size_t(n) && std::equal(ids, ids + n, st.prefetched_ids.begin());
-    std::vector<T> e = ready ? std::move(st.prefetched_e) : engram_lookup_rows(layer, ids, n, st.ids);
+    const bool ready = st.prefetched.valid() && st.prefetched_ids.size() == size_t(n) &&
+                       std::equal(ids, ids + n, st.prefetched_ids.begin());
+    std::vector<T> e;
+    if (ready) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const EngramLookup<T>& r = st.prefetched.get();  // rethrows the lookup's exception
+      prefetch_stats_.wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      prefetch_stats_.lookup_seconds += r.seconds;
+      ++prefetch_stats_.lookups;
+      e = r.e;
+    } else {
+      e = engram_lookup_rows(layer, ids, n, st.ids);
+    }
     st.prefetched_ids.clear();
-    st.prefetched_e.clear();
+    st.prefetched = {};
     const auto& t = w_.layers.at(size_t(layer)).engram;
     EngramMixParams<T> p;
     p.x = host(h).view();
@@ -358,8 +444,10 @@ class ReferenceBackend final : public Backend {
   BackendOptions o_;
   std::vector<int32_t> token_map_;  // Engram canonical ids (int32 for the hash)
   std::vector<EngramHash> hashes_;  // per Engram layer, in config order
+  EngramPrefetchStats prefetch_stats_;                   // engram_prefetch totals
   AttentionTraceRequest trace_;                          // the next attention() call's request
   std::vector<AttentionRowTrace>* trace_out_ = nullptr;  // where it goes (null: no trace)
+  PrefetchWorker worker_;  // last: destroyed (its queue finished) before the members it reads
 };
 
 }  // namespace

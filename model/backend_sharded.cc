@@ -120,6 +120,7 @@ class Sharded final : public ShardedBackend {
   void engram_prefetch(int64_t layer, const int32_t* ids, int64_t n, LayerCache& cache) override {
     inner_->engram_prefetch(layer, ids, n, cache);
   }
+  EngramPrefetchStats engram_prefetch_stats() const override { return inner_->engram_prefetch_stats(); }
   void hc_expand(const Buffer& x, Buffer& h) override { inner_->hc_expand(x, h); }
   void hc_pre_norm(int64_t layer, HcSite site, const Buffer& h, Buffer& u, Buffer& post,
                    Buffer& comb) override {

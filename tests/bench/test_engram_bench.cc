@@ -65,9 +65,45 @@ TEST(EngramBenchCases, QuickSubsetHasACacheAndADramTableAndTheMix) {
   for (const char* n : {"engram_hash/v4/tokens:512", "engram_lookup/v4/memory_f32,rows:1024,tokens:512",
                         "engram_lookup/v4/memory_f32,rows:65536,tokens:512",
                         "engram_lookup/v4/mmap_bf16,rows:65536,tokens:512", "engram_mix_decode/v4-flash/tokens:1",
-                        "engram_mix_prefill/v4-flash/tokens:512"})
+                        "engram_mix_prefill/v4-flash/tokens:512",
+                        "engram_prefetch/v4-flash/mmap_bf16,rows:65536,tokens:512,part:copy",
+                        "engram_prefetch/v4-flash/mmap_bf16,rows:65536,tokens:512,part:compute",
+                        "engram_prefetch/v4-flash/mmap_bf16,rows:65536,tokens:512,part:both"})
     EXPECT_TRUE(quick.count(n)) << n;
-  EXPECT_EQ(quick.size(), 6u) << "the quick Engram subset is budgeted at ~10 s here";
+  EXPECT_EQ(quick.size(), 9u) << "the quick Engram subset is budgeted at ~15 s here";
+}
+
+// The CPU prefetch overlap: three parts of one measurement, each counting only its own work
+// (the rows moved by the lookup, 2 n^3 of the SGEMM), and the derivation of overlap from their
+// medians (bench/derive.h EngramOverlapRow), backend cpu.
+TEST(EngramBenchCases, PrefetchOverlapPartsAndTheirDerivation) {
+  const std::string base = "engram_prefetch/v4-flash/mmap_bf16,rows:65536,tokens:512,part:";
+  const Case* copy = find(base + "copy");
+  const Case* compute = find(base + "compute");
+  const Case* both = find(base + "both");
+  ASSERT_TRUE(copy && compute && both);
+  const double rows = 512.0 * 16 * 64 * 2, gemm = 2.0 * 640 * 640 * 640;
+  EXPECT_EQ(copy->bytes, rows);
+  EXPECT_EQ(copy->flops, 0);
+  EXPECT_EQ(compute->bytes, 0);
+  EXPECT_EQ(compute->flops, gemm);
+  EXPECT_EQ(both->bytes, rows);
+  EXPECT_EQ(both->flops, gemm);
+  for (const Case* c : {copy, compute, both}) EXPECT_FALSE(c->target) << c->name();
+  std::vector<DerivedBenchmark> b(3);
+  const double secs[3] = {0.004, 0.010, 0.011};  // copy, compute, both: 3 ms of the copy hidden
+  const char* parts[3] = {"copy", "compute", "both"};
+  for (int i = 0; i < 3; ++i) {
+    b[size_t(i)].name = base + parts[i];
+    b[size_t(i)].seconds = {secs[i]};
+  }
+  const auto rowsd = derive_engram_overlap(b);
+  ASSERT_EQ(rowsd.size(), 1u);
+  EXPECT_EQ(rowsd[0].backend, "cpu");
+  EXPECT_EQ(rowsd[0].mode, "mmap_bf16");
+  EXPECT_EQ(rowsd[0].tokens, 512);
+  EXPECT_NEAR(rowsd[0].overlap, 0.75, 1e-12);
+  EXPECT_NEAR(rowsd[0].hidden_fraction_of_copy, 0.75, 1e-12);
 }
 
 TEST(EngramBenchCases, CountersFollowThePublishedShapes) {

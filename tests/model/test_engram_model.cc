@@ -376,6 +376,27 @@ TEST(EngramModel, PrefetchedAndDirectLookupsAgreeBitwise) {
   backend->download(*h3, y3.data());
   EXPECT_EQ(y3, y1);
   EXPECT_THROW(backend->engram(1, ids.data(), n, *h3, *c3), InputError) << "layer 1 has no Engram";
+  // The first prefetch ran on its own thread and was consumed; the mismatched one was not.
+  const EngramPrefetchStats st = backend->engram_prefetch_stats();
+  EXPECT_EQ(st.lookups, 1);
+  EXPECT_GT(st.lookup_seconds, 0.0);
+  EXPECT_GE(st.wait_seconds, 0.0);
+}
+
+// The model prefetches every Engram layer's lookup before layer 0 runs: each forward consumes
+// one prefetched lookup per Engram layer, and the logits are those of direct lookups.
+TEST(EngramModel, ForwardsConsumeOnePrefetchPerEngramLayer) {
+  Model m(make_reference_backend(engram_weights(), {Numerics::exact, KvLayout::f32}));
+  const auto ids = prompt(90, 12);
+  Sequence s = m.new_sequence();
+  const std::vector<int32_t> head(ids.begin(), ids.begin() + 80);
+  m.prefill(s, head, 32);  // 3 chunks
+  for (size_t t = 80; t < ids.size(); ++t) m.decode(s, ids[t]);
+  const int64_t forwards = 3 + int64_t(ids.size() - 80);
+  const EngramPrefetchStats st = m.backend().engram_prefetch_stats();
+  EXPECT_EQ(st.lookups, forwards * int64_t(m.config().engram.layer_ids.size()));
+  EXPECT_GT(st.lookup_seconds, 0.0);
+  EXPECT_LE(st.hidden_fraction(), 1.0);
 }
 
 TEST(EngramModel, F64BackendAgreesToRounding) {
