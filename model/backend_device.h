@@ -18,7 +18,12 @@
 //   using State; State new_state(shape, KvLayout); static position(s), bytes(s), clone(s)
 //   gather_rows(src, src_rows, src_ld, idx, n, cols, dst, dst_ld), spread_rows(src, n, cols,
 //     s, dst, accumulate)                       (optimized/rows.cuh)
-//   hc_pre, hc_head, hc_post, rmsnorm, quant_fp8, moe(params)   the ops of the same name
+//   hc_pre, hc_head, hc_post, rmsnorm, quant_fp8                 the ops of the same name
+//   using Experts; Experts experts(ExpertTensors&, name) takes one layer's routed and shared
+//     expert tensors (releasing the host vectors) in whatever form the executor keeps them
+//     (CUDA: FP4 routed / FP8 shared on the device when the floats are exactly representable,
+//     optimized/compact_weights.cuh; FP32 otherwise); moe(params, experts) fills the params'
+//     expert weights from them and runs the MoE
 //   linear(x, w, out, y)                        y = x w^T
 //   attention_layer(layer, params, x, y, state) the whole sub-layer, every row of x
 //   Engram: using HashMirror; HashMirror mirror(const EngramHash&); engram_hash(params,
@@ -59,6 +64,15 @@
 #include "reference/rmsnorm.h"
 
 namespace dsv4 {
+
+// One layer's expert tensors as the loader gives them (float, host), handed to an executor's
+// experts(): it takes them (the vectors are left empty). E routed experts w1/w3 [E, I, D], w2
+// [E, D, I]; the shared expert [I, D] / [D, I] (empty vectors: none); FP8 weight blocks of
+// `block` x `block` in the checkpoint.
+struct ExpertTensors {
+  std::vector<float>&w1, &w3, &w2, &shared_w1, &shared_w3, &shared_w2;
+  int64_t experts, inter, dim, block;
+};
 
 template <class Exec>
 class DeviceBackend final : public Backend {
@@ -101,8 +115,8 @@ class DeviceBackend final : public Backend {
     AttentionLayerWeights<float> attn;
     const float *attn_norm = nullptr, *ffn_norm = nullptr;
     const float *hc_fn[2] = {}, *hc_base[2] = {}, *hc_scale[2] = {};  // [HcSite]
-    const float *gate = nullptr, *gate_bias = nullptr, *w1 = nullptr, *w3 = nullptr, *w2 = nullptr;
-    const float *shared_w1 = nullptr, *shared_w3 = nullptr, *shared_w2 = nullptr;
+    const float *gate = nullptr, *gate_bias = nullptr;
+    typename Exec::Experts experts;  // routed and shared expert weights, as the executor keeps them
     const int64_t* tid2eid = nullptr;  // [V, k] (hash-routed layers)
     const float *e_value_w = nullptr, *e_value_b = nullptr, *e_key_w = nullptr, *e_key_b = nullptr;
     const float *e_key_norm = nullptr, *e_query_norm = nullptr, *e_conv_w = nullptr, *e_conv_norm = nullptr;
@@ -133,14 +147,15 @@ class DeviceBackend final : public Backend {
     require(c_.arch == Arch::v4, "the " + name_ + " backend runs V4 models; '" + c_.name + "' is " + arch_name(c_.arch));
     embed_ = put(w.embed), head_ = put(w.head), norm_ = put(w.norm);
     hc_head_fn_ = put(w.hc_head_fn), hc_head_base_ = put(w.hc_head_base), hc_head_scale_ = put(w.hc_head_scale);
-    for (auto& L : w.layers) layers_.push_back(put_layer(L));
-    for (auto& m : w.mtp) {
+    for (size_t l = 0; l < w.layers.size(); ++l) layers_.push_back(put_layer(w.layers[l], "layers." + std::to_string(l)));
+    for (size_t i = 0; i < w.mtp.size(); ++i) {
+      auto& m = w.mtp[i];
       Mtp t;
-      t.block = put_layer(m.block);
+      t.block = put_layer(m.block, "mtp." + std::to_string(i));
       t.e_proj = put(m.e_proj), t.h_proj = put(m.h_proj), t.enorm = put(m.enorm), t.hnorm = put(m.hnorm);
       t.norm = put(m.norm), t.hc_head_fn = put(m.hc_head_fn), t.hc_head_base = put(m.hc_head_base);
       t.hc_head_scale = put(m.hc_head_scale);
-      mtp_.push_back(t);
+      mtp_.push_back(std::move(t));
     }
     set_up_engram(w);
     // Every float tensor must have been taken: a field added to the weights and not to this
@@ -279,13 +294,11 @@ class DeviceBackend final : public Backend {
     Array<float> weights = ex_.template array<float>(size_t(n * k));
     p.route.chosen = view2(chosen.data(), n, k);
     p.route.weights = view2(weights.data(), n, k);
-    p.w1 = L.w1, p.w3 = L.w3, p.w2 = L.w2;
-    if (c_.n_shared_experts) p.shared_w1 = L.shared_w1, p.shared_w3 = L.shared_w3, p.shared_w2 = L.shared_w2;
     p.inter = c_.moe_inter_dim;
     p.swiglu_limit = c_.swiglu_limit;
     p.act_quant = o_.numerics == Numerics::official;
     p.y = buf(f).view();
-    ex_.moe(p);
+    ex_.moe(p, L.experts);  // the executor sets p.w1 .. p.shared_w2 (or their compact forms)
   }
 
   void head(const Buffer& h, const std::vector<int64_t>& rows, int64_t mtp, float* logits) override {
@@ -403,7 +416,8 @@ class DeviceBackend final : public Backend {
     return weights_.back().data();
   }
 
-  Layer put_layer(LayerTensors& t) {
+  // `name`: the layer's checkpoint prefix (layers.L / mtp.i), for the executor's messages.
+  Layer put_layer(LayerTensors& t, const std::string& name) {
     Layer L;
     auto comp = [&](CompressorTensors& c) {
       CompressorWeights<float> w;
@@ -421,8 +435,9 @@ class DeviceBackend final : public Backend {
     L.hc_base[0] = put(t.hc_attn_base), L.hc_base[1] = put(t.hc_ffn_base);
     L.hc_scale[0] = put(t.hc_attn_scale), L.hc_scale[1] = put(t.hc_ffn_scale);
     L.gate = put(t.gate), L.gate_bias = put(t.gate_bias);
-    L.w1 = put(t.w1), L.w3 = put(t.w3), L.w2 = put(t.w2);
-    L.shared_w1 = put(t.shared_w1), L.shared_w3 = put(t.shared_w3), L.shared_w2 = put(t.shared_w2);
+    ExpertTensors x{t.w1, t.w3, t.w2, t.shared_w1, t.shared_w3, t.shared_w2,
+                    c_.n_routed_experts, c_.moe_inter_dim, c_.dim, c_.weight_block};
+    L.experts = ex_.experts(x, name + ".ffn.");
     if (!t.tid2eid.empty()) {
       for (int64_t e : t.tid2eid)
         require(e >= 0 && e < c_.n_routed_experts, "tid2eid: expert " + std::to_string(e) + " is outside [0, " +

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <string>
 
+#include "optimized/compact_weights.cuh"
 #include "optimized/cuda_check.cuh"
 #include "optimized/moe.cuh"
 #include "optimized/quant_fp8.cuh"
@@ -150,7 +151,83 @@ void swiglu(float* g, const float* u, int64_t rows, int64_t I, const int32_t* pe
   }
 }
 
+// The three matrices of an expert: W1, W3 [I, D], W2 [D, I].
+enum class Which { w1, w3, w2 };
+
+// Where the SGEMMs read an expert's FP32 weights. cuda::moe: straight from the FP32 stacks.
+struct Fp32Weights {
+  const MoeParams<float>& p;
+  bool has_shared() const { return p.shared_w1 != nullptr; }
+  const float* routed(Which m, int64_t e) const {
+    const int64_t n = p.inter * p.route.x.cols;  // I D elements per matrix
+    return (m == Which::w1 ? p.w1 : m == Which::w3 ? p.w3 : p.w2) + e * n;
+  }
+  const float* shared(Which m) const {
+    return m == Which::w1 ? p.shared_w1 : m == Which::w3 ? p.shared_w3 : p.shared_w2;
+  }
+};
+
+// cuda::moe_compact: each matrix dequantised (exactly) into the scratch right before its
+// SGEMM, on the same stream: W1 and W2 into slot 0, W3 into slot 1. The shared expert is FP8
+// when the compact weights have it, else MoeParams' FP32 one.
+struct CompactWeights {
+  const MoeParams<float>& p;
+  const MoeCompactWeights& w;
+  float* scratch;  // [kMoeDequantSlots, I * D]
+  cudaStream_t stream;
+  float* slot(Which m) const {
+    return scratch + (m == Which::w3 ? p.inter * p.route.x.cols : int64_t(0));
+  }
+  bool fp8_shared() const { return w.shared_w1.codes != nullptr; }
+  bool has_shared() const { return fp8_shared() || p.shared_w1 != nullptr; }
+  const float* routed(Which m, int64_t e) const {
+    float* dst = slot(m);
+    dequant_fp4(m == Which::w1 ? w.w1 : m == Which::w3 ? w.w3 : w.w2, e, dst, stream);
+    return dst;
+  }
+  const float* shared(Which m) const {
+    if (!fp8_shared()) return Fp32Weights{p}.shared(m);
+    float* dst = slot(m);
+    dequant_fp8(m == Which::w1 ? w.shared_w1 : m == Which::w3 ? w.shared_w3 : w.shared_w2, dst,
+                stream);
+    return dst;
+  }
+};
+
+std::string stack_shape(const Fp4WeightStack& s) {
+  std::string out = "[";  // appended, not "[" + to_string(..): GCC 12's -Wrestrict misfires
+  out += std::to_string(s.count) + ", " + std::to_string(s.rows) + ", " + std::to_string(s.cols);
+  return out + "]";
+}
+
+// dims: the expected shape's names, "[E, I, D]" or "[E, D, I]".
+void check_stack(const Fp4WeightStack& s, const char* name, const char* dims, int64_t E,
+                 int64_t rows, int64_t cols) {
+  require(s.count == E && s.rows == rows && s.cols == cols,
+          std::string("moe_compact: FP4 ") + name + " is a stack " + stack_shape(s) +
+              "; expected " + dims + " = [" + std::to_string(E) + ", " + std::to_string(rows) +
+              ", " + std::to_string(cols) + "]");
+  require((s.codes && s.scales) || E * rows * cols == 0,
+          std::string("moe_compact: FP4 ") + name + " has null codes or scales");
+}
+
+void check_fp8(const Fp8Weight& s, const char* name, int64_t rows, int64_t cols) {
+  require(s.rows == rows && s.cols == cols && s.block > 0 && s.scales,
+          std::string("moe_compact: FP8 ") + name + " is [" + std::to_string(s.rows) + ", " +
+              std::to_string(s.cols) + "] with block " + std::to_string(s.block) +
+              (s.scales ? "" : " and null scales") + "; expected [" + std::to_string(rows) +
+              ", " + std::to_string(cols) + "], block > 0");
+}
+
 }  // namespace
+
+// The body of moe and moe_compact (steps 1-7 of the header), over a source of expert weights.
+struct MoeRun {
+  template <class Weights>
+  static void run(const MoeParams<float>& p, MoeWorkspace& ws, cudaStream_t stream,
+                  const Weights& weights);
+  static float* dequant_scratch(MoeWorkspace& ws) { return ws.dequant_.data(); }
+};
 
 void validate_moe(const MoeParams<float>& p) {
   const auto& r = p.route;
@@ -165,12 +242,13 @@ void validate_moe(const MoeParams<float>& p) {
 }
 
 MoeWorkspace::MoeWorkspace(int64_t max_tokens, int64_t dim, int64_t experts, int64_t topk,
-                           int64_t inter)
+                           int64_t inter, MoeWeightForm form)
     : max_tokens_(max_tokens),
       dim_(dim),
       experts_(experts),
       topk_(topk),
       inter_(inter),
+      form_(form),
       route_(max_tokens, experts) {
   require(dim > 0 && topk > 0 && inter > 0, "MoeWorkspace: needs positive D, topk and inter");
   const size_t rows = size_t(max_tokens * topk);
@@ -182,9 +260,18 @@ MoeWorkspace::MoeWorkspace(int64_t max_tokens, int64_t dim, int64_t experts, int
   inv_ = DeviceBuffer<int32_t>(rows);
   if (max_tokens > 0) offsets_ = DeviceBuffer<int32_t>(size_t(experts + 1));  // 0 tokens: no device
   host_offsets_.assign(size_t(experts + 1), 0);
+  if (form == MoeWeightForm::compact && max_tokens > 0)
+    dequant_ = DeviceBuffer<float>(size_t(kMoeDequantSlots * inter * dim));
 }
 
-void moe(const MoeParams<float>& p, MoeWorkspace& ws, cudaStream_t stream) {
+size_t MoeWorkspace::bytes() const {
+  return xq_.bytes() + rows_.bytes() + g_.bytes() + u_.bytes() + dequant_.bytes() +
+         perm_.bytes() + inv_.bytes() + offsets_.bytes();
+}
+
+template <class Weights>
+void MoeRun::run(const MoeParams<float>& p, MoeWorkspace& ws, cudaStream_t stream,
+                 const Weights& weights) {
   validate_moe(p);
   const auto& r = p.route;
   const int64_t T = r.x.rows, D = r.x.cols, E = r.experts, k = r.topk, I = p.inter;
@@ -222,11 +309,12 @@ void moe(const MoeParams<float>& p, MoeWorkspace& ws, cudaStream_t stream) {
   float* u = ws.u_.data();
 
   // 5: the shared expert, straight into y (the combine adds the routed sum before it).
-  if (p.shared_w1) {
-    linear(h, p.shared_w1, I, D, xin.data, xin.ld, T, g, I);
-    linear(h, p.shared_w3, I, D, xin.data, xin.ld, T, u, I);
+  const bool shared = weights.has_shared();
+  if (shared) {
+    linear(h, weights.shared(Which::w1), I, D, xin.data, xin.ld, T, g, I);
+    linear(h, weights.shared(Which::w3), I, D, xin.data, xin.ld, T, u, I);
     swiglu(g, u, T, I, nullptr, int(k), r.weights, p, stream);
-    linear(h, p.shared_w2, D, I, g, I, T, p.y.data, p.y.ld);
+    linear(h, weights.shared(Which::w2), D, I, g, I, T, p.y.data, p.y.ld);
   }
 
   // 6: the routed experts on their gathered rows (the outputs overwrite the rows).
@@ -238,21 +326,25 @@ void moe(const MoeParams<float>& p, MoeWorkspace& ws, cudaStream_t stream) {
     for (int64_t e = 0; e < E; ++e) {
       const int64_t n = off[size_t(e + 1)] - off[size_t(e)], r0 = off[size_t(e)];
       if (n == 0) continue;
-      linear(h, p.w1 + e * I * D, I, D, rows + r0 * D, D, n, g + r0 * I, I);
-      linear(h, p.w3 + e * I * D, I, D, rows + r0 * D, D, n, u + r0 * I, I);
+      linear(h, weights.routed(Which::w1, e), I, D, rows + r0 * D, D, n, g + r0 * I, I);
+      linear(h, weights.routed(Which::w3, e), I, D, rows + r0 * D, D, n, u + r0 * I, I);
     }
     swiglu(g, u, routed_rows, I, ws.perm_.data(), int(k), r.weights, p, stream);
     for (int64_t e = 0; e < E; ++e) {
       const int64_t n = off[size_t(e + 1)] - off[size_t(e)], r0 = off[size_t(e)];
       if (n == 0) continue;
-      linear(h, p.w2 + e * D * I, D, I, g + r0 * I, I, n, rows + r0 * D, D);
+      linear(h, weights.routed(Which::w2, e), D, I, g + r0 * I, I, n, rows + r0 * D, D);
     }
   }
 
   // 7: the combine, in the reference's order of additions.
   combine_rows<<<static_cast<unsigned>(T), kMoeThreads, size_t(k) * sizeof(int), stream>>>(
-      rows, ws.inv_.data(), int(k), p.shared_w1 != nullptr, p.y);
+      rows, ws.inv_.data(), int(k), shared, p.y);
   DSV4_CUDA_CHECK(cudaGetLastError());
+}
+
+void moe(const MoeParams<float>& p, MoeWorkspace& ws, cudaStream_t stream) {
+  MoeRun::run(p, ws, stream, Fp32Weights{p});
 }
 
 void moe(const MoeParams<float>& p, cudaStream_t stream) {
@@ -262,6 +354,48 @@ void moe(const MoeParams<float>& p, cudaStream_t stream) {
   MoeWorkspace ws(r.x.rows, r.x.cols, r.experts, r.topk, p.inter);
   moe(p, ws, stream);
   DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+void validate_moe_compact(const MoeParams<float>& p, const MoeCompactWeights& w) {
+  validate_moe(p);
+  const int64_t E = p.route.experts, I = p.inter, D = p.route.x.cols;
+  check_stack(w.w1, "w1", "[E, I, D]", E, I, D);
+  check_stack(w.w3, "w3", "[E, I, D]", E, I, D);
+  check_stack(w.w2, "w2", "[E, D, I]", E, D, I);
+  const int present = (w.shared_w1.codes != nullptr) + (w.shared_w3.codes != nullptr) +
+                      (w.shared_w2.codes != nullptr);
+  require(present == 0 || present == 3,
+          "moe_compact: the FP8 shared expert needs all of shared_w1, shared_w3 and shared_w2 (" +
+              std::to_string(present) + " of 3 given)");
+  if (present) {
+    check_fp8(w.shared_w1, "shared_w1", I, D);
+    check_fp8(w.shared_w3, "shared_w3", I, D);
+    check_fp8(w.shared_w2, "shared_w2", D, I);
+  }
+}
+
+void moe_compact(const MoeParams<float>& p, const MoeCompactWeights& w, MoeWorkspace& ws,
+                 cudaStream_t stream) {
+  validate_moe_compact(p, w);
+  require(ws.form() == MoeWeightForm::compact,
+          "moe_compact: the workspace was made for FP32 weights (MoeWeightForm::fp32); it has no "
+          "dequantisation scratch");
+  // run() checks the workspace's shape, so the scratch [2, I, D] fits.
+  MoeRun::run(p, ws, stream, CompactWeights{p, w, MoeRun::dequant_scratch(ws), stream});
+}
+
+size_t moe_compact_bytes(const MoeCompactWeights& w) {
+  size_t b = 0;
+  for (const Fp4WeightStack* s : {&w.w1, &w.w3, &w.w2})
+    b += size_t(s->count) * fp4_weight_bytes(s->rows, s->cols);
+  for (const Fp8Weight* s : {&w.shared_w1, &w.shared_w3, &w.shared_w2})
+    if (s->codes) b += fp8_weight_bytes(s->rows, s->cols, s->block);
+  return b;
+}
+
+size_t moe_fp32_expert_bytes(int64_t experts, int64_t inter, int64_t dim, bool shared) {
+  constexpr int64_t kMatrices = 3;  // W1, W3, W2
+  return size_t(kMatrices * (experts + (shared ? 1 : 0)) * inter * dim) * sizeof(float);
 }
 
 }  // namespace dsv4::cuda

@@ -52,6 +52,29 @@
 // then y's shape, then inter > 0 when an expert runs), plus the router's limits and sizes
 // within cuBLAS's int (T*k rows, D, I, strides); dsv4::InputError. A failed launch or cuBLAS
 // call throws dsv4::cuda::CudaError.
+//
+// moe_compact: the same layer with the routed experts stored compact on the device (FP4 e2m1
+// with a UE8M0 scale per 32 inputs, the checkpoint's layout; optimized/compact_weights.cuh)
+// and, optionally, the shared expert in FP8 e4m3 with 128x128 UE8M0 blocks. Steps 1-7 are
+// the same kernels and SGEMM calls in the same order; the only difference is where an
+// expert's FP32 weight comes from: right before its SGEMM the matrix is dequantised into the
+// workspace's scratch (two [I, D] slots, a workspace made with MoeWeightForm::compact: W1_e
+// -> slot 0, W3_e -> slot 1 in the first expert loop, W2_e -> slot 0 in the second; the
+// shared expert likewise before the routed ones; stream order makes the reuse safe).
+// Dequantisation is exact, so y, chosen and weights are BITWISE equal to cuda::moe on the
+// dequantised FP32 weights (the same cuBLAS calls on the same values: cuBLAS is
+// deterministic for a fixed problem; the scratch slots are 256-byte aligned, as every matrix
+// of a cudaMalloc'd FP32 stack is at the real and the tested shapes, so cuBLAS sees the same
+// alignment).
+// Extra cost: one dequantisation of the three matrices of each non-empty expert per call
+// (plus the shared expert's when FP8): per weight 17/32 B read and 4 B written, then read by
+// the SGEMM; 3 more kernel launches per non-empty expert (optimized/compact_weights.cuh has
+// the dequantisation's geometry). Memory: the routed weights take 3 E I D 17/32 bytes (FP4
+// codes + scales) instead of 12 E I D (FP32), 7.5x less; the workspace adds 8 I D bytes of
+// scratch (64 MiB at V4-Flash widths).
+// Errors: validate_moe's, then the compact shapes (w1/w3 [E, I, D], w2 [E, D, I], shared
+// FP8 [I, D], [D, I] with all three or none present), then the workspace; InputError before
+// any device work.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -59,6 +82,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "optimized/compact_weights.cuh"
 #include "optimized/device.cuh"
 #include "optimized/moe_route.cuh"
 #include "reference/moe.h"
@@ -68,6 +92,21 @@ namespace dsv4::cuda {
 inline constexpr int kMoeThreads = 256;
 inline constexpr int kPermuteThreads = 1024;
 
+// The expert weights a MoeWorkspace serves: FP32 (cuda::moe) or compact (cuda::moe_compact,
+// which needs the dequantisation scratch; such a workspace serves cuda::moe too).
+enum class MoeWeightForm { fp32, compact };
+inline constexpr int64_t kMoeDequantSlots = 2;  // [I, D] FP32 matrices of scratch (W1, W3 / W2)
+
+// moe_compact's expert weights (device views). The routed experts in FP4; the shared expert
+// in FP8 when shared_w1.codes is set (then MoeParams' shared_* are ignored), else MoeParams'
+// FP32 shared_* (nullptr: no shared expert).
+struct MoeCompactWeights {
+  Fp4WeightStack w1, w3;  // count E, [I, D] each
+  Fp4WeightStack w2;      // count E, [D, I] each
+  Fp8Weight shared_w1, shared_w3;  // [I, D] or absent (codes nullptr)
+  Fp8Weight shared_w2;             // [D, I] or absent
+};
+
 // Scratch of moe for up to max_tokens tokens of one layer shape (D, E, k, I): the router's
 // workspace (logits, cuBLAS handle), the quantised x [T, D], the gathered rows / expert outputs
 // [T*k, D], g and u [T*k, I] (h overwrites g), perm / inv [T*k], offsets [E + 1] (device and
@@ -76,7 +115,10 @@ inline constexpr int kPermuteThreads = 1024;
 // workspace per stream that runs the op.
 class MoeWorkspace {
  public:
-  MoeWorkspace(int64_t max_tokens, int64_t dim, int64_t experts, int64_t topk, int64_t inter);
+  // form compact adds the dequantisation scratch: kMoeDequantSlots I D floats (when
+  // max_tokens > 0).
+  MoeWorkspace(int64_t max_tokens, int64_t dim, int64_t experts, int64_t topk, int64_t inter,
+               MoeWeightForm form = MoeWeightForm::fp32);
   MoeWorkspace(const MoeWorkspace&) = delete;
   MoeWorkspace& operator=(const MoeWorkspace&) = delete;
 
@@ -85,12 +127,16 @@ class MoeWorkspace {
   int64_t experts() const { return experts_; }
   int64_t topk() const { return topk_; }
   int64_t inter() const { return inter_; }
+  MoeWeightForm form() const { return form_; }
+  // Device bytes of the workspace (the router's excluded), the scratch included.
+  size_t bytes() const;
 
  private:
-  friend void moe(const MoeParams<float>&, MoeWorkspace&, cudaStream_t);
+  friend struct MoeRun;  // moe.cu: the body shared by moe and moe_compact
   int64_t max_tokens_, dim_, experts_, topk_, inter_;
+  MoeWeightForm form_;
   MoeRouteWorkspace route_;
-  DeviceBuffer<float> xq_, rows_, g_, u_;
+  DeviceBuffer<float> xq_, rows_, g_, u_, dequant_;
   DeviceBuffer<int32_t> perm_, inv_, offsets_;
   std::vector<int32_t> host_offsets_;
 };
@@ -103,5 +149,19 @@ void validate_moe(const MoeParams<float>& p);
 void moe(const MoeParams<float>& p, MoeWorkspace& ws, cudaStream_t stream = 0);
 // One-off call: checks p, makes a workspace for it, runs, and waits for `stream`.
 void moe(const MoeParams<float>& p, cudaStream_t stream = 0);
+
+// validate_moe(p), then the compact weights' shapes against p (E, I, D); throws InputError.
+// Touches no device memory.
+void validate_moe_compact(const MoeParams<float>& p, const MoeCompactWeights& w);
+
+// cuda::moe with the expert weights of w (p.w1, p.w3, p.w2 are ignored; see the header).
+// ws must fit p and have form compact. Synchronises `stream` once, as moe.
+void moe_compact(const MoeParams<float>& p, const MoeCompactWeights& w, MoeWorkspace& ws,
+                 cudaStream_t stream = 0);
+
+// Device bytes of the compact expert weights of one layer (routed FP4 + shared FP8 if present),
+// and of the same weights in FP32, for the memory accounting.
+size_t moe_compact_bytes(const MoeCompactWeights& w);
+size_t moe_fp32_expert_bytes(int64_t experts, int64_t inter, int64_t dim, bool shared);
 
 }  // namespace dsv4::cuda

@@ -22,8 +22,10 @@ const fs::path kSource = fs::path(DSV4_TEST_DATA_DIR) / ".." / "..";
 // optimized/ sources that are infrastructure, not an op's kernel (engram_prefetch: the
 // host-resident tables' prefetch stream, which runs engram_lookup; linear: the cuBLAS linear
 // layers of the attention paths' twins; kv_pack: the fp8 KV layout's row codec inside the
-// attention_layer twin's state; rows: the CUDA model backend's row gathers and spreads).
-const std::set<std::string> kNotOpKernels = {"device", "engram_prefetch", "linear", "kv_pack", "rows"};
+// attention_layer twin's state; rows: the CUDA model backend's row gathers and spreads;
+// compact_weights: the FP4 / FP8 expert weight stores moe_compact dequantises).
+const std::set<std::string> kNotOpKernels = {"device", "engram_prefetch", "linear", "kv_pack", "rows",
+                                             "compact_weights"};
 
 // Op names in `dsv4 op --list` order: the lines that do not start with a space.
 std::vector<std::string> listed_ops(const std::string& text) {

@@ -13,6 +13,7 @@
 
 #include <Eigen/Dense>
 
+#include "model/backend_device.h"
 #include "model/kv_cache.h"
 #include "reference/attention_layer.h"
 #include "reference/engram.h"
@@ -101,7 +102,24 @@ class HostExec {
   void attention_layer(int64_t, const AttentionLayerParams<float>& p, View2<const float> x, View2<float> y, State& s) {
     ref::attention_layer_forward(p, x, y, s);
   }
-  void moe(const MoeParams<float>& p) { ref::moe(p); }
+  // The expert weights as they came, in host memory.
+  struct Experts {
+    std::vector<float> w1, w3, w2, shared_w1, shared_w3, shared_w2;
+  };
+  Experts experts(ExpertTensors& t, const std::string&) {
+    auto take = [](std::vector<float>& v) {
+      std::vector<float> r;
+      r.swap(v);
+      return r;
+    };
+    return {take(t.w1), take(t.w3), take(t.w2), take(t.shared_w1), take(t.shared_w3), take(t.shared_w2)};
+  }
+  void moe(MoeParams<float>& p, const Experts& x) {
+    auto ptr = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
+    p.w1 = ptr(x.w1), p.w3 = ptr(x.w3), p.w2 = ptr(x.w2);
+    p.shared_w1 = ptr(x.shared_w1), p.shared_w3 = ptr(x.shared_w3), p.shared_w2 = ptr(x.shared_w2);
+    ref::moe(p);
+  }
 
   HashMirror mirror(const EngramHash&) { return {}; }
   void engram_hash(const EngramHashParams& p, const HashMirror&) {
