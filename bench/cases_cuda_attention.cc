@@ -2,10 +2,13 @@
 // the reference cases and their counting: bench/cases_attention.cc, bench/cases_layer.cc).
 //
 //   attention_{csa,hca,window}_{decode,prefill}_cuda/<model>/ctx:L
-//       cuda::attention (optimized/attention.cuh; it picks the decode or prefill tile) on the
-//       reference case's shapes: 1 / kPrefillChunk query rows at positions L - Tq .. L - 1,
-//       the window rows, floor(L / m) compressed entries, CSA rows selecting k entries each
-//       from a shared pool of k + Tq - 1 (all visible entries when k >= the visible count)
+//       cuda::attention (optimized/attention.cuh; it picks the decode or prefill tile, and
+//       split-K when the decode tile leaves SMs idle: every decode case on an H200, e.g.
+//       S = 17 for V4-Flash HCA at 1M; the stream-ordered partials are not counted in
+//       device_memory, at most a few MB) on the reference case's shapes: 1 / kPrefillChunk
+//       query rows at positions L - Tq .. L - 1, the window rows, floor(L / m) compressed
+//       entries, CSA rows selecting k entries each from a shared pool of k + Tq - 1 (all
+//       visible entries when k >= the visible count)
 //   indexer_{decode,prefill}_cuda/<model>/ctx:L
 //       cuda::indexer (optimized/indexer.cuh): scores over the floor(L / 4) compressed keys +
 //       top-k for 1 / kIndexerPrefillChunk rows; no scores output (the op scores into its own

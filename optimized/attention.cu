@@ -40,6 +40,13 @@ struct Args {
   int64_t ratio, window, pos0, base, n_comp;
   float scale;
   bool q_vec4;  // d % 4 == 0 and q rows 16-byte aligned: float4 loads of q
+  // Split-K only (attention.cuh, "Split-K"): split z of a row covers its slots
+  // [z * split_len, (z + 1) * split_len), split_len a multiple of kAttentionChunk; the block
+  // writes its partial (m, l) to part_ml[z, r, h] and its unnormalised accumulator to
+  // part_o[z, r, h, 0 .. steps * 128) (a row stride of whole 128-float steps: float4 stores).
+  int64_t split_len;
+  float* part_o;    // [S, T, H, steps * 128]
+  float2* part_ml;  // [S, T, H]
 };
 
 // Columns [c, c + 4) of a row of d floats, zero past d.
@@ -161,9 +168,34 @@ __device__ __forceinline__ void axpy4(float a, float4 x, float4& y) {
   y.w = fmaf(a, x.w, y.w);
 }
 
+// The epilogue of a (row r, head h) given the final running max m, sum l and accumulator acc
+// (lane l holding dims 128 i + 4 l .. + 3): the sink joins the denominator once, with a zero
+// value, den = l + exp(sink - m); o[r, h, :] = acc / den, lse[r, h] = m + ln den (when asked).
+// m is finite: the window is never empty. Shared by attention_rows and attention_combine, so
+// both write their results the same way.
+__device__ __forceinline__ void write_output(View2<float> o, View2<float> lse, int64_t r, int h,
+                                             int d, int steps, const float4 (&acc)[kMaxSteps],
+                                             float m, float l, float sink) {
+  const int lane = threadIdx.x % kWarpSize;
+  const float den = l + expf(sink - m);
+  float* out = o.row(r) + int64_t(h) * d;
+#pragma unroll
+  for (int st = 0; st < kMaxSteps; ++st) {
+    if (st >= steps) continue;
+    const int c = st * kColsPerStep + 4 * lane;
+    if (c < d) out[c] = acc[st].x / den;
+    if (c + 1 < d) out[c + 1] = acc[st].y / den;
+    if (c + 2 < d) out[c + 2] = acc[st].z / den;
+    if (c + 3 < d) out[c + 3] = acc[st].w / den;
+  }
+  if (lse.data && lane == 0) lse(r, h) = m + logf(den);
+}
+
 // One block per (query row blockIdx.x, head tile blockIdx.y), one warp per head; see the
 // header for the geometry. Dynamic shared memory: kAttentionChunk rows of steps * 32 float4.
-template <int kHeads, class Entries>
+// kSplit: the block covers split blockIdx.z of the row's slots and writes the partial
+// (m, l, acc) to the workspace instead of o and lse (attention_combine finishes the row).
+template <int kHeads, bool kSplit, class Entries>
 __global__ void __launch_bounds__(kHeads * kWarpSize) attention_rows(const Args<Entries> a) {
   extern __shared__ float4 s_rows[];
   __shared__ int s_valid[kAttentionChunk];
@@ -183,6 +215,12 @@ __global__ void __launch_bounds__(kHeads * kWarpSize) attention_rows(const Args<
   const int64_t nvis = completed < a.n_comp ? completed : a.n_comp;
   const bool sparse = a.indices.data != nullptr;
   const int64_t n_slots = nw + (sparse ? a.indices.cols : nvis);
+  // This block's slots [s_begin, s_end): the whole list, or split blockIdx.z of it (empty when
+  // the split starts past the row's last slot). s_begin is a multiple of kAttentionChunk, so
+  // the chunks are those of the single-pass kernel.
+  const int64_t s_begin = kSplit ? int64_t(blockIdx.z) * a.split_len : 0;
+  const int64_t s_end = kSplit ? (s_begin + a.split_len < n_slots ? s_begin + a.split_len : n_slots)
+                               : n_slots;
 
   float4 q[kMaxSteps], acc[kMaxSteps];
 #pragma unroll
@@ -193,14 +231,14 @@ __global__ void __launch_bounds__(kHeads * kWarpSize) attention_rows(const Args<
   }
   float m = -INFINITY, l = 0.f;
 
-  for (int64_t c0 = 0; c0 < n_slots; c0 += kAttentionChunk) {
+  for (int64_t c0 = s_begin; c0 < s_end; c0 += kAttentionChunk) {
     // 1. Stage slots c0 .. c0 + 31: warp w gathers rows w, w + kHeads, ...
     for (int e = warp; e < kAttentionChunk; e += kHeads) {
       const int64_t slot = c0 + e;
       typename Entries::Row src = nullptr;
-      if (slot < nw) {
+      if (slot < nw) {  // s_end >= nw or s_end is a multiple of the chunk: slot < s_end
         src = a.ent.kv_row(w0 + slot);
-      } else if (slot < n_slots) {
+      } else if (slot < s_end) {  // past s_end: masked (only a row's last chunk is partial)
         const int64_t j = sparse ? int64_t(a.indices(r, slot - nw)) : slot - nw;
         if (j >= 0 && j < nvis) src = a.ent.comp_row(j);
       }
@@ -228,7 +266,7 @@ __global__ void __launch_bounds__(kHeads * kWarpSize) attention_rows(const Args<
         const float alpha = expf(m - m_new);  // 0 while m is still -inf
         const float pr = expf(s - m_new);     // 0 for a masked slot
         l = fmaf(l, alpha, warp_sum(pr));  // explicit: no contraction choice left to nvcc
-        const int64_t left = n_slots - c0;
+        const int64_t left = s_end - c0;
         const int n_here = left < kAttentionChunk ? int(left) : kAttentionChunk;
 #pragma unroll
         for (int st = 0; st < kMaxSteps; ++st) {
@@ -250,19 +288,73 @@ __global__ void __launch_bounds__(kHeads * kWarpSize) attention_rows(const Args<
   }
   if (!active) return;
 
-  // The sink joins the denominator with a zero value (m is finite: the window is never empty).
-  const float den = l + expf(a.sink[h] - m);
-  float* out = a.o.row(r) + int64_t(h) * a.d;
+  if constexpr (kSplit) {
+    // The partial of this split: m (-inf when nothing here was attended), l, and the
+    // unnormalised sum_e exp(s_e - m) e_e; float4 stores over whole steps (zeros past d).
+    const int64_t part = (int64_t(blockIdx.z) * gridDim.x + r) * a.heads + h;
+    float4* out = reinterpret_cast<float4*>(a.part_o + part * row4 * 4);
 #pragma unroll
-  for (int st = 0; st < kMaxSteps; ++st) {
-    if (st >= a.steps) continue;
-    const int c = st * kColsPerStep + 4 * lane;
-    if (c < a.d) out[c] = acc[st].x / den;
-    if (c + 1 < a.d) out[c + 1] = acc[st].y / den;
-    if (c + 2 < a.d) out[c + 2] = acc[st].z / den;
-    if (c + 3 < a.d) out[c + 3] = acc[st].w / den;
+    for (int st = 0; st < kMaxSteps; ++st)
+      if (st < a.steps) out[st * kWarpSize + lane] = acc[st];
+    if (lane == 0) a.part_ml[part] = make_float2(m, l);
+    return;
   }
-  if (a.lse.data && lane == 0) a.lse(r, h) = m + logf(den);
+
+  write_output(a.o, a.lse, r, h, a.d, a.steps, acc, m, l, a.sink[h]);
+}
+
+// Split-K combine: one block per (query row blockIdx.x, head tile blockIdx.y), one warp per
+// head, lane l owning dims 128 i + 4 l .. + 3 as in attention_rows. Merges the S partials of
+// its (row, head) in split order z = 0, 1, ..., S - 1:
+//   M = max_z m_z;  alpha_z = exp(m_z - M) (0 for a split that attended nothing, m_z = -inf);
+//   l = sum_z alpha_z l_z,  acc = sum_z alpha_z acc_z   (split 0 by a product, then FMAs),
+// then the single-pass epilogue: den = l + exp(sink - M), o = acc / den, lse = M + ln den.
+// M is finite: split 0 starts with the row's first window row, which is always attended. With
+// S = 1 every step is exact (alpha = 1), so the result has the single-pass kernel's bits.
+struct CombineArgs {
+  const float* part_o;    // [S, T, H, steps * 128]
+  const float2* part_ml;  // [S, T, H]
+  const float* sink;
+  View2<float> o, lse;
+  int heads, d, steps, splits;
+};
+
+template <int kHeads>
+__global__ void __launch_bounds__(kHeads * kWarpSize) attention_combine(const CombineArgs c) {
+  const int lane = threadIdx.x % kWarpSize, warp = threadIdx.x / kWarpSize;
+  const int64_t r = blockIdx.x, rows = gridDim.x;
+  const int h = int(blockIdx.y) * kHeads + warp;
+  if (h >= c.heads) return;  // no barrier below: idle warps of a partial tile leave
+  const int64_t row4 = int64_t(c.steps) * kWarpSize;
+  auto part = [&](int z) { return (int64_t(z) * rows + r) * c.heads + h; };
+
+  float m = -INFINITY;
+  for (int z = 0; z < c.splits; ++z) m = fmaxf(m, c.part_ml[part(z)].x);
+  float l = 0.f;
+  float4 acc[kMaxSteps];
+#pragma unroll
+  for (int st = 0; st < kMaxSteps; ++st) acc[st] = make_float4(0.f, 0.f, 0.f, 0.f);
+  for (int z = 0; z < c.splits; ++z) {
+    const float2 ml = c.part_ml[part(z)];
+    if (ml.x == -INFINITY) continue;  // warp-uniform: the split attended nothing (l = acc = 0)
+    const float alpha = expf(ml.x - m);
+    const float4* src = reinterpret_cast<const float4*>(c.part_o) + part(z) * row4;
+    if (z == 0) {  // a product, not an FMA into +0: S = 1 keeps the sign of a -0 too
+      l = ml.y * alpha;
+#pragma unroll
+      for (int st = 0; st < kMaxSteps; ++st) {
+        if (st >= c.steps) continue;
+        const float4 v = src[st * kWarpSize + lane];
+        acc[st] = make_float4(v.x * alpha, v.y * alpha, v.z * alpha, v.w * alpha);
+      }
+    } else {
+      l = fmaf(ml.y, alpha, l);
+#pragma unroll
+      for (int st = 0; st < kMaxSteps; ++st)
+        if (st < c.steps) axpy4(alpha, src[st * kWarpSize + lane], acc[st]);
+    }
+  }
+  write_output(c.o, c.lse, r, h, c.d, c.steps, acc, m, l, c.sink[h]);
 }
 
 bool aligned(const void* ptr, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(ptr) % bytes == 0; }
@@ -322,43 +414,125 @@ Args<Entries> make_args(const AttentionParams<float>& p, const Entries& ent) {
   a.n_comp = p.comp.rows;
   a.scale = static_cast<float>(p.scale > 0 ? p.scale : 1.0 / std::sqrt(double(d)));  // as ref
   a.q_vec4 = d % 4 == 0 && aligned(p.q.data, 16) && p.q.ld % 4 == 0;
+  a.split_len = 0;  // single pass; launch_split sets the split fields
+  a.part_o = nullptr;
+  a.part_ml = nullptr;
   return a;
 }
 
-template <int kHeads, class Entries>
-void launch(const Args<Entries>& a, int64_t T, cudaStream_t stream) {
+template <int kHeads, bool kSplit, class Entries>
+void launch(const Args<Entries>& a, int64_t T, int64_t splits, cudaStream_t stream) {
   const size_t smem = size_t(kAttentionChunk) * size_t(a.steps) * kColsPerStep * sizeof(float);
-  DSV4_CUDA_CHECK(cudaFuncSetAttribute(attention_rows<kHeads, Entries>,
+  DSV4_CUDA_CHECK(cudaFuncSetAttribute(attention_rows<kHeads, kSplit, Entries>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  const dim3 grid(static_cast<unsigned>(T), static_cast<unsigned>((a.heads + kHeads - 1) / kHeads));
-  attention_rows<kHeads, Entries><<<grid, kHeads * kWarpSize, smem, stream>>>(a);
+  const dim3 grid(static_cast<unsigned>(T), static_cast<unsigned>((a.heads + kHeads - 1) / kHeads),
+                  static_cast<unsigned>(splits));
+  attention_rows<kHeads, kSplit, Entries><<<grid, kHeads * kWarpSize, smem, stream>>>(a);
   DSV4_CUDA_CHECK(cudaGetLastError());
 }
 
-// Resolves the automatic tile (header: prefill when it fills two waves) and launches.
-template <class Entries>
-void run(const Args<Entries>& a, int64_t T, AttentionTile tile, cudaStream_t stream) {
-  if (T == 0) return;
-  if (tile == AttentionTile::automatic) {
-    int device = 0, sms = 0;
-    DSV4_CUDA_CHECK(cudaGetDevice(&device));
-    DSV4_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    const int64_t wide_blocks =
-        T * ((a.heads + kAttentionPrefillHeads - 1) / kAttentionPrefillHeads);
-    tile = wide_blocks >= 2 * int64_t(sms) ? AttentionTile::prefill : AttentionTile::decode;
+// Frees a stream-ordered allocation on scope exit (also when a launch check throws): the
+// split-K partials live from the split launch to the combine launch on the same stream.
+struct SplitScratch {
+  float* ptr = nullptr;
+  cudaStream_t stream = nullptr;
+  SplitScratch(size_t floats, cudaStream_t s) : stream(s) {
+    DSV4_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&ptr), floats * sizeof(float), s));
   }
-  if (tile == AttentionTile::prefill)
-    launch<kAttentionPrefillHeads>(a, T, stream);
-  else
-    launch<kAttentionDecodeHeads>(a, T, stream);
+  ~SplitScratch() {
+    if (ptr) (void)cudaFreeAsync(ptr, stream);  // a destructor must not throw
+  }
+  SplitScratch(const SplitScratch&) = delete;
+  SplitScratch& operator=(const SplitScratch&) = delete;
+};
+
+int multiprocessors() {
+  int device = 0, sms = 0;
+  DSV4_CUDA_CHECK(cudaGetDevice(&device));
+  DSV4_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return sms;
 }
 
-}  // namespace
+// Most slots of any row (header: window rows + compressed slots): the split lengths are
+// cut from this bound, the same for every row of the launch.
+int64_t max_slots(const AttentionParams<float>& p) {
+  return std::min(p.window, p.kv.rows) + (p.indices.data ? p.indices.cols : p.comp.rows);
+}
 
-void attention_with_tile(const AttentionParams<float>& p, AttentionTile tile,
-                         cudaStream_t stream) {
+// Split-K (header): S split launches of split_len = ceil(chunks / S) chunks of slots each
+// into the stream-ordered partials [S, T, H, steps * 128] + [S, T, H] (m, l), then the combine.
+template <class Entries>
+void launch_split(Args<Entries> a, int64_t T, int64_t slots, int64_t splits, cudaStream_t stream) {
+  const int64_t chunks = (slots + kAttentionChunk - 1) / kAttentionChunk;
+  a.split_len = (chunks + splits - 1) / splits * kAttentionChunk;
+  const int64_t parts = splits * T * a.heads, row_floats = int64_t(a.steps) * kColsPerStep;
+  const int64_t floats = parts * row_floats + 2 * parts;  // o partials, then (m, l) pairs
+  require(floats <= kAttentionSplitScratchFloats,
+          "attention: " + std::to_string(splits) + " splits of " + std::to_string(T) +
+              " rows x " + std::to_string(a.heads) + " heads need " + std::to_string(floats) +
+              " floats of partials, above the limit of " +
+              std::to_string(kAttentionSplitScratchFloats) + " (fewer splits or rows)");
+  SplitScratch scratch(size_t(floats), stream);
+  a.part_o = scratch.ptr;
+  // parts * row_floats is a multiple of 128 floats: the pairs start 8-byte aligned.
+  a.part_ml = reinterpret_cast<float2*>(scratch.ptr + parts * row_floats);
+  launch<kAttentionDecodeHeads, true>(a, T, splits, stream);
+
+  CombineArgs c;
+  c.part_o = a.part_o;
+  c.part_ml = a.part_ml;
+  c.sink = a.sink;
+  c.o = a.o;
+  c.lse = a.lse;
+  c.heads = a.heads;
+  c.d = a.d;
+  c.steps = a.steps;
+  c.splits = static_cast<int>(splits);
+  const dim3 grid(static_cast<unsigned>(T),
+                  static_cast<unsigned>((a.heads + kAttentionDecodeHeads - 1) / kAttentionDecodeHeads));
+  attention_combine<kAttentionDecodeHeads><<<grid, kAttentionDecodeHeads * kWarpSize, 0, stream>>>(c);
+  DSV4_CUDA_CHECK(cudaGetLastError());
+}
+
+// Resolves the automatic tile (header: prefill when it fills two waves) and the automatic
+// split count (header: decode tile under two waves), then launches. splits: 0 automatic,
+// 1 the single-pass kernel with `tile`, >= 2 split-K (decode tile).
+template <class Entries>
+void run(const Args<Entries>& a, int64_t T, AttentionTile tile, int64_t splits, int64_t slots,
+         cudaStream_t stream) {
+  if (T == 0) return;
+  if (splits > 1) {  // forced split-K: no device query (its checks come before device work)
+    launch_split(a, T, slots, splits, stream);
+    return;
+  }
+  if (tile == AttentionTile::automatic || splits == kAttentionAutoSplit) {
+    const int sms = multiprocessors();
+    const int64_t wide_blocks =
+        T * ((a.heads + kAttentionPrefillHeads - 1) / kAttentionPrefillHeads);
+    if (tile == AttentionTile::automatic)
+      tile = wide_blocks >= 2 * int64_t(sms) ? AttentionTile::prefill : AttentionTile::decode;
+    if (splits == kAttentionAutoSplit)
+      splits = tile == AttentionTile::prefill ? 1 : attention_auto_splits(T, a.heads, slots, sms);
+  }
+  if (splits > 1)
+    launch_split(a, T, slots, splits, stream);
+  else if (tile == AttentionTile::prefill)
+    launch<kAttentionPrefillHeads, false>(a, T, 1, stream);
+  else
+    launch<kAttentionDecodeHeads, false>(a, T, 1, stream);
+}
+
+void validate_splits(int64_t splits) {
+  require(splits >= 0 && splits <= kAttentionMaxSplits,
+          "attention: splits must be in [0, " + std::to_string(kAttentionMaxSplits) +
+              "] (0: automatic), found " + std::to_string(splits));
+}
+
+void run_f32(const AttentionParams<float>& p, AttentionTile tile, int64_t splits,
+             cudaStream_t stream) {
   const NvtxRange range("attention");
   validate(p);
+  validate_splits(splits);
   if (p.q.rows == 0) return;
   F32Entries ent;
   ent.kv = p.kv;
@@ -366,14 +540,25 @@ void attention_with_tile(const AttentionParams<float>& p, AttentionTile tile,
   ent.d = static_cast<int>(p.kv.cols);
   ent.vec4 = ent.d % 4 == 0 && aligned(p.kv.data, 16) && p.kv.ld % 4 == 0 &&
              (p.comp.rows == 0 || (aligned(p.comp.data, 16) && p.comp.ld % 4 == 0));
-  run(make_args(p, ent), p.q.rows, tile, stream);
+  run(make_args(p, ent), p.q.rows, tile, splits, max_slots(p), stream);
+}
+
+}  // namespace
+
+void attention_with_tile(const AttentionParams<float>& p, AttentionTile tile,
+                         cudaStream_t stream) {
+  run_f32(p, tile, 1, stream);
+}
+
+void attention_with_split(const AttentionParams<float>& p, int64_t splits, cudaStream_t stream) {
+  run_f32(p, AttentionTile::automatic, splits, stream);
 }
 
 void attention(const AttentionParams<float>& p, cudaStream_t stream) {
-  attention_with_tile(p, AttentionTile::automatic, stream);
+  run_f32(p, AttentionTile::automatic, kAttentionAutoSplit, stream);
 }
 
-void attention_fp8(const AttentionFp8Params& p, cudaStream_t stream) {
+void attention_fp8_with_split(const AttentionFp8Params& p, int64_t splits, cudaStream_t stream) {
   const NvtxRange range("attention_fp8");
   const std::string entry = std::to_string(kFp8EntryBytes) + "-byte FP8 entries";
   require(p.kv.cols == kFp8EntryBytes, "attention_fp8: tensor 'kv': expected rows of " + entry +
@@ -399,11 +584,16 @@ void attention_fp8(const AttentionFp8Params& p, cudaStream_t stream) {
   shape.o = p.o;
   shape.lse = p.lse;
   validate(shape);
+  validate_splits(splits);
   if (p.q.rows == 0) return;
   Fp8Entries ent;
   ent.kv = p.kv;
   ent.comp = p.comp;
-  run(make_args(shape, ent), p.q.rows, AttentionTile::automatic, stream);
+  run(make_args(shape, ent), p.q.rows, AttentionTile::automatic, splits, max_slots(shape), stream);
+}
+
+void attention_fp8(const AttentionFp8Params& p, cudaStream_t stream) {
+  attention_fp8_with_split(p, kAttentionAutoSplit, stream);
 }
 
 }  // namespace dsv4::cuda

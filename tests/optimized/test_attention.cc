@@ -8,9 +8,14 @@
 // entry is attended (HCA), with indices the listed ones, skipping -1 and invisible ones, a
 // duplicated index counting twice (CSA); then per head the softmax with a sink of
 // naive::attend (tests/support/naive.h): s = scale q.e, lse = ln(exp(sink) + sum exp(s)),
-// o = sum exp(s - lse) e. Every device run is also rerun with each tile forced
-// (attention_with_tile) and must give the same bits. attention_fp8 (the 584-byte FP8 cache
-// entries) is checked against the f32 kernel on the test's own dequantisation, bitwise.
+// o = sum exp(s - lse) e. Every device run of attention() (automatic tile and split count) is
+// rerun bitwise, and the single-pass kernel with each tile forced (attention_with_tile) must
+// give one set of bits, equal to attention()'s whenever attention() does not split. Split-K
+// (attention_with_split, forced S incl. empty and all-masked splits) meets the same oracle
+// bounds with n + S terms, equals the single pass within twice them, reruns bitwise, and is
+// bitwise the single pass when only split 0 holds slots. attention_fp8 (the 584-byte FP8
+// cache entries) is checked against the f32 kernel on the test's own dequantisation, bitwise,
+// with the automatic and forced split counts.
 // Harness (skip without a device, NaN-poisoned outputs between canaries, bitwise reruns):
 // tests/support/device_harness.h. Label gpu: every test that needs a device skips, with the
 // reason, when there is none; the host-side rejections run everywhere.
@@ -19,10 +24,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "optimized/attention.cuh"
@@ -162,11 +169,13 @@ Expect oracle(const Case& c) { return oracle(c, c.window); }
 // sink). They bound any FP32 implementation of the formula, so both the float reference
 // (tests/reference/test_attention.cc checks it against the same bounds) and this kernel must
 // meet them; the kernel against ref::attention<float>: twice (each errs by at most one bound).
-double tol_o(const Expect& x, int64_t d) {
-  return naive::attend_tol_o<float>(x.st.smag, x.st.omag, d, x.nmax);
+// Split-K with S splits (attention.cuh): the same bounds with nmax + S terms (the combine adds
+// S partials; splits = 1 is the single pass).
+double tol_o(const Expect& x, int64_t d, int64_t splits = 1) {
+  return naive::attend_tol_o<float>(x.st.smag, x.st.omag, d, x.nmax + (splits > 1 ? splits : 0));
 }
-double tol_lse(const Expect& x, int64_t d) {
-  return naive::attend_tol_lse<float>(x.st.smag, x.lsemax, d, x.nmax + 1);
+double tol_lse(const Expect& x, int64_t d, int64_t splits = 1) {
+  return naive::attend_tol_lse<float>(x.st.smag, x.lsemax, d, x.nmax + 1 + (splits > 1 ? splits : 0));
 }
 constexpr double kTwoImpls = 2.0;
 
@@ -245,10 +254,28 @@ Out run_ref(const Case& c) {
   return out;
 }
 
-// Runs the op with the automatic tile, checks canaries, the inputs left untouched, a bitwise
-// rerun, and that both forced tiles give the same bits (one warp per head computes the same
-// chunks in the same order whatever the tile). Returns the outputs (dense).
-Out run_gpu(const Case& c) {
+// The split count attention() picks for case c on this device (attention.cuh's rule).
+int64_t auto_splits(const Case& c) {
+  int device = 0, sms = 0;
+  DSV4_CUDA_CHECK(cudaGetDevice(&device));
+  DSV4_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const int64_t wide = c.T * ((c.H + cuda::kAttentionPrefillHeads - 1) / cuda::kAttentionPrefillHeads);
+  if (wide >= 2 * int64_t(sms)) return 1;  // the prefill tile never splits
+  const int64_t slots = std::min(c.window, c.Tk) + (c.sparse ? c.k : c.N);
+  return cuda::attention_auto_splits(c.T, c.H, slots, sms);
+}
+
+struct GpuRun {
+  Out automatic;  // attention(): the automatic tile and split count
+  Out single;     // attention_with_tile(automatic): the single-pass kernel
+  int64_t splits;  // what attention() used
+};
+
+// Runs the op with the automatic tile and split count, checks canaries, the inputs left
+// untouched and a bitwise rerun; then the single-pass kernel with each tile (both tiles give
+// the same bits: one warp per head computes the same chunks in the same order whatever the
+// tile), equal to attention()'s bits when attention() did not split. Returns both (dense).
+GpuRun run_gpu(const Case& c) {
   DeviceCase dc(c);
   const AttentionParams<float> p = dc.params(c);
   launch_and_sync([&] { cuda::attention(p); });
@@ -261,17 +288,31 @@ Out run_gpu(const Case& c) {
   EXPECT_TRUE(test::bitwise_equal(dc.q.download(), dc.gq.image(c.q))) << "the op wrote into q";
   EXPECT_TRUE(test::bitwise_equal(dc.kv.download(), dc.gkv.image(c.kv))) << "the op wrote into kv";
   EXPECT_TRUE(test::bitwise_equal(dc.comp.download(), dc.gcomp.image(c.comp))) << "the op wrote into comp";
+  dc.lse.upload(dc.glse.poisoned());
+  EXPECT_TRUE(test::rerun_bitwise(dc.o, dc.go.poisoned(), o_img, [&] { cuda::attention(p); }))
+      << "o of attention() differs from its first run";
+  EXPECT_TRUE(test::bitwise_equal(dc.lse.download(), lse_img)) << "lse of attention() differs from its first run";
 
-  for (const cuda::AttentionTile tile :
-       {cuda::AttentionTile::automatic, cuda::AttentionTile::decode, cuda::AttentionTile::prefill}) {
+  dc.lse.upload(dc.glse.poisoned());
+  dc.o.upload(dc.go.poisoned());
+  launch_and_sync([&] { cuda::attention_with_tile(p, cuda::AttentionTile::automatic); });
+  const std::vector<float> o1_img = dc.o.download(), lse1_img = dc.lse.download();
+  EXPECT_TRUE(dc.go.canaries_intact(o1_img)) << "single-pass o";
+  EXPECT_TRUE(dc.glse.canaries_intact(lse1_img)) << "single-pass lse";
+  for (const cuda::AttentionTile tile : {cuda::AttentionTile::decode, cuda::AttentionTile::prefill}) {
     SCOPED_TRACE("rerun with tile " + std::to_string(int(tile)));
     dc.lse.upload(dc.glse.poisoned());
-    EXPECT_TRUE(test::rerun_bitwise(dc.o, dc.go.poisoned(), o_img,
+    EXPECT_TRUE(test::rerun_bitwise(dc.o, dc.go.poisoned(), o1_img,
                                     [&] { cuda::attention_with_tile(p, tile); }))
-        << "o differs from the first run";
-    EXPECT_TRUE(test::bitwise_equal(dc.lse.download(), lse_img)) << "lse differs from the first run";
+        << "o differs from the single pass with the automatic tile";
+    EXPECT_TRUE(test::bitwise_equal(dc.lse.download(), lse1_img)) << "lse differs from the single pass";
   }
-  return {dc.go.extract(o_img), dc.glse.extract(lse_img)};
+  const int64_t splits = auto_splits(c);
+  if (splits == 1) {
+    EXPECT_TRUE(test::bitwise_equal(o1_img, o_img)) << "attention() did not split: single-pass bits expected";
+    EXPECT_TRUE(test::bitwise_equal(lse1_img, lse_img)) << "attention() did not split: single-pass bits expected";
+  }
+  return {{dc.go.extract(o_img), dc.glse.extract(lse_img)}, {dc.go.extract(o1_img), dc.glse.extract(lse1_img)}, splits};
 }
 
 // The full check of one case: the device result against the fp64 oracle and against
@@ -283,17 +324,87 @@ Out check(const Case& c) {
                                     << c.window << " pos0 " << c.pos0 << " k "
                                     << (c.sparse ? c.k : -1) << " pad " << c.pad);
   const Expect x = oracle(c);
-  const Out got = run_gpu(c);
+  const GpuRun run = run_gpu(c);
   const Out ref = run_ref(c);
-  const double to = tol_o(x, c.d), tl = tol_lse(x, c.d);
-  EXPECT_TRUE(test::all_close(got.o, x.o, to)) << "o against the fp64 oracle";
-  EXPECT_TRUE(test::all_close(ref.o, x.o, to)) << "test setup: ref::attention<float> outside the bound";
-  EXPECT_TRUE(test::all_close(got.o, ref.o, kTwoImpls * to)) << "o against ref::attention<float>";
-  if (c.with_lse) {
-    EXPECT_TRUE(test::all_close(got.lse, x.lse, tl)) << "lse against the fp64 oracle";
-    EXPECT_TRUE(test::all_close(got.lse, ref.lse, kTwoImpls * tl)) << "lse against ref::attention<float>";
+  EXPECT_TRUE(test::all_close(ref.o, x.o, tol_o(x, c.d))) << "test setup: ref::attention<float> outside the bound";
+  for (const auto& [got, splits, what] : {std::tuple{&run.automatic, run.splits, "attention()"},
+                                          std::tuple{&run.single, int64_t(1), "single pass"}}) {
+    SCOPED_TRACE(std::string(what) + ", splits " + std::to_string(splits));
+    const double to = tol_o(x, c.d, splits), tl = tol_lse(x, c.d, splits);
+    EXPECT_TRUE(test::all_close(got->o, x.o, to)) << "o against the fp64 oracle";
+    EXPECT_TRUE(test::all_close(got->o, ref.o, kTwoImpls * to)) << "o against ref::attention<float>";
+    if (c.with_lse) {
+      EXPECT_TRUE(test::all_close(got->lse, x.lse, tl)) << "lse against the fp64 oracle";
+      EXPECT_TRUE(test::all_close(got->lse, ref.lse, kTwoImpls * tl)) << "lse against ref::attention<float>";
+    }
   }
-  return got;
+  return run.automatic;
+}
+
+// ---------------------------------------------------------------------------------------
+// Split-K forced (attention_with_split): poisoned outputs between canaries, a bitwise rerun.
+
+Out run_split(const Case& c, int64_t splits) {
+  DeviceCase dc(c);
+  const AttentionParams<float> p = dc.params(c);
+  launch_and_sync([&] { cuda::attention_with_split(p, splits); });
+  const std::vector<float> o_img = dc.o.download(), lse_img = dc.lse.download();
+  EXPECT_TRUE(dc.go.canaries_intact(o_img)) << "split o";
+  EXPECT_TRUE(dc.glse.canaries_intact(lse_img)) << "split lse";
+  if (!c.with_lse) {
+    EXPECT_TRUE(test::bitwise_equal(lse_img, dc.glse.poisoned())) << "lse written though absent";
+  }
+  dc.lse.upload(dc.glse.poisoned());
+  EXPECT_TRUE(test::rerun_bitwise(dc.o, dc.go.poisoned(), o_img, [&] { cuda::attention_with_split(p, splits); }))
+      << "split o differs from its first run";
+  EXPECT_TRUE(test::bitwise_equal(dc.lse.download(), lse_img)) << "split lse differs from its first run";
+  return {dc.go.extract(o_img), dc.glse.extract(lse_img)};
+}
+
+// Slots of each split (attention.cuh): ceil(ceil(n_max / 32) / S) chunks of 32, n_max the
+// most slots of any row; and the most slots any row of c actually has.
+int64_t split_len(const Case& c, int64_t splits) {
+  const int64_t n_max = std::min(c.window, c.Tk) + (c.sparse ? c.k : c.N);
+  const int64_t chunks = (n_max + cuda::kAttentionChunk - 1) / cuda::kAttentionChunk;
+  return (chunks + splits - 1) / splits * cuda::kAttentionChunk;
+}
+int64_t most_slots(const Case& c) {
+  int64_t n = 0;
+  for (int64_t r = 0; r < c.T; ++r) {
+    const int64_t p = c.pos0 + r, base = c.pos0 + c.T - c.Tk;
+    const int64_t nw = p - base - std::max<int64_t>(0, p - c.window + 1 - base) + 1;
+    n = std::max(n, nw + (c.sparse ? c.k : std::clamp<int64_t>((p + 1) / c.ratio, 0, c.N)));
+  }
+  return n;
+}
+
+// Each forced S against the fp64 oracle and ref::attention<float> (bounds with n + S terms),
+// against the single pass (within twice the bound: each meets it), and bitwise the single
+// pass when every row's slots fit in split 0 (the later splits empty: the combine is exact).
+void check_splits(const Case& c, std::initializer_list<int64_t> splits) {
+  SCOPED_TRACE(::testing::Message() << "split T " << c.T << " Tk " << c.Tk << " N " << c.N << " H "
+                                    << c.H << " d " << c.d << " pos0 " << c.pos0 << " k "
+                                    << (c.sparse ? c.k : -1) << " pad " << c.pad);
+  const Expect x = oracle(c);
+  const Out ref = run_ref(c);
+  const Out single = run_gpu(c).single;
+  for (const int64_t S : splits) {
+    SCOPED_TRACE("forced splits " + std::to_string(S));
+    const Out got = run_split(c, S);
+    const double to = tol_o(x, c.d, S), tl = tol_lse(x, c.d, S);
+    EXPECT_TRUE(test::all_close(got.o, x.o, to)) << "o against the fp64 oracle";
+    EXPECT_TRUE(test::all_close(got.o, ref.o, kTwoImpls * to)) << "o against ref::attention<float>";
+    EXPECT_TRUE(test::all_close(got.o, single.o, kTwoImpls * to)) << "o against the single pass";
+    if (c.with_lse) {
+      EXPECT_TRUE(test::all_close(got.lse, x.lse, tl)) << "lse against the fp64 oracle";
+      EXPECT_TRUE(test::all_close(got.lse, ref.lse, kTwoImpls * tl)) << "lse against ref::attention<float>";
+      EXPECT_TRUE(test::all_close(got.lse, single.lse, kTwoImpls * tl)) << "lse against the single pass";
+    }
+    if (most_slots(c) <= split_len(c, S)) {
+      EXPECT_TRUE(test::bitwise_equal(got.o, single.o)) << "only split 0 holds slots: single-pass bits";
+      EXPECT_TRUE(test::bitwise_equal(got.lse, single.lse)) << "only split 0 holds slots: single-pass bits";
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -397,9 +508,14 @@ TEST(AttentionCuda, OutOfRangeIndicesAreSkipped) {
   Case minus = bad;
   for (auto& j : minus.idx)
     if (j < -1 || j >= c.N) j = -1;
-  const Out a = run_gpu(bad), b = run_gpu(minus);
-  EXPECT_TRUE(test::bitwise_equal(a.o, b.o));
-  EXPECT_TRUE(test::bitwise_equal(a.lse, b.lse));
+  const GpuRun a = run_gpu(bad), b = run_gpu(minus);
+  EXPECT_TRUE(test::bitwise_equal(a.automatic.o, b.automatic.o));
+  EXPECT_TRUE(test::bitwise_equal(a.automatic.lse, b.automatic.lse));
+  EXPECT_TRUE(test::bitwise_equal(a.single.o, b.single.o));
+  EXPECT_TRUE(test::bitwise_equal(a.single.lse, b.single.lse));
+  const Out sa = run_split(bad, 3), sb = run_split(minus, 3);  // split-K skips them too
+  EXPECT_TRUE(test::bitwise_equal(sa.o, sb.o));
+  EXPECT_TRUE(test::bitwise_equal(sa.lse, sb.lse));
 }
 
 // Non-vacuity: the oracle with a window one shorter disagrees with the kernel by more than
@@ -415,10 +531,15 @@ TEST(AttentionCuda, ToleranceDetectsOffByOne) {
   for (int64_t r = 0; r < c.T; ++r)
     for (int64_t s = 1; s < c.k; ++s) single.idx[size_t(r * c.k + s)] = -1;
   const Expect dedup = oracle(single);
-  const Out got = run_gpu(c);
-  EXPECT_TRUE(test::all_close(got.o, good.o, tol_o(good, c.d)));
-  EXPECT_FALSE(test::all_close(got.o, bad.o, tol_o(good, c.d)));
-  EXPECT_FALSE(test::all_close(got.o, dedup.o, tol_o(good, c.d)));
+  const GpuRun run = run_gpu(c);
+  const int64_t forced = 3;
+  for (const auto& [got, splits] : {std::pair{run.single, int64_t(1)}, std::pair{run.automatic, run.splits},
+                                    std::pair{run_split(c, forced), forced}}) {
+    SCOPED_TRACE("splits " + std::to_string(splits));
+    EXPECT_TRUE(test::all_close(got.o, good.o, tol_o(good, c.d, splits)));
+    EXPECT_FALSE(test::all_close(got.o, bad.o, tol_o(good, c.d, splits)));
+    EXPECT_FALSE(test::all_close(got.o, dedup.o, tol_o(good, c.d, splits)));
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -451,6 +572,62 @@ TEST(AttentionCudaRealShape, FlashAndProPrefillChunk) {
   DSV4_SKIP_WITHOUT_DEVICE();
   check(real_case(8, kFlashHeads, kCsaRatio, kFlashTopk, 1300));
   check(real_case(8, kProHeads, kHcaRatio, 0, 1310));
+}
+
+// ---------------------------------------------------------------------------------------
+// Split-K forced (attention_with_split) on small shapes, H = 5 (a partial head tile): every
+// layer kind, S from 2 to past the chunk count (trailing splits empty), rows of different
+// list lengths, whole splits of masked slots, sink = -inf, no lse, strided views.
+
+TEST(AttentionCudaSplit, LayerKinds) {
+  DSV4_SKIP_WITHOUT_DEVICE();
+  // HCA decode at 30000: 234 of 240 entries visible; n_max = 128 + 240 slots = 12 chunks.
+  check_splits(make_case(1, kWindow, 240, 5, 64, kHcaRatio, 30000, 2000), {2, 3, 5, 12, 13, 40});
+  Case csa = make_case(1, kWindow, 400, 5, 64, kCsaRatio, 1500, 2010);  // -1, duplicates, invisible
+  random_indices(csa, 300, 2011);
+  check_splits(csa, {2, 4, 7, 14, 30});
+  check_splits(make_case(1, kWindow, 0, 5, 64, kCsaRatio, 900, 2020), {2, 4, 9});  // window only
+  Case pre = make_case(6, 140, 90, 5, 64, kCsaRatio, 300, 2030);  // 6 rows, lists of 4 lengths
+  random_indices(pre, 70, 2031);
+  check_splits(pre, {2, 3, 8});
+  // Fewer slots than one chunk (and rows from position 0): every split but 0 empty, so the
+  // result must be the single pass's bits (check_splits tests that).
+  check_splits(make_case(1, 20, 0, 5, 64, kCsaRatio, 19, 2040), {2, 3, 8});
+  check_splits(make_case(12, 12, 3, 5, 36, kCsaRatio, 0, 2050), {2, 5});
+}
+
+TEST(AttentionCudaSplit, MaskedSplitsNoSinkStrided) {
+  DSV4_SKIP_WITHOUT_DEVICE();
+  // 128 window + 256 index slots = 12 chunks; slots 168..327 are -1, so chunks 6..9 (slots
+  // 192..319) attend nothing: whole splits with m = -inf for S = 4, 6, 12.
+  Case c = make_case(2, kWindow + 1, 300, 5, 64, kCsaRatio, 1400, 2100);
+  random_indices(c, 256, 2101, 0.0);
+  for (int64_t r = 0; r < c.T; ++r)
+    for (int64_t s = 40; s < 200; ++s) c.idx[size_t(r * c.k + s)] = -1;
+  check_splits(c, {2, 4, 6, 12});
+  std::fill(c.sink.begin(), c.sink.end(), -kInfF);  // no sink
+  check_splits(c, {3, 12});
+  c.with_lse = false;
+  c.pad = 3;  // scalar loads, strided rows and index rows
+  check_splits(c, {4, 7});
+  check_splits(make_case(1, kWindow, 100, 3, 130, kCsaRatio, 900, 2110), {2, 4, 9});  // d = 130
+}
+
+// Real shapes at decode (d = 512): HCA dense over the 8192 entries of a 1M-token context
+// (n = 8320 slots, 260 chunks; attention() picks S = 17 / 9 on an H200) and CSA top-k at 8K
+// (20 / 36 chunks); forced S up to kAttentionMaxSplits, past the chunk count of CSA.
+Case hca_1m(int64_t H, uint64_t seed) {
+  const int64_t ctx = int64_t(1) << 20;
+  return make_case(1, kWindow, ctx / kHcaRatio, H, kHeadDim, kHcaRatio, ctx - 1, seed);
+}
+
+TEST(AttentionCudaSplit, RealShapesDecode) {
+  DSV4_SKIP_WITHOUT_DEVICE();
+  check(hca_1m(kFlashHeads, 2200));  // the automatic path against the oracle
+  check_splits(hca_1m(kFlashHeads, 2201), {2, 17, 64, cuda::kAttentionMaxSplits});
+  check_splits(hca_1m(kProHeads, 2210), {9, 200});
+  check_splits(real_case(1, kFlashHeads, kCsaRatio, kFlashTopk, 2220), {10, 21, 40});
+  check_splits(real_case(1, kProHeads, kCsaRatio, kProTopk, 2230), {9, 37});
 }
 
 // ---------------------------------------------------------------------------------------
@@ -495,7 +672,9 @@ std::vector<uint8_t> to_fp8_entries(std::vector<float>& x, int64_t n, int64_t ld
   return bytes;
 }
 
-void check_fp8(Case c, int64_t ld = cuda::kFp8EntryBytes) {
+// splits: forced split counts, each run by attention_fp8_with_split and by
+// attention_with_split on the dequantised rows, which must agree bitwise.
+void check_fp8(Case c, int64_t ld = cuda::kFp8EntryBytes, std::initializer_list<int64_t> splits = {}) {
   ASSERT_EQ(c.d, kHeadDim) << "test setup: the FP8 layout has d = 512";
   SCOPED_TRACE(::testing::Message() << "fp8 T " << c.T << " Tk " << c.Tk << " N " << c.N
                                     << " H " << c.H << " k " << (c.sparse ? c.k : -1) << " ld " << ld);
@@ -528,6 +707,21 @@ void check_fp8(Case c, int64_t ld = cuda::kFp8EntryBytes) {
   dc.lse.upload(dc.glse.poisoned());
   EXPECT_TRUE(test::rerun_bitwise(dc.o, dc.go.poisoned(), o_img, [&] { cuda::attention_fp8(p); }))
       << "fp8 rerun differs";
+  for (const int64_t S : splits) {
+    SCOPED_TRACE("forced splits " + std::to_string(S));
+    const Out f32s = run_split(c, S);
+    dc.o.upload(dc.go.poisoned());
+    dc.lse.upload(dc.glse.poisoned());
+    launch_and_sync([&] { cuda::attention_fp8_with_split(p, S); });
+    const std::vector<float> os = dc.o.download(), ls = dc.lse.download();
+    EXPECT_TRUE(dc.go.canaries_intact(os));
+    EXPECT_TRUE(dc.glse.canaries_intact(ls));
+    EXPECT_TRUE(test::bitwise_equal(dc.go.extract(os), f32s.o)) << "fp8 split o != f32 split on dequantised rows";
+    EXPECT_TRUE(test::bitwise_equal(dc.glse.extract(ls), f32s.lse)) << "fp8 split lse != f32 split";
+    dc.lse.upload(dc.glse.poisoned());
+    EXPECT_TRUE(test::rerun_bitwise(dc.o, dc.go.poisoned(), os, [&] { cuda::attention_fp8_with_split(p, S); }))
+        << "fp8 split rerun differs";
+  }
 }
 
 TEST(AttentionCudaFp8, SmallShapes) {
@@ -543,6 +737,15 @@ TEST(AttentionCudaFp8, RealShapes) {
   DSV4_SKIP_WITHOUT_DEVICE();
   check_fp8(real_case(1, kFlashHeads, kCsaRatio, kFlashTopk, 1500));
   check_fp8(real_case(4, kProHeads, kHcaRatio, 0, 1510));
+}
+
+// Split-K on FP8 entries: the automatic S (check_fp8's attention_fp8 run) and forced ones.
+TEST(AttentionCudaFp8, SplitK) {
+  DSV4_SKIP_WITHOUT_DEVICE();
+  Case csa = make_case(2, kWindow + 1, 400, 5, kHeadDim, kCsaRatio, 1500, 1600);
+  random_indices(csa, 300, 1601);
+  check_fp8(csa, cuda::kFp8EntryBytes, {2, 7, 30});
+  check_fp8(hca_1m(kFlashHeads, 1610), cuda::kFp8EntryBytes + 8, {17, cuda::kAttentionMaxSplits});
 }
 
 // ---------------------------------------------------------------------------------------
@@ -640,10 +843,79 @@ TEST(AttentionCudaFp8, RejectsBadEntriesBeforeLaunch) {
   rejects([&](auto& p) { p.q.cols = 2 * kHeadDim - 1; }, "q columns != H*512");
   rejects([&](auto& p) { p.pos0 = 0; }, "kv before position 0");
   rejects([&](auto& p) { p.sink = nullptr; }, "no sink");
+  EXPECT_THROW(cuda::attention_fp8_with_split(valid(), -1), InputError) << "negative splits";
+  EXPECT_THROW(cuda::attention_fp8_with_split(valid(), cuda::kAttentionMaxSplits + 1), InputError)
+      << "splits above the limit";
   cuda::AttentionFp8Params empty = valid();  // no rows: nothing to launch, no device needed
   empty.q.rows = 0;
   empty.o.rows = 0;
   EXPECT_NO_THROW(cuda::attention_fp8(empty));
+}
+
+// The automatic split count (attention.cuh): the header's H200 numbers; no split once the
+// decode tile has two blocks per SM or a split would stream fewer than two chunks; and every
+// automatic S within the limits, with whole chunks per split and no empty split.
+TEST(AttentionCudaSplit, AutomaticCount) {
+  constexpr int64_t kH200Sms = 132, kHca1m = kWindow + (int64_t(1) << 20) / kHcaRatio;
+  EXPECT_EQ(cuda::attention_auto_splits(1, kFlashHeads, kHca1m, kH200Sms), 17);
+  EXPECT_EQ(cuda::attention_auto_splits(1, kProHeads, kHca1m, kH200Sms), 9);
+  EXPECT_EQ(cuda::attention_auto_splits(1, kFlashHeads, kWindow + kFlashTopk, kH200Sms), 10);
+  EXPECT_EQ(cuda::attention_auto_splits(1, kProHeads, kWindow + kProTopk, kH200Sms), 9);
+  EXPECT_EQ(cuda::attention_auto_splits(1, kFlashHeads, kWindow, kH200Sms), 2);
+  EXPECT_EQ(cuda::attention_auto_splits(1, kFlashHeads, 3 * cuda::kAttentionChunk, kH200Sms), 1);
+  EXPECT_EQ(cuda::attention_auto_splits(16, kFlashHeads, kHca1m, kH200Sms), 2);  // 256 blocks
+  EXPECT_EQ(cuda::attention_auto_splits(17, kFlashHeads, kHca1m, kH200Sms), 1);  // 272 blocks
+  using Sizes = std::initializer_list<int64_t>;
+  for (int64_t rows : Sizes{1, 2, 7, 40})
+    for (int64_t heads : Sizes{1, 5, kFlashHeads, kProHeads})
+      for (int64_t slots : Sizes{1, 33, 200, 1000, kHca1m, int64_t(1) << 20})
+        for (int64_t sms : Sizes{1, 78, kH200Sms}) {
+          const int64_t S = cuda::attention_auto_splits(rows, heads, slots, sms);
+          SCOPED_TRACE(::testing::Message() << rows << " rows " << heads << " heads " << slots
+                                            << " slots " << sms << " SMs: S " << S);
+          ASSERT_GE(S, 1);
+          ASSERT_LE(S, cuda::kAttentionMaxSplits);
+          if (S == 1) continue;
+          const int64_t chunks = (slots + cuda::kAttentionChunk - 1) / cuda::kAttentionChunk;
+          const int64_t per = (chunks + S - 1) / S;
+          EXPECT_GE(per, cuda::kAttentionMinSplitChunks);
+          EXPECT_LT((S - 1) * per, chunks) << "an empty split";
+          EXPECT_LT(rows * ((heads + 3) / 4), cuda::kAttentionSplitWaves * sms) << "split though full";
+        }
+}
+
+// A forced split count outside [0, kAttentionMaxSplits], or partials above
+// kAttentionSplitScratchFloats, is refused on the host before any device work.
+TEST(AttentionCudaSplit, RejectsBadSplitsBeforeLaunch) {
+  HostShapes s;
+  const AttentionParams<float> p = s.valid();
+  for (const int64_t bad : {int64_t(-1), cuda::kAttentionMaxSplits + 1}) {
+    EXPECT_THROW(cuda::attention_with_split(p, bad), InputError) << bad;
+    try {
+      cuda::attention_with_split(p, bad);
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("attention: splits must be in [0, "), std::string::npos) << e.what();
+    }
+  }
+  // 1100 rows x 2 heads x 256 splits x (128 + 2) floats = 73.2M > 2^26.
+  const int64_t T = 1100;
+  AttentionParams<float> big = p;
+  big.q = view2<const float>(s.buf.data(), T, 16);
+  big.kv = view2<const float>(s.buf.data(), T, 8);
+  big.pos0 = 0;
+  big.o = view2(s.buf.data(), T, 16);
+  big.lse = view2(s.buf.data(), T, 2);
+  try {
+    cuda::attention_with_split(big, cuda::kAttentionMaxSplits);
+    ADD_FAILURE() << "no throw for partials above the limit";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("floats of partials, above the limit"), std::string::npos) << e.what();
+  }
+  AttentionParams<float> empty = p;  // no rows: nothing to launch, whatever S
+  empty.q.rows = 0;
+  empty.o.rows = 0;
+  empty.lse.rows = 0;
+  for (const int64_t S : {int64_t(0), int64_t(1), int64_t(5)}) EXPECT_NO_THROW(cuda::attention_with_split(empty, S));
 }
 
 }  // namespace
