@@ -126,6 +126,15 @@ class Backend {
   virtual void gather_rows(const Buffer& src, const std::vector<int64_t>& rows, Buffer& dst) = 0;
   // f [n, D] = MoE of `layer` (routing needs the token ids for hash layers)
   virtual void moe(int64_t layer, const Buffer& u, const int32_t* ids, Buffer& f) = 0;
+  // The expert-parallel owner's work (model/backend_sharded.h): for every row i of x [m, D],
+  // y[i] = weights[i] * expert_e(x[i]) with routed expert e of `layer` in this backend's own
+  // numbering (its slice of the experts), or for e < 0 y[i] += shared_expert(x[i]) (weights
+  // unused). Host `weights` [m]; numerics as moe() (FP8 activations with official numerics).
+  // Backends without single experts throw InputError.
+  virtual void expert(int64_t layer, int64_t e, const Buffer& x, const float* weights, Buffer& y) {
+    (void)layer, (void)e, (void)x, (void)weights, (void)y;
+    throw InputError("backend '" + name() + "' does not run single experts");
+  }
   // logits [rows.size(), V] for the chosen rows of h [n, s*D]: hc_head -> norm -> head.
   // mtp < 0: the main head; mtp = i: MTP module i's hc_head and norm (shared head).
   virtual void head(const Buffer& h, const std::vector<int64_t>& rows, int64_t mtp, float* logits) = 0;

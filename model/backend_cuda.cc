@@ -213,6 +213,30 @@ class CudaExec {
     if (x.sw1) w.shared_w1 = x.sw1->view(), w.shared_w3 = x.sw3->view(), w.shared_w2 = x.sw2->view();
     cuda::moe_compact(p, w, *ws, kStream);
   }
+  // Routed expert e of x's layer (e < 0: the shared expert) over p's rows, in whatever form
+  // experts() kept it; p.w1 / w3 / w2 are set here.
+  void expert(ExpertParams<float>& p, const Experts& x, int64_t e, const std::string& where) {
+    const bool shared = e < 0;
+    const bool compact = shared ? x.sw1 != nullptr : x.compact();
+    const cuda::MoeWeightForm form = compact ? cuda::MoeWeightForm::compact : cuda::MoeWeightForm::fp32;
+    const int64_t m = p.x.rows, D = p.x.cols, I = p.inter;
+    auto& ws = s_->expert;
+    if (!ws || ws->max_tokens() < m || ws->dim() != D || ws->inter() != I ||
+        (compact && ws->form() != cuda::MoeWeightForm::compact))
+      ws = std::make_unique<cuda::ExpertWorkspace>(m, D, I, form);
+    if (shared) {
+      if (compact) return cuda::expert_compact(p, x.sw1->view(), x.sw3->view(), x.sw2->view(), *ws, kStream);
+      require(x.fs1.data() != nullptr, "expert: " + where + " has no shared expert");
+      p.w1 = x.fs1.data(), p.w3 = x.fs3.data(), p.w2 = x.fs2.data();
+      return cuda::expert(p, *ws, kStream);
+    }
+    if (compact) return cuda::expert_compact(p, x.w1->view(), x.w3->view(), x.w2->view(), e, *ws, kStream);
+    const int64_t count = I * D > 0 ? int64_t(x.f1.size()) / (I * D) : 0;
+    require(e < count, "expert: expert " + std::to_string(e) + " is outside the " + std::to_string(count) + " of " + where);
+    p.w1 = x.f1.data() + e * I * D, p.w3 = x.f3.data() + e * I * D, p.w2 = x.f2.data() + e * D * I;
+    cuda::expert(p, *ws, kStream);
+  }
+
   // Device bytes of the expert weights as kept: compact (FP4 / FP8 with scales) and FP32.
   size_t expert_bytes_compact() const { return s_->expert_bytes_compact; }
   size_t expert_bytes_fp32() const { return s_->expert_bytes_fp32; }
@@ -259,6 +283,7 @@ class CudaExec {
     cuda::BlasHandle blas;
     std::map<int64_t, std::unique_ptr<cuda::AttentionLayerWorkspace>> attention;  // per layer
     std::unique_ptr<cuda::MoeWorkspace> moe;
+    std::unique_ptr<cuda::ExpertWorkspace> expert;  // Backend::expert (expert-parallel ranks)
     std::unique_ptr<cuda::EngramMixWorkspace> mix;
     std::map<int64_t, std::unique_ptr<cuda::EngramPrefetcher>> prefetch;  // per Engram layer
     size_t expert_bytes_compact = 0, expert_bytes_fp32 = 0;  // what experts() kept, in each form

@@ -23,7 +23,8 @@
 //     expert tensors (releasing the host vectors) in whatever form the executor keeps them
 //     (CUDA: FP4 routed / FP8 shared on the device when the floats are exactly representable,
 //     optimized/compact_weights.cuh; FP32 otherwise); moe(params, experts) fills the params'
-//     expert weights from them and runs the MoE
+//     expert weights from them and runs the MoE; expert(ExpertParams, experts, e, where) runs
+//     routed expert e (or the shared one for e < 0) alone
 //   linear(x, w, out, y)                        y = x w^T
 //   attention_layer(layer, params, x, y, state) the whole sub-layer, every row of x
 //   Engram: using HashMirror; HashMirror mirror(const EngramHash&); engram_hash(params,
@@ -299,6 +300,25 @@ class DeviceBackend final : public Backend {
     p.act_quant = o_.numerics == Numerics::official;
     p.y = buf(f).view();
     ex_.moe(p, L.experts);  // the executor sets p.w1 .. p.shared_w2 (or their compact forms)
+  }
+
+  void expert(int64_t layer, int64_t e, const Buffer& x, const float* weights, Buffer& y) override {
+    const ModelRange nvtx_range(name_.c_str(), e < 0 ? "shared_expert" : "expert", layer);
+    const Layer& L = tensors(layer);
+    const int64_t m = x.rows(), D = c_.dim;
+    require(x.cols() == D && y.rows() == m && y.cols() == D, "expert: x and y must be [m, D] of the same m");
+    const bool shared = e < 0;
+    Array<float> w;
+    if (!shared) w = ex_.template to_array<float>(weights, size_t(m));
+    ExpertParams<float> p;
+    p.x = buf(x).view();
+    p.inter = c_.moe_inter_dim;
+    p.route_weight = shared ? nullptr : w.data();
+    p.swiglu_limit = c_.swiglu_limit;
+    p.accumulate = shared;
+    p.act_quant = o_.numerics == Numerics::official;
+    p.y = buf(y).view();
+    ex_.expert(p, L.experts, e, "layer " + std::to_string(layer));  // the executor sets the weights
   }
 
   void head(const Buffer& h, const std::vector<int64_t>& rows, int64_t mtp, float* logits) override {

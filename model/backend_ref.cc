@@ -350,6 +350,33 @@ class ReferenceBackend final : public Backend {
     ref::moe(p);
   }
 
+  void expert(int64_t layer, int64_t e, const Buffer& x, const float* weights, Buffer& y) override {
+    const ModelRange nvtx_range(kTag, e < 0 ? "shared_expert" : "expert", layer);
+    const auto& c = w_.config;
+    const auto& L = tensors(layer);
+    const int64_t I = c.moe_inter_dim, D = c.dim, m = x.rows();
+    const bool shared = e < 0;
+    require(x.cols() == D && y.rows() == m && y.cols() == D, "expert: x and y must be [m, D] of the same m");
+    const int64_t count = I * D > 0 ? int64_t(L.w1.size()) / (I * D) : 0;
+    require(shared ? !L.shared_w1.empty() : e < count,
+            shared ? std::string("expert: layer " + std::to_string(layer) + " has no shared expert")
+                   : "expert: expert " + std::to_string(e) + " is outside this backend's " + std::to_string(count));
+    std::vector<T> wt;
+    if (!shared) wt.assign(weights, weights + m);
+    ExpertParams<T> p;
+    p.x = host(x).view();
+    p.w1 = shared ? L.shared_w1.data() : L.w1.data() + e * I * D;
+    p.w3 = shared ? L.shared_w3.data() : L.w3.data() + e * I * D;
+    p.w2 = shared ? L.shared_w2.data() : L.w2.data() + e * D * I;
+    p.inter = I;
+    p.route_weight = shared ? nullptr : wt.data();
+    p.swiglu_limit = c.swiglu_limit;
+    p.accumulate = shared;
+    p.act_quant = o_.numerics == Numerics::official;
+    p.y = host(y).view();
+    ref::expert<T>(p);
+  }
+
   void head(const Buffer& h, const std::vector<int64_t>& rows, int64_t mtp, float* logits) override {
     const ModelRange nvtx_range(kTag, "head");
     const auto& c = w_.config;

@@ -34,13 +34,11 @@ std::vector<float> slice_cols(const std::vector<float>& m, int64_t cols, int64_t
   return out;
 }
 
-// The MoE tensors of one layer on this rank: router and shared expert whole, routed experts
-// [first, first + count) only.
+// The router of one layer on this rank (whole). The experts themselves (routed [first, first +
+// count), and the shared one) live in the inner backend, which runs them (Backend::expert).
 struct MoeShard {
   std::vector<float> gate, gate_bias;  // [E, D], [E]
   std::vector<int64_t> tid2eid;        // [V, k]
-  std::vector<float> w1, w3, w2;       // [count, I, D], [count, I, D], [count, D, I]
-  std::vector<float> shared_w1, shared_w3, shared_w2;
 };
 
 class Sharded final : public ShardedBackend {
@@ -78,17 +76,17 @@ class Sharded final : public ShardedBackend {
       require(int64_t(L.w1.size()) == E * I * D && int64_t(L.w2.size()) == E * D * I,
               "sharded backend: the routed expert tensors do not hold " + std::to_string(E) +
                   " experts");
-      m.w1 = slice_rows(L.w1, I * D, e0, e1), m.w3 = slice_rows(L.w3, I * D, e0, e1);
-      m.w2 = slice_rows(L.w2, D * I, e0, e1);
-      m.shared_w1 = std::move(L.shared_w1), m.shared_w3 = std::move(L.shared_w3),
-      m.shared_w2 = std::move(L.shared_w2);
-      L.w1 = {}, L.w3 = {}, L.w2 = {};  // the inner backend never runs the MoE
+      // The inner backend keeps this rank's experts, numbered from 0, and the shared one; it
+      // runs them one at a time (Backend::expert), never its own moe().
+      L.w1 = slice_rows(L.w1, I * D, e0, e1), L.w3 = slice_rows(L.w3, I * D, e0, e1);
+      L.w2 = slice_rows(L.w2, D * I, e0, e1);
       moe_.push_back(std::move(m));
     };
     for (auto& L : w.layers) shard(L);
     for (auto& m : w.mtp) shard(m.block);
     w.config.n_heads = H / l.tp;
     w.config.o_groups = g / l.tp;
+    w.config.n_routed_experts = experts_;  // the inner backend's experts: this rank's slice
     inner_ = inner ? inner(std::move(w), o) : make_reference_backend(std::move(w), o);
     if (on_buffers_) {
       auto probe = inner_->alloc(1, 1);
@@ -161,11 +159,9 @@ class Sharded final : public ShardedBackend {
   void moe(int64_t layer, const Buffer& u, const int32_t* ids, Buffer& f) override {
     const auto& c = config_;
     const MoeShard& m = moe_.at(size_t(layer));
-    const int64_t n = u.rows(), D = c.dim, I = c.moe_inter_dim, k = c.experts_per_token,
-                  E = c.n_routed_experts;
+    const int64_t n = u.rows(), D = c.dim, k = c.experts_per_token, E = c.n_routed_experts;
     const int64_t tp = tp_->size(), t = tp_->rank(), a = n * t / tp, b = n * (t + 1) / tp,
                   rows = b - a;
-    const bool quant = o_.numerics == Numerics::official;
     std::vector<float> x(size_t(n * D)), y(size_t(n * D), 0.f);
     inner_->download(u, x.data());
     const float* xs = x.data() + a * D;  // this rank's rows [a, b)
@@ -215,7 +211,8 @@ class Sharded final : public ShardedBackend {
     std::vector<float> recv;
     const std::vector<int64_t> recv_counts = exchange(*ep_, send, send_counts, recv);
 
-    // 3. The owner runs each of its experts once over every pair it received for it.
+    // 3. The owner runs each of its experts once over every pair it received for it, in the
+    // inner backend (Backend::expert: the reference's ref::expert, or on the device).
     const int64_t got = int64_t(recv.size()) / entry;
     std::vector<std::vector<int64_t>> mine(
         static_cast<size_t>(experts_));  // local expert -> received pair indices
@@ -237,9 +234,10 @@ class Sharded final : public ShardedBackend {
         std::copy_n(recv.begin() + list[size_t(i)] * entry, D, xe.begin() + i * D);
         we[size_t(i)] = recv[size_t(list[size_t(i)] * entry + D + 1)];
       }
-      ref::expert<float>({view2<const float>(xe.data(), cnt, D), m.w1.data() + e * I * D,
-                          m.w3.data() + e * I * D, m.w2.data() + e * D * I, I, we.data(), 1,
-                          c.swiglu_limit, false, quant, view2(ye.data(), cnt, D)});
+      auto xb = inner_->alloc(cnt, D), yb = inner_->alloc(cnt, D);
+      inner_->upload(*xb, xe.data());
+      inner_->expert(layer, e, *xb, we.data(), *yb);
+      inner_->download(*yb, ye.data());
       for (int64_t i = 0; i < cnt; ++i)
         std::copy_n(ye.begin() + i * D, D, reply.begin() + list[size_t(i)] * D);
       expert_tokens_[size_t(e)] += cnt;
@@ -257,10 +255,13 @@ class Sharded final : public ShardedBackend {
     float* ys = y.data() + a * D;
     for (size_t j = 0; j < sent_rows.size(); ++j)
       for (int64_t i = 0; i < D; ++i) ys[sent_rows[j] * D + i] += back[j * size_t(D) + size_t(i)];
-    if (rows > 0 && !m.shared_w1.empty())
-      ref::expert<float>({view2<const float>(xs, rows, D), m.shared_w1.data(), m.shared_w3.data(),
-                          m.shared_w2.data(), I, nullptr, 1, c.swiglu_limit, true, quant,
-                          view2(ys, rows, D)});
+    if (rows > 0 && c.n_shared_experts > 0) {  // ys += shared expert of rows [a, b)
+      auto xb = inner_->alloc(rows, D), yb = inner_->alloc(rows, D);
+      inner_->upload(*xb, xs);
+      inner_->upload(*yb, ys);
+      inner_->expert(layer, -1, *xb, nullptr, *yb);
+      inner_->download(*yb, ys);
+    }
     if (tp > 1) reduce(*tp_, y);  // rows outside [a, b) are 0 here
     inner_->upload(f, y.data());
   }

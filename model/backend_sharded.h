@@ -18,7 +18,8 @@
 //               shared expert replicated. Each rank routes its share of the tokens (rows
 //               [t n/tp, (t+1) n/tp) of the n its TP group holds), sends every (token, expert)
 //               pair to the expert's owner with all_to_all_v over the EP group (uneven counts),
-//               the owner runs its experts on what it received and sends the weighted outputs
+//               the owner runs its experts on what it received (in the inner backend, which
+//               holds this rank's slice: Backend::expert) and sends the weighted outputs
 //               back the same way; the rank adds them in expert order (ref::moe's order) and
 //               the shared expert for its rows, and one all_reduce_sum over the TP group
 //               assembles all n rows. The shared expert is replicated rather than split tp-way

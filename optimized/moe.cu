@@ -4,6 +4,7 @@
 
 #include "optimized/compact_weights.cuh"
 #include "optimized/cuda_check.cuh"
+#include "optimized/linear.cuh"
 #include "optimized/moe.cuh"
 #include "optimized/quant_fp8.cuh"
 #include "reference/errors.h"
@@ -74,17 +75,32 @@ __global__ void __launch_bounds__(kMoeThreads)
   for (int64_t c = threadIdx.x; c < D; c += kMoeThreads) d[c] = s[c];
 }
 
-// Row r (blockIdx.x) of g, u [rows, I] (dense): g <- SiLU(g') u' w with the clamps of the
-// header, in place; w = weights[perm[r] / k, perm[r] % k] when perm is given, else 1.
-__global__ void __launch_bounds__(kMoeThreads)
-    swiglu_rows(float* g, const float* u, int64_t I, const int32_t* perm, int k,
-                View2<const float> weights, float limit) {
-  const int64_t r = blockIdx.x;
-  float rw = 1.f;
-  if (perm) {
+// The route weight of row r of a SwiGLU launch. moe: the (token, slot) entry perm[r] of
+// weights [T, k], or 1 without perm (the shared expert).
+struct PermutedWeight {
+  const int32_t* perm;
+  int k;
+  View2<const float> weights;
+  __device__ float operator()(int64_t r) const {
+    if (!perm) return 1.f;
     const int f = perm[r];
-    rw = weights(f / k, f % k);
+    return weights(f / k, f % k);
   }
+};
+// expert: w[r * stride], or 1 without w.
+struct StridedWeight {
+  const float* w;
+  int64_t stride;
+  __device__ float operator()(int64_t r) const { return w ? w[r * stride] : 1.f; }
+};
+
+// Row r (blockIdx.x) of g, u [rows, I] (dense): g <- SiLU(g') u' w with the clamps of the
+// header, in place; w = row_weight(r). One body for moe and expert (the same bits).
+template <class RowWeight>
+__global__ void __launch_bounds__(kMoeThreads)
+    swiglu_rows(float* g, const float* u, int64_t I, RowWeight row_weight, float limit) {
+  const int64_t r = blockIdx.x;
+  const float rw = row_weight(r);
   float* gr = g + r * I;
   const float* ur = u + r * I;
   for (int64_t i = threadIdx.x; i < I; i += kMoeThreads) {
@@ -95,6 +111,16 @@ __global__ void __launch_bounds__(kMoeThreads)
     }
     gr[i] = gv / (1.f + expf(-gv)) * uv * rw;
   }
+}
+
+// Row t (blockIdx.x) of y [T, D] (strided) <- y[t] + out[t] (out dense [T, D]): expert's
+// accumulate, ref::expert's `y += out` (one FP32 add per element).
+__global__ void __launch_bounds__(kMoeThreads) add_rows(const float* out, View2<float> y) {
+  const int64_t t = blockIdx.x;
+  const int64_t D = y.cols;
+  float* yr = y.row(t);
+  const float* o = out + t * D;
+  for (int64_t d = threadIdx.x; d < D; d += kMoeThreads) yr[d] = yr[d] + o[d];
 }
 
 // Token t (blockIdx.x): y[t] = sum of out rows inv[t*k + c], ascending, from 0, then + y[t]
@@ -139,13 +165,15 @@ void linear(cublasHandle_t h, const float* W, int64_t out, int64_t in, const flo
                                 int(in), A, int(lda), &zero, C, int(ldc)));
 }
 
-// SwiGLU over `rows` rows of g, u [rows, I] into g, then act_quant's round trip of h.
-void swiglu(float* g, const float* u, int64_t rows, int64_t I, const int32_t* perm, int k,
-            View2<const float> weights, const MoeParams<float>& p, cudaStream_t stream) {
-  swiglu_rows<<<static_cast<unsigned>(rows), kMoeThreads, 0, stream>>>(g, u, I, perm, k, weights,
-                                                                       float(p.swiglu_limit));
+// SwiGLU over `rows` rows of g, u [rows, I] into g (row r weighted by row_weight(r)), then
+// act_quant's round trip of h (per row and 128-block).
+template <class RowWeight>
+void swiglu(float* g, const float* u, int64_t rows, int64_t I, RowWeight row_weight, double limit,
+            bool act_quant, cudaStream_t stream) {
+  swiglu_rows<<<static_cast<unsigned>(rows), kMoeThreads, 0, stream>>>(g, u, I, row_weight,
+                                                                       float(limit));
   DSV4_CUDA_CHECK(cudaGetLastError());
-  if (p.act_quant) {
+  if (act_quant) {
     const View2<float> h = view2(g, rows, I);
     quant_fp8(QuantFp8Params<float>{h, h, kActBlock, 0}, stream);
   }
@@ -200,20 +228,21 @@ std::string stack_shape(const Fp4WeightStack& s) {
   return out + "]";
 }
 
-// dims: the expected shape's names, "[E, I, D]" or "[E, D, I]".
-void check_stack(const Fp4WeightStack& s, const char* name, const char* dims, int64_t E,
-                 int64_t rows, int64_t cols) {
+// op: the caller's name in the messages; dims: the expected shape's names, "[E, I, D]" or
+// "[E, D, I]".
+void check_stack(const char* op, const Fp4WeightStack& s, const char* name, const char* dims,
+                 int64_t E, int64_t rows, int64_t cols) {
   require(s.count == E && s.rows == rows && s.cols == cols,
-          std::string("moe_compact: FP4 ") + name + " is a stack " + stack_shape(s) +
-              "; expected " + dims + " = [" + std::to_string(E) + ", " + std::to_string(rows) +
-              ", " + std::to_string(cols) + "]");
+          std::string(op) + ": FP4 " + name + " is a stack " + stack_shape(s) + "; expected " +
+              dims + " = [" + std::to_string(E) + ", " + std::to_string(rows) + ", " +
+              std::to_string(cols) + "]");
   require((s.codes && s.scales) || E * rows * cols == 0,
-          std::string("moe_compact: FP4 ") + name + " has null codes or scales");
+          std::string(op) + ": FP4 " + name + " has null codes or scales");
 }
 
-void check_fp8(const Fp8Weight& s, const char* name, int64_t rows, int64_t cols) {
+void check_fp8(const char* op, const Fp8Weight& s, const char* name, int64_t rows, int64_t cols) {
   require(s.rows == rows && s.cols == cols && s.block > 0 && s.scales,
-          std::string("moe_compact: FP8 ") + name + " is [" + std::to_string(s.rows) + ", " +
+          std::string(op) + ": FP8 " + name + " is [" + std::to_string(s.rows) + ", " +
               std::to_string(s.cols) + "] with block " + std::to_string(s.block) +
               (s.scales ? "" : " and null scales") + "; expected [" + std::to_string(rows) +
               ", " + std::to_string(cols) + "], block > 0");
@@ -313,7 +342,8 @@ void MoeRun::run(const MoeParams<float>& p, MoeWorkspace& ws, cudaStream_t strea
   if (shared) {
     linear(h, weights.shared(Which::w1), I, D, xin.data, xin.ld, T, g, I);
     linear(h, weights.shared(Which::w3), I, D, xin.data, xin.ld, T, u, I);
-    swiglu(g, u, T, I, nullptr, int(k), r.weights, p, stream);
+    swiglu(g, u, T, I, PermutedWeight{nullptr, int(k), r.weights}, p.swiglu_limit, p.act_quant,
+           stream);
     linear(h, weights.shared(Which::w2), D, I, g, I, T, p.y.data, p.y.ld);
   }
 
@@ -329,7 +359,8 @@ void MoeRun::run(const MoeParams<float>& p, MoeWorkspace& ws, cudaStream_t strea
       linear(h, weights.routed(Which::w1, e), I, D, rows + r0 * D, D, n, g + r0 * I, I);
       linear(h, weights.routed(Which::w3, e), I, D, rows + r0 * D, D, n, u + r0 * I, I);
     }
-    swiglu(g, u, routed_rows, I, ws.perm_.data(), int(k), r.weights, p, stream);
+    swiglu(g, u, routed_rows, I, PermutedWeight{ws.perm_.data(), int(k), r.weights},
+           p.swiglu_limit, p.act_quant, stream);
     for (int64_t e = 0; e < E; ++e) {
       const int64_t n = off[size_t(e + 1)] - off[size_t(e)], r0 = off[size_t(e)];
       if (n == 0) continue;
@@ -359,18 +390,18 @@ void moe(const MoeParams<float>& p, cudaStream_t stream) {
 void validate_moe_compact(const MoeParams<float>& p, const MoeCompactWeights& w) {
   validate_moe(p);
   const int64_t E = p.route.experts, I = p.inter, D = p.route.x.cols;
-  check_stack(w.w1, "w1", "[E, I, D]", E, I, D);
-  check_stack(w.w3, "w3", "[E, I, D]", E, I, D);
-  check_stack(w.w2, "w2", "[E, D, I]", E, D, I);
+  check_stack("moe_compact", w.w1, "w1", "[E, I, D]", E, I, D);
+  check_stack("moe_compact", w.w3, "w3", "[E, I, D]", E, I, D);
+  check_stack("moe_compact", w.w2, "w2", "[E, D, I]", E, D, I);
   const int present = (w.shared_w1.codes != nullptr) + (w.shared_w3.codes != nullptr) +
                       (w.shared_w2.codes != nullptr);
   require(present == 0 || present == 3,
           "moe_compact: the FP8 shared expert needs all of shared_w1, shared_w3 and shared_w2 (" +
               std::to_string(present) + " of 3 given)");
   if (present) {
-    check_fp8(w.shared_w1, "shared_w1", I, D);
-    check_fp8(w.shared_w3, "shared_w3", I, D);
-    check_fp8(w.shared_w2, "shared_w2", D, I);
+    check_fp8("moe_compact", w.shared_w1, "shared_w1", I, D);
+    check_fp8("moe_compact", w.shared_w3, "shared_w3", I, D);
+    check_fp8("moe_compact", w.shared_w2, "shared_w2", D, I);
   }
 }
 
@@ -396,6 +427,185 @@ size_t moe_compact_bytes(const MoeCompactWeights& w) {
 size_t moe_fp32_expert_bytes(int64_t experts, int64_t inter, int64_t dim, bool shared) {
   constexpr int64_t kMatrices = 3;  // W1, W3, W2
   return size_t(kMatrices * (experts + (shared ? 1 : 0)) * inter * dim) * sizeof(float);
+}
+
+// ---- expert ---------------------------------------------------------------------------------
+
+namespace {
+
+// Where expert's SGEMMs read the expert's FP32 matrices. expert: p's own.
+struct ExpertFp32 {
+  const ExpertParams<float>& p;
+  const float* matrix(Which m) const {
+    return m == Which::w1 ? p.w1 : m == Which::w3 ? p.w3 : p.w2;
+  }
+};
+
+// expert_compact: each matrix dequantised (exactly) into the scratch right before its SGEMM,
+// on the same stream: W1 and W2 into slot 0, W3 into slot 1 (moe_compact's use of the slots).
+float* dequant_slot(float* scratch, Which m, int64_t slot_elems) {
+  return scratch + (m == Which::w3 ? slot_elems : int64_t(0));
+}
+
+struct ExpertFp4 {
+  const Fp4WeightStack &w1, &w3, &w2;
+  int64_t index;
+  float* scratch;  // [kMoeDequantSlots, I * D]
+  int64_t slot_elems;
+  cudaStream_t stream;
+  const float* matrix(Which m) const {
+    float* dst = dequant_slot(scratch, m, slot_elems);
+    dequant_fp4(m == Which::w1 ? w1 : m == Which::w3 ? w3 : w2, index, dst, stream);
+    return dst;
+  }
+};
+
+struct ExpertFp8 {
+  const Fp8Weight &w1, &w3, &w2;
+  float* scratch;  // [kMoeDequantSlots, I * D]
+  int64_t slot_elems;
+  cudaStream_t stream;
+  const float* matrix(Which m) const {
+    float* dst = dequant_slot(scratch, m, slot_elems);
+    dequant_fp8(m == Which::w1 ? w1 : m == Which::w3 ? w3 : w2, dst, stream);
+    return dst;
+  }
+};
+
+// ref::expert's checks and messages, then this twin's limits on x and y (not the weights,
+// which expert and the two expert_compact overloads take from different places).
+void validate_expert_rows(const ExpertParams<float>& p) {
+  const int64_t T = p.x.rows, D = p.x.cols, I = p.inter;
+  require(I > 0, "expert: inter must be positive");
+  require(p.y.rows == T && p.y.cols == D, "expert: output 'y' has the wrong shape");
+  if (T == 0) return;  // no device work: nothing else is read
+  require(p.x.data != nullptr && p.y.data != nullptr, "expert: x or y is null");
+  require(p.x.ld >= D && p.y.ld >= D,
+          "expert: row strides below D = " + std::to_string(D) + " (x ld " +
+              std::to_string(p.x.ld) + ", y ld " + std::to_string(p.y.ld) + ")");
+  require(linear_fits_int(T, I, D, p.x.ld, I) && linear_fits_int(T, D, I, I, p.y.ld),
+          "expert: sizes beyond cuBLAS's int range (rows, D, I, row strides)");
+}
+
+}  // namespace
+
+// The body of expert and expert_compact (steps 1-4 of the header), over a source of the
+// expert's FP32 matrices.
+struct ExpertRun {
+  // The workspace against p (shape; form compact when `compact`); `op` names the caller.
+  static void check_workspace(const char* op, const ExpertParams<float>& p,
+                              const ExpertWorkspace& ws, bool compact);
+  template <class Weights>
+  static void run(const ExpertParams<float>& p, ExpertWorkspace& ws, cudaStream_t stream,
+                  const Weights& weights);
+  static float* dequant_scratch(ExpertWorkspace& ws) { return ws.dequant_.data(); }
+};
+
+ExpertWorkspace::ExpertWorkspace(int64_t max_tokens, int64_t dim, int64_t inter,
+                                 MoeWeightForm form)
+    : max_tokens_(max_tokens), dim_(dim), inter_(inter), form_(form) {
+  require(max_tokens >= 0 && dim > 0 && inter > 0,
+          "ExpertWorkspace: needs max_tokens >= 0 and positive D and inter");
+  xq_ = DeviceBuffer<float>(size_t(max_tokens * dim));  // 0 tokens: nothing allocated
+  g_ = DeviceBuffer<float>(size_t(max_tokens * inter));
+  u_ = DeviceBuffer<float>(size_t(max_tokens * inter));
+  if (form == MoeWeightForm::compact && max_tokens > 0)
+    dequant_ = DeviceBuffer<float>(size_t(kMoeDequantSlots * inter * dim));
+}
+
+size_t ExpertWorkspace::bytes() const {
+  return xq_.bytes() + g_.bytes() + u_.bytes() + dequant_.bytes();
+}
+
+void validate_expert(const ExpertParams<float>& p) {
+  validate_expert_rows(p);
+  if (p.x.rows > 0)
+    require(p.w1 != nullptr && p.w3 != nullptr && p.w2 != nullptr,
+            "expert: w1, w3 or w2 is null");
+}
+
+void ExpertRun::check_workspace(const char* op, const ExpertParams<float>& p,
+                                const ExpertWorkspace& ws, bool compact) {
+  const int64_t T = p.x.rows, D = p.x.cols, I = p.inter;
+  require(T <= ws.max_tokens() && D == ws.dim() && I == ws.inter(),
+          std::string(op) + ": the workspace holds " + std::to_string(ws.max_tokens()) +
+              " rows of (D, I) = (" + std::to_string(ws.dim()) + ", " +
+              std::to_string(ws.inter()) + "); the call needs " + std::to_string(T) + " of (" +
+              std::to_string(D) + ", " + std::to_string(I) + ")");
+  if (compact)
+    require(ws.form() == MoeWeightForm::compact,
+            std::string(op) +
+                ": the workspace was made for FP32 weights (MoeWeightForm::fp32); it has no "
+                "dequantisation scratch");
+}
+
+template <class Weights>
+void ExpertRun::run(const ExpertParams<float>& p, ExpertWorkspace& ws, cudaStream_t stream,
+                    const Weights& weights) {
+  const int64_t T = p.x.rows, D = p.x.cols, I = p.inter;
+  const NvtxRange range("expert");
+  if (T == 0) return;
+
+  // 1: the input, quantised into the workspace under act_quant.
+  View2<const float> xin = p.x;
+  if (p.act_quant) {
+    const View2<float> xq = view2(ws.xq_.data(), T, D);
+    quant_fp8(QuantFp8Params<float>{p.x, xq, kActBlock, 0}, stream);
+    xin = xq;
+  }
+  // 2-3: g, u, then h in g.
+  cublasHandle_t h = ws.blas_.on(stream);
+  float* g = ws.g_.data();
+  float* u = ws.u_.data();
+  linear(h, weights.matrix(Which::w1), I, D, xin.data, xin.ld, T, g, I);
+  linear(h, weights.matrix(Which::w3), I, D, xin.data, xin.ld, T, u, I);
+  swiglu(g, u, T, I, StridedWeight{p.route_weight, p.weight_stride}, p.swiglu_limit, p.act_quant,
+         stream);
+  // 4: out = h W2^T, into y or (accumulate) the scratch then added to y.
+  if (!p.accumulate) {
+    linear(h, weights.matrix(Which::w2), D, I, g, I, T, p.y.data, p.y.ld);
+    return;
+  }
+  float* out = ws.xq_.data();  // [T, D]: the first two SGEMMs have read xq (stream order)
+  linear(h, weights.matrix(Which::w2), D, I, g, I, T, out, D);
+  add_rows<<<static_cast<unsigned>(T), kMoeThreads, 0, stream>>>(out, p.y);
+  DSV4_CUDA_CHECK(cudaGetLastError());
+}
+
+void expert(const ExpertParams<float>& p, ExpertWorkspace& ws, cudaStream_t stream) {
+  validate_expert(p);
+  ExpertRun::check_workspace("expert", p, ws, false);
+  ExpertRun::run(p, ws, stream, ExpertFp32{p});
+}
+
+void expert_compact(const ExpertParams<float>& p, const Fp4WeightStack& w1,
+                    const Fp4WeightStack& w3, const Fp4WeightStack& w2, int64_t index,
+                    ExpertWorkspace& ws, cudaStream_t stream) {
+  constexpr const char* kOp = "expert_compact";
+  validate_expert_rows(p);
+  const int64_t E = w1.count, I = p.inter, D = p.x.cols;
+  check_stack(kOp, w1, "w1", "[E, I, D]", E, I, D);
+  check_stack(kOp, w3, "w3", "[E, I, D]", E, I, D);
+  check_stack(kOp, w2, "w2", "[E, D, I]", E, D, I);
+  require(index >= 0 && index < E, std::string(kOp) + ": expert index " + std::to_string(index) +
+                                       " outside the stacks' [0, " + std::to_string(E) + ")");
+  ExpertRun::check_workspace(kOp, p, ws, true);
+  ExpertRun::run(p, ws, stream,
+                 ExpertFp4{w1, w3, w2, index, ExpertRun::dequant_scratch(ws), I * D, stream});
+}
+
+void expert_compact(const ExpertParams<float>& p, const Fp8Weight& w1, const Fp8Weight& w3,
+                    const Fp8Weight& w2, ExpertWorkspace& ws, cudaStream_t stream) {
+  constexpr const char* kOp = "expert_compact";
+  validate_expert_rows(p);
+  const int64_t I = p.inter, D = p.x.cols;
+  check_fp8(kOp, w1, "w1", I, D);
+  check_fp8(kOp, w3, "w3", I, D);
+  check_fp8(kOp, w2, "w2", D, I);
+  require(w1.codes && w3.codes && w2.codes, std::string(kOp) + ": an FP8 matrix has null codes");
+  ExpertRun::check_workspace(kOp, p, ws, true);
+  ExpertRun::run(p, ws, stream,
+                 ExpertFp8{w1, w3, w2, ExpertRun::dequant_scratch(ws), I * D, stream});
 }
 
 }  // namespace dsv4::cuda

@@ -75,6 +75,70 @@
 // Errors: validate_moe's, then the compact shapes (w1/w3 [E, I, D], w2 [E, D, I], shared
 // FP8 [I, D], [D, I] with all three or none present), then the workspace; InputError before
 // any device work.
+//
+// ---- expert: one expert over a set of rows (expert parallelism, the shared expert) ---------
+// The CUDA twin of ref::expert (reference/moe.h; same ExpertParams, same semantics), for a
+// caller that routed elsewhere (the sharded backend: the rows an expert's rank received, with
+// their route weights; or the shared expert with accumulate):
+//   x' = act_quant ? FP8 round trip of x (1x128 blocks, UE8M0) : x
+//   g = x' W1^T, u = x' W3^T                      [T, I]
+//   limit > 0: u <- clamp(u, -limit, limit), g <- min(g, limit)
+//   h = SiLU(g) u rw_t    (rw_t = route_weight[t * weight_stride], 1 when route_weight null)
+//   act_quant: h <- FP8 round trip of h
+//   out = h W2^T                                  [T, D]
+//   y = out (accumulate false), y = y + out (accumulate true, the reference's order)
+// Shapes: x [T, D], w1/w3 [I, D], w2 [D, I], y [T, D]; x and y strided by their ld;
+// route_weight [T] with any weight_stride (0 broadcasts one weight), or nullptr. Every pointer
+// is a DEVICE pointer. y may alias x exactly (every read of x precedes the first write of y in
+// stream order); it must not overlap a weight or route_weight.
+//
+// Steps, all on `stream`, no synchronisation:
+//   1. act_quant: x -> workspace (cuda::quant_fp8); the SGEMMs then read it with ld D, else x
+//      itself with ld x.ld.
+//   2. two SGEMMs into the workspace's g, u [T, I] (ld I).
+//   3. SwiGLU: moe's kernel (one block of kMoeThreads per row, threads striding the columns),
+//      the row's weight read at route_weight[t * weight_stride]; act_quant of h in place.
+//   4. one SGEMM: accumulate false straight into y (ld y.ld); accumulate true into the
+//      workspace's [T, D] scratch (the quantised x's buffer, free again once the first two
+//      SGEMMs have read it), then one add kernel y[t] = y[t] + out[t] (one block per row).
+// GEMMs: 3; kernels: 1 SwiGLU (+ 2 quantisations with act_quant, + 1 add when accumulating).
+//
+// Precision: FP32, moe's arithmetic. The SGEMMs are cublasSgemm in the default math mode
+// with moe's operand layout, the SwiGLU is moe's kernel (the same expression: expf, IEEE
+// division, the clamps as std::min / std::clamp, NaN kept), quant_fp8 is bitwise the
+// reference's and works per (row, 128-block). So y differs from ref::expert<float> only in
+// the rounding of the two reductions (over D, then over I).
+// Against cuda::moe, BITWISE: expert() over the n rows moe gives expert e (x = those rows of
+// moe's input, dense [n, D] in moe's order; route_weight = their route weights; w1/w3/w2 =
+// expert e's matrices; y dense [n, D]; accumulate false) writes exactly the rows moe computes
+// for them before its combine; expert() of the shared expert (route_weight null, x and y
+// laid out as moe's, ld included) writes exactly moe's shared output. Why: the quantisation
+// is per (row, 128-block) and the SwiGLU per element, so they do not see which other rows
+// share the launch; the SGEMMs are the same cuBLAS calls (op, m, n, k, lda, ldb, ldc, alpha
+// 1, beta 0, a default-mode handle, the same GPU) on the same values, and cuBLAS runs one
+// deterministic kernel per such problem given equally aligned operands (moe's per-expert row
+// blocks start at multiples of D and I floats into cudaMalloc'd scratch: 256-byte aligned
+// like a fresh allocation whenever D and I are multiples of 64, as at every real and tested
+// shape). This rests on cuBLAS's determinism for a fixed problem (documented per GPU and
+// handle configuration), not on a promise across different shapes: the same rows in a
+// launch of another row count may round differently. tests/optimized/test_expert.cc checks
+// it on a GPU. Reruns are bitwise identical.
+//
+// Errors: ref::expert's checks and messages on the host before any device work (inter > 0,
+// then y's shape), then this twin's: null x, y or weight pointers with T > 0, row strides
+// below D, sizes beyond cuBLAS's int, then the workspace (shape and, for expert_compact, form
+// compact); dsv4::InputError. A failed launch or cuBLAS call throws dsv4::cuda::CudaError.
+//
+// expert_compact: the same with the expert's matrices stored compact (routed: matrix `index`
+// of FP4 stacks [E, I, D] / [E, D, I]; shared: FP8 [I, D] / [D, I], 128x128 blocks),
+// dequantised exactly into the workspace's two [I, D] slots right before their SGEMMs (W1 ->
+// slot 0, W3 -> slot 1, W2 -> slot 0; stream order makes the reuse safe), then step 1-4 as
+// above: BITWISE equal to expert() on the dequantised FP32 weights (the same SGEMMs on the
+// same values; the slots are 256-byte aligned when I D is a multiple of 64, as is a cudaMalloc'd
+// FP32 matrix). p.w1, p.w3, p.w2 are ignored. Extra: 3 dequantisation kernels per call
+// (optimized/compact_weights.cuh has their geometry). Errors: expert()'s, then the compact
+// shapes (FP4: w1/w3 [*, I, D], w2 [*, D, I], one count, index in [0, count), codes and scales
+// set; FP8: [I, D], [I, D], [D, I], codes and scales set, block > 0), then the workspace.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -84,6 +148,7 @@
 
 #include "optimized/compact_weights.cuh"
 #include "optimized/device.cuh"
+#include "optimized/linear.cuh"
 #include "optimized/moe_route.cuh"
 #include "reference/moe.h"
 
@@ -163,5 +228,55 @@ void moe_compact(const MoeParams<float>& p, const MoeCompactWeights& w, MoeWorks
 // and of the same weights in FP32, for the memory accounting.
 size_t moe_compact_bytes(const MoeCompactWeights& w);
 size_t moe_fp32_expert_bytes(int64_t experts, int64_t inter, int64_t dim, bool shared);
+
+// ---- expert (see the header) --------------------------------------------------------------
+
+// Scratch of expert / expert_compact for up to max_tokens rows of one expert shape (D, I): the
+// quantised x (also the output scratch when accumulating) [T, D], g and u [T, I] (h overwrites
+// g), a cuBLAS handle (created by the first call that launches work), and with form compact
+// the dequantisation scratch, kMoeDequantSlots [I, D] FP32 matrices. Allocated at construction;
+// a workspace of 0 tokens allocates nothing and needs no device. 4 (D + 2 I) bytes per row:
+// 32 KiB per row at V4-Flash widths, plus 64 MiB of scratch in form compact. One workspace per
+// stream that runs the op (calls queued on one stream may share it: stream order).
+class ExpertWorkspace {
+ public:
+  ExpertWorkspace(int64_t max_tokens, int64_t dim, int64_t inter,
+                  MoeWeightForm form = MoeWeightForm::fp32);
+  ExpertWorkspace(const ExpertWorkspace&) = delete;
+  ExpertWorkspace& operator=(const ExpertWorkspace&) = delete;
+
+  int64_t max_tokens() const { return max_tokens_; }
+  int64_t dim() const { return dim_; }
+  int64_t inter() const { return inter_; }
+  MoeWeightForm form() const { return form_; }
+  // Device bytes of the workspace, the dequantisation scratch included.
+  size_t bytes() const;
+
+ private:
+  friend struct ExpertRun;  // moe.cu: the body shared by expert and expert_compact
+  int64_t max_tokens_, dim_, inter_;
+  MoeWeightForm form_;
+  DeviceBuffer<float> xq_, g_, u_, dequant_;
+  BlasHandle blas_;
+};
+
+// ref::expert's host-side checks of p (inter, then y's shape) and this twin's limits (with
+// rows: x, y, w1, w3, w2 set, row strides >= D, cuBLAS's int range); throws InputError.
+// Touches no device memory.
+void validate_expert(const ExpertParams<float>& p);
+
+// y (+)= W2 SwiGLU(W1 x, W3 x) route_weight on the device (see the header). Asynchronous on
+// `stream` (no synchronisation). ws must fit p (T <= max_tokens, its D and I).
+void expert(const ExpertParams<float>& p, ExpertWorkspace& ws, cudaStream_t stream = 0);
+
+// expert() with routed expert `index` of FP4 stacks w1, w3 [E, I, D] and w2 [E, D, I]
+// (p.w1, p.w3, p.w2 ignored). ws must fit p and have form compact.
+void expert_compact(const ExpertParams<float>& p, const Fp4WeightStack& w1,
+                    const Fp4WeightStack& w3, const Fp4WeightStack& w2, int64_t index,
+                    ExpertWorkspace& ws, cudaStream_t stream = 0);
+// expert() with FP8 matrices w1, w3 [I, D] and w2 [D, I] (the shared expert; p.w1, p.w3, p.w2
+// ignored). ws must fit p and have form compact.
+void expert_compact(const ExpertParams<float>& p, const Fp8Weight& w1, const Fp8Weight& w3,
+                    const Fp8Weight& w2, ExpertWorkspace& ws, cudaStream_t stream = 0);
 
 }  // namespace dsv4::cuda

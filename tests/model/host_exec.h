@@ -120,6 +120,16 @@ class HostExec {
     p.shared_w1 = ptr(x.shared_w1), p.shared_w3 = ptr(x.shared_w3), p.shared_w2 = ptr(x.shared_w2);
     ref::moe(p);
   }
+  void expert(ExpertParams<float>& p, const Experts& x, int64_t e, const std::string& where) {
+    const int64_t I = p.inter, D = p.x.cols;
+    const bool shared = e < 0;
+    const int64_t count = I * D > 0 ? int64_t(x.w1.size()) / (I * D) : 0;
+    if (shared ? x.shared_w1.empty() : e >= count) throw InputError("HostExec::expert: " + where + " has no such expert");
+    p.w1 = shared ? x.shared_w1.data() : x.w1.data() + e * I * D;
+    p.w3 = shared ? x.shared_w3.data() : x.w3.data() + e * I * D;
+    p.w2 = shared ? x.shared_w2.data() : x.w2.data() + e * D * I;
+    ref::expert<float>(p);
+  }
 
   HashMirror mirror(const EngramHash&) { return {}; }
   void engram_hash(const EngramHashParams& p, const HashMirror&) {

@@ -53,11 +53,7 @@ double logits_tol(const ModelConfig& c, const std::vector<float>& ref) {
   return test::reduction_tol<float>(double(c.dim * c.n_layers), test::max_abs(ref)) * 16;
 }
 
-std::vector<int64_t> all_rows(int64_t n) {
-  std::vector<int64_t> r(static_cast<size_t>(n));
-  std::iota(r.begin(), r.end(), 0);
-  return r;
-}
+using test::all_rows;
 
 TEST(DeviceBackendShell, PrefillWithEveryRowIsBitwiseTheReference) {
   for (Numerics num : {Numerics::exact, Numerics::official}) {
@@ -109,16 +105,7 @@ TEST(DeviceBackendShell, AskedRowsAgreeWithTheReferenceWithinChunkRounding) {
   EXPECT_LE(max_abs_diff(la, lb), logits_tol(ref.config(), la));
 }
 
-// Engram at layers 0 and 2 with small tables (as tests/model/test_engram_model.cc).
-ModelConfig engram_tiny() {
-  ModelConfig c = config_preset("v4-tiny");
-  config_set_engram(c, "engram=0,2");
-  config_set_engram(c, "engram.vocab_size=61,67");
-  config_set_engram(c, "engram.n_head_per_ngram=4");
-  config_set_engram(c, "engram.n_embed_per_ngram=64");
-  config_validate(c);
-  return c;
-}
+ModelConfig engram_tiny() { return test::engram_tiny_config(); }
 
 struct EngramDir {
   fs::path path = fs::temp_directory_path() / ("dsv4-engram-dev-" + std::to_string(std::random_device{}()));

@@ -27,17 +27,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// v4-tiny with Engram at layers 0 and 2 (window-only and HCA), small tables so that a short
-// prompt revisits rows: orders 2..3, 4 heads of 16 dims, tables from 61 / 67 rows.
-ModelConfig engram_tiny() {
-  ModelConfig c = config_preset("v4-tiny");
-  config_set_engram(c, "engram=0,2");
-  config_set_engram(c, "engram.vocab_size=61,67");
-  config_set_engram(c, "engram.n_head_per_ngram=4");
-  config_set_engram(c, "engram.n_embed_per_ngram=64");
-  config_validate(c);
-  return c;
-}
+ModelConfig engram_tiny() { return test::engram_tiny_config(); }
 
 struct TempDir {
   fs::path path = fs::temp_directory_path() / ("dsv4-engram-" + std::to_string(std::random_device{}()));

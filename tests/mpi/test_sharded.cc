@@ -136,12 +136,7 @@ INSTANTIATE_TEST_SUITE_P(Layouts, Sharded,
 // layers 0 and 2 equals the unsharded one (prefill, MTP and decode) to the same tolerance.
 TEST(ShardedEngram, ReplicatedEngramLayersGiveTheUnshardedLogits) {
   if (world().size() != 2) GTEST_SKIP() << "runs in the np 2 job (tp 2 x ep 2)";
-  ModelConfig c = config_preset("v4-tiny");
-  config_set_engram(c, "engram=0,2");
-  config_set_engram(c, "engram.vocab_size=61,67");
-  config_set_engram(c, "engram.n_head_per_ngram=4");
-  config_set_engram(c, "engram.n_embed_per_ngram=64");
-  config_validate(c);
+  const ModelConfig c = test::engram_tiny_config();
   const ModelWeights w = test::tiny_checkpoint_weights(99, "sharded-engram-" + std::to_string(world().rank()), c);
   Model plain(make_reference_backend(w, {Numerics::exact, KvLayout::f32}));
   const Logits ref = run(plain);

@@ -39,11 +39,7 @@ const ModelWeights& tiny_weights() {
   return w;
 }
 
-std::vector<int64_t> all_rows(int64_t n) {
-  std::vector<int64_t> r(static_cast<size_t>(n));
-  std::iota(r.begin(), r.end(), 0);
-  return r;
-}
+using test::all_rows;
 
 double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   EXPECT_EQ(a.size(), b.size());
@@ -132,15 +128,7 @@ TEST(CudaBackend, RerunsAreBitwiseIdentical) {
   EXPECT_EQ(std::memcmp(la.data(), lb.data(), la.size() * sizeof(float)), 0);
 }
 
-ModelConfig engram_tiny() {
-  ModelConfig c = config_preset("v4-tiny");
-  config_set_engram(c, "engram=0,2");
-  config_set_engram(c, "engram.vocab_size=61,67");
-  config_set_engram(c, "engram.n_head_per_ngram=4");
-  config_set_engram(c, "engram.n_embed_per_ngram=64");
-  config_validate(c);
-  return c;
-}
+ModelConfig engram_tiny() { return test::engram_tiny_config(); }
 
 TEST(CudaBackend, EngramTablesOnTheDeviceAndPrefetchedFromHostMemory) {
   DSV4_SKIP_WITHOUT_DEVICE();

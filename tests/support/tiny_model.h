@@ -38,6 +38,25 @@ inline std::vector<int32_t> tiny_tokens(int64_t n, uint64_t seed) {
   return v;
 }
 
+// v4-tiny with Engram at layers 0 and 2 (window-only and HCA) and small tables, so that a short
+// prompt revisits rows: orders 2..3, 4 heads of 16 dims, tables from 61 / 67 rows.
+inline ModelConfig engram_tiny_config() {
+  ModelConfig c = config_preset("v4-tiny");
+  config_set_engram(c, "engram=0,2");
+  config_set_engram(c, "engram.vocab_size=61,67");
+  config_set_engram(c, "engram.n_head_per_ngram=4");
+  config_set_engram(c, "engram.n_embed_per_ngram=64");
+  config_validate(c);
+  return c;
+}
+
+// Rows 0..n-1 (every logit row of an n-token chunk).
+inline std::vector<int64_t> all_rows(int64_t n) {
+  std::vector<int64_t> r(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) r[size_t(i)] = i;
+  return r;
+}
+
 inline double max_abs(const std::vector<float>& v) {
   double m = 0;
   for (float x : v) m = std::max(m, double(std::fabs(x)));
