@@ -174,6 +174,41 @@ TEST(DeviceBackendShell, BadInputsAreRefusedWithTheirReason) {
   EXPECT_THROW(b->head(*h, {0}, 5, logits.data()), InputError);   // no MTP module 5
 }
 
+// Backend::expert (the expert-parallel owner's work): routed expert e over some rows with their
+// weights, and the shared expert added to y; the shell equals the reference bit for bit, in
+// both numerics, and an expert outside the backend's experts is refused.
+TEST(DeviceBackendShell, SingleExpertsEqualTheReference) {
+  for (Numerics num : {Numerics::exact, Numerics::official}) {
+    auto ref = make_reference_backend(tiny_weights(), {num, KvLayout::f32});
+    auto dev = host_device_backend(tiny_weights(), {num, KvLayout::f32});
+    const auto& c = ref->config();
+    const int64_t m = 5, D = c.dim;
+    std::vector<float> x(size_t(m * D)), y0(size_t(m * D)), w = {0.5f, -1.25f, 2.0f, 0.0f, 1.0f};
+    std::mt19937 g(3);
+    std::normal_distribution<float> nd;
+    for (auto& v : x) v = nd(g);
+    for (auto& v : y0) v = nd(g);
+    for (int64_t e : {int64_t(0), c.n_routed_experts - 1, int64_t(-1)}) {
+      std::vector<float> out[2];
+      int k = 0;
+      for (Backend* b : {ref.get(), dev.get()}) {
+        auto xb = b->alloc(m, D), yb = b->alloc(m, D);
+        b->upload(*xb, x.data());
+        b->upload(*yb, y0.data());  // the shared expert adds to it; a routed one overwrites it
+        b->expert(1, e, *xb, w.data(), *yb);
+        out[k].resize(x.size());
+        b->download(*yb, out[k++].data());
+      }
+      EXPECT_EQ(out[0], out[1]) << "expert " << e;
+      EXPECT_NE(out[0], y0) << "expert " << e;
+    }
+    auto xb = ref->alloc(m, D), yb = ref->alloc(m, D);
+    EXPECT_THROW(ref->expert(1, c.n_routed_experts, *xb, w.data(), *yb), InputError);
+    auto xd = dev->alloc(m, D), yd = dev->alloc(m, D);
+    EXPECT_THROW(dev->expert(1, c.n_routed_experts, *xd, w.data(), *yd), InputError);
+  }
+}
+
 TEST(CudaBackend, RefusesWithTheReasonWhenItCannotRun) {
   const std::string problem = cuda_backend_problem();
   if (problem.empty()) GTEST_SKIP() << "a CUDA device is available: tests/optimized/test_backend_cuda.cc runs the backend";
