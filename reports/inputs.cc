@@ -217,6 +217,26 @@ BenchRun read_bench(const Doc& d) {
       b.speedups.push_back(std::move(s));
     }
   }
+  if (const auto* eo = d.root().get_object().if_contains("engram_overlap")) {
+    if (!eo->is_array()) d.fail("engram_overlap", "expected an array");
+    for (size_t i = 0; i < eo->get_array().size(); ++i) {
+      const auto& e = eo->get_array()[i];
+      const std::string p = Doc::item("engram_overlap", i);
+      BenchEngramOverlap o;
+      // "backend" is absent in files written before the CPU cases existed: those were GPU rows
+      const auto* be = e.is_object() ? e.get_object().if_contains("backend") : nullptr;
+      o.backend = be && be->is_string() ? std::string(be->get_string()) : "gpu";
+      o.model = d.string(e, p, "model");
+      o.mode = d.string(e, p, "mode");
+      o.tokens = d.number(e, p, "tokens");
+      o.copy_seconds = d.number(e, p, "copy_seconds");
+      o.compute_seconds = d.number(e, p, "compute_seconds");
+      o.both_seconds = d.number(e, p, "both_seconds");
+      o.overlap = d.number(e, p, "overlap");
+      o.hidden = d.number(e, p, "hidden_fraction_of_copy");
+      b.engram_overlap.push_back(std::move(o));
+    }
+  }
   b.context = bench_context(fs::path(d.file()));
   return b;
 }

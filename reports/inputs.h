@@ -64,11 +64,19 @@ struct BenchSpeedup {
   std::string model, versus;
 };
 
+// bench_derived.json engram_overlap (bench/derive.h EngramOverlapRow): the Engram prefetch's
+// overlap with compute, from one run's three parts.
+struct BenchEngramOverlap {
+  std::string backend, model, mode;
+  double tokens = 0, copy_seconds = 0, compute_seconds = 0, both_seconds = 0, overlap = 0, hidden = 0;
+};
+
 struct BenchRun {
   std::string file;
   double sgemm_flops_per_s = 0, read_bytes_per_s = 0;
   std::vector<BenchRow> rows;
   std::vector<BenchSpeedup> speedups;
+  std::vector<BenchEngramOverlap> engram_overlap;  // optional key
   std::map<std::string, std::string> context;  // from bench.json beside it, when present
 };
 

@@ -201,6 +201,20 @@ void kernels_of(const BenchRun& b, size_t index, Section& s, json::array& runs) 
     s.blocks.push_back(figure(tag + "_speedups", "Measured speedups (lines) and the analytic FLOPs ratios (points) vs context.",
                               render_svg(sp)));
   }
+  if (!b.engram_overlap.empty()) {
+    Table et{{"on", "model", "mode", "tokens", "copy ms", "compute ms", "both ms", "overlap", "hidden"},
+             {},
+             {false, false, false, true, true, true, true, true, true}};
+    for (const auto& o : b.engram_overlap)
+      et.rows.push_back({o.backend, o.model, o.mode, fixed(o.tokens, 0), fixed(o.copy_seconds * 1e3, 3),
+                         fixed(o.compute_seconds * 1e3, 3), fixed(o.both_seconds * 1e3, 3), fixed(o.overlap, 2),
+                         fixed(100 * o.hidden, 1) + " %"});
+    s.blocks.push_back(text(
+        "Engram prefetch overlap (docs/engram.md): a chunk's table lookup run beside compute, the three parts timed in "
+        "the same run; overlap = (copy + compute - both) / min(copy, compute), 1 = the shorter hidden; hidden = the share "
+        "of the lookup's time hidden behind the compute."));
+    s.blocks.push_back(table(std::move(et)));
+  }
   json::array sps;
   for (const auto& p : b.speedups)
     sps.push_back(json::object{{"context", p.context}, {"model", p.model}, {"versus", p.versus}, {"measured", p.measured},

@@ -169,6 +169,35 @@ TEST_F(ReportTest, KernelTableTargetsSpeedupsAndVerdicts) {
   EXPECT_EQ(html.find("http://"), html.find("http://www.w3.org/2000/svg")) << "no external resources";
 }
 
+// bench_derived.json's engram_overlap rows (CPU and GPU; files from before the backend field
+// existed held GPU rows only) become the kernels section's overlap table.
+TEST_F(ReportTest, EngramOverlapTable) {
+  std::string bench = kBench;
+  bench.insert(bench.rfind('}'), R"(, "engram_overlap": [
+    {"backend": "cpu", "model": "v4-flash", "mode": "mmap_bf16", "tokens": 512, "copy_seconds": 0.004,
+     "compute_seconds": 0.010, "both_seconds": 0.011, "overlap": 0.75, "hidden_fraction_of_copy": 0.75},
+    {"model": "v4-flash", "mode": "staged", "tokens": 4096, "copy_seconds": 0.002, "compute_seconds": 0.003,
+     "both_seconds": 0.0035, "overlap": 0.75, "hidden_fraction_of_copy": 0.75}])");
+  put("run/bench_derived.json", bench);
+  const std::string md = render_markdown(build_report(load_inputs({in()}), "now"));
+  const auto t = md_table(md, "on");
+  ASSERT_EQ(t.size(), 2u) << md;
+  EXPECT_EQ(t[0], (std::vector<std::string>{"cpu", "v4-flash", "mmap_bf16", "512", "4.000", "10.000", "11.000", "0.75",
+                                            "75.0 %"}));
+  EXPECT_EQ(t[1][0], "gpu");
+  EXPECT_EQ(t[1][2], "staged");
+  std::string bad = kBench;
+  bad.insert(bad.rfind('}'), R"(, "engram_overlap": [{"backend": "cpu", "model": "m", "mode": "x", "tokens": 1}])");
+  fs::remove_all(dir_ / "in");
+  const std::string f = put("run/bench_derived.json", bad);
+  try {
+    load_inputs({in()});
+    ADD_FAILURE() << "an overlap row without its seconds was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("engram_overlap[0].copy_seconds: missing"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(ReportTest, WritesTheFilesAndReplacesAnOldReport) {
   put("kv.json", kKv);
   const Report r = build_report(load_inputs({in()}), "now");
