@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "reference/layernorm.h"
@@ -101,6 +102,33 @@ TYPED_TEST(Norm, RmsNormInPlace) {
   using T = TypeParam;
   check_rms<T>(6, 96, true, true, 1e-6, 31);
   check_rms<T>(6, 96, false, true, 1e-6, 32);
+}
+
+// Outputs over 32 MiB apart from x are written with streaming stores (reference/rmsnorm.cc):
+// the same bits as the in-place (plain-store) path, at every alignment of y (the stores start
+// at y's first 32-byte boundary), with and without the weight, the padding of strided rows
+// untouched.
+TEST(RmsNormStreaming, LargeOutputsHaveTheBitsOfThePlainPath) {
+  const int64_t R = 2100, d = 4100, ld = 4103;  // 34 MB of output: past the streaming threshold
+  const std::vector<float> x = test::uniform<float>(size_t(R * d), 61, -2.0, 2.0);
+  const std::vector<float> w = test::uniform<float>(size_t(d), 62, 0.5, 1.5);
+  for (const float* wp : {w.data(), static_cast<const float*>(nullptr)}) {
+    std::vector<float> plain = x;  // in place: never streamed
+    ref::rmsnorm<float>({view2<const float>(plain.data(), R, d), wp, view2(plain.data(), R, d)});
+    for (int64_t shift : {0, 1, 3, 5}) {  // y at every float offset from a 32-byte boundary
+      std::vector<float> y(size_t(shift + R * ld), -7.0f);
+      ref::rmsnorm<float>({view2<const float>(x.data(), R, d), wp, View2<float>{y.data() + shift, R, d, ld}});
+      bool same = true, pad = true;
+      for (int64_t r = 0; r < R && same; ++r)
+        for (int64_t c = 0; c < ld; ++c) {
+          const float v = y[size_t(shift + r * ld + c)];
+          if (c < d) same = same && std::memcmp(&v, &plain[size_t(r * d + c)], sizeof(float)) == 0;
+          else pad = pad && v == -7.0f;
+        }
+      EXPECT_TRUE(same) << "shift " << shift << (wp ? " weighted" : " unweighted");
+      EXPECT_TRUE(pad) << "shift " << shift;
+    }
+  }
 }
 
 TYPED_TEST(Norm, RmsNormEpsMatters) {
