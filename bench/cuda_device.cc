@@ -3,6 +3,7 @@
 #include <mutex>
 
 #include "optimized/cuda_check.cuh"
+#include "optimized/device.cuh"
 
 namespace dsv4::bench {
 
@@ -31,6 +32,7 @@ std::string cuda_unavailable() {
 
 DeviceTimer::DeviceTimer() {
   try {
+    cuda::keep_pool_memory();  // the ops' stream-ordered scratch is reused across steps
     DSV4_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     DSV4_CUDA_CHECK(cudaEventCreate(&start_));
     DSV4_CUDA_CHECK(cudaEventCreate(&stop_));

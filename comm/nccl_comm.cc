@@ -26,9 +26,19 @@ void check_nccl(ncclResult_t r, const char* what) {
 
 struct NcclComm::Impl {
   ncclComm_t comm = nullptr;
-  cudaStream_t stream = nullptr;
+  cudaStream_t stream = nullptr;  // non-blocking: no implicit ordering with the legacy stream
+  cudaEvent_t queued = nullptr;   // the legacy default stream's work so far (after_legacy)
   int64_t* counts = nullptr;  // device [2 * size]: the counts exchange_counts sends and receives
   void sync() { check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize"); }
+  // The buffers come from the CUDA backend, whose kernels, stream-ordered allocations and
+  // uploads run on the legacy default stream and may still be in flight when a collective is
+  // called (a kernel launch is asynchronous; even cudaMemcpy from pageable memory may return
+  // before its DMA lands). `stream` is non-blocking, so it must wait for that work explicitly
+  // before NCCL reads or writes the buffers.
+  void after_legacy() {
+    check_cuda(cudaEventRecord(queued, cudaStreamLegacy), "cudaEventRecord");
+    check_cuda(cudaStreamWaitEvent(stream, queued, 0), "cudaStreamWaitEvent");
+  }
 };
 
 NcclComm::NcclComm(MpiComm* bootstrap, std::unique_ptr<Comm> owned, int device)
@@ -50,6 +60,7 @@ NcclComm::NcclComm(MpiComm* bootstrap, std::unique_ptr<Comm> owned, int device)
   check_nccl(ncclCommInitRank(&impl_->comm, bootstrap_->size(), id, bootstrap_->rank()),
              "ncclCommInitRank");
   check_cuda(cudaStreamCreateWithFlags(&impl_->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  check_cuda(cudaEventCreateWithFlags(&impl_->queued, cudaEventDisableTiming), "cudaEventCreate");
   check_cuda(cudaMalloc(reinterpret_cast<void**>(&impl_->counts),
                         2 * size_t(bootstrap_->size()) * sizeof(int64_t)),
              "cudaMalloc");
@@ -62,6 +73,7 @@ std::unique_ptr<NcclComm> NcclComm::create(MpiComm& bootstrap, int device) {
 NcclComm::~NcclComm() {
   if (impl_->comm) ncclCommDestroy(impl_->comm);
   if (impl_->counts) cudaFree(impl_->counts);
+  if (impl_->queued) cudaEventDestroy(impl_->queued);
   if (impl_->stream) cudaStreamDestroy(impl_->stream);
 }
 
@@ -72,6 +84,7 @@ void NcclComm::barrier() {
 
 void NcclComm::all_reduce_sum(float* data, int64_t n) {
   require(n >= 0, "all_reduce_sum: negative count");
+  impl_->after_legacy();
   check_nccl(ncclReduce(data, data, size_t(n), ncclFloat, ncclSum, 0, impl_->comm, impl_->stream),
              "ncclReduce");
   check_nccl(ncclBroadcast(data, data, size_t(n), ncclFloat, 0, impl_->comm, impl_->stream),
@@ -81,6 +94,7 @@ void NcclComm::all_reduce_sum(float* data, int64_t n) {
 
 void NcclComm::all_gather(const float* in, int64_t n, float* out) {
   require(n >= 0, "all_gather: negative count");
+  impl_->after_legacy();
   check_nccl(ncclAllGather(in, out, size_t(n), ncclFloat, impl_->comm, impl_->stream),
              "ncclAllGather");
   impl_->sync();
@@ -112,6 +126,7 @@ void NcclComm::all_to_all_v(const float* send, const std::vector<int64_t>& send_
                             const std::vector<int64_t>& recv_counts) {
   check_counts(*this, send_counts, -1, "all_to_all_v (send)");
   check_counts(*this, recv_counts, -1, "all_to_all_v (receive)");
+  impl_->after_legacy();
   int64_t so = 0, ro = 0;
   check_nccl(ncclGroupStart(), "ncclGroupStart");
   for (size_t q = 0; q < send_counts.size(); ++q) {
@@ -132,6 +147,8 @@ void NcclComm::all_to_all_v(const float* send, const std::vector<int64_t>& send_
 void NcclComm::broadcast(float* data, int64_t n, int root) {
   require(root >= 0 && root < size(), "broadcast: root " + std::to_string(root) +
                                           " is not a rank in [0, " + std::to_string(size()) + ")");
+  require(n >= 0, "broadcast: negative count");
+  impl_->after_legacy();
   check_nccl(ncclBroadcast(data, data, size_t(n), ncclFloat, root, impl_->comm, impl_->stream),
              "ncclBroadcast");
   impl_->sync();

@@ -4,9 +4,10 @@
 // (DSV4_WITH_NCCL); comm/comm.h is its interface.
 //
 // Every buffer argument is a device pointer (the CUDA backend's activations); counts stay on
-// the host. Each collective runs on this communicator's stream and is complete when the call
-// returns (the simple contract of comm.h; overlapping it with compute is the CUDA backend's
-// business later).
+// the host. Each collective runs on this communicator's (non-blocking) stream, starts after the
+// work queued so far on the legacy default stream (where the CUDA backend writes the buffers:
+// kernels, stream-ordered allocations, uploads), and is complete when the call returns (the
+// simple contract of comm.h; overlapping it with compute is the CUDA backend's business later).
 #pragma once
 
 #include <memory>

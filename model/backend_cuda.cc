@@ -14,8 +14,9 @@
 // are exactly representable (they are for FP4/FP8 checkpoints); FP32 otherwise. About 7.5x less
 // device memory for FP4 experts than FP32.
 //
-// Workspaces: one AttentionLayerWorkspace per layer (made on the layer's first chunk; remade
-// when a longer chunk comes), one MoeWorkspace and one EngramMixWorkspace (remade likewise).
+// Workspaces: one AttentionLayerWorkspace per layer shape, i.e. per compression ratio (made on
+// the first chunk of such a layer; remade when a longer chunk comes), one MoeWorkspace and one
+// EngramMixWorkspace (remade likewise).
 #include <cuda_runtime_api.h>
 
 #include <map>
@@ -82,7 +83,7 @@ class CudaExec {
   using State = std::unique_ptr<cuda::DeviceAttentionLayerState>;
   using HashMirror = std::shared_ptr<cuda::DeviceEngramHash>;
 
-  CudaExec() : s_(std::make_unique<Scratch>()) {}
+  CudaExec() : s_(std::make_unique<Scratch>()) { cuda::keep_pool_memory(); }  // temporaries reuse pool memory
 
   template <class T>
   Array<T> array(size_t n) {
@@ -140,10 +141,15 @@ class CudaExec {
     cuda::linear("model", s_->blas, x, w, out, y, kStream);
   }
 
-  void attention_layer(int64_t layer, const AttentionLayerParams<float>& p, View2<const float> x, View2<float> y,
+  // The layers run one after another on kStream, so layers of one shape share a workspace (a
+  // V4 model's layer shapes differ only in the compression ratio: at most three workspaces).
+  // One per layer would hold q and o [T, H*d] for every layer: at T = 8192 that is 2 GiB a
+  // layer for V4-Flash (H 64, d 512), 86 GiB over its 43 layers.
+  void attention_layer(int64_t, const AttentionLayerParams<float>& p, View2<const float> x, View2<float> y,
                        State& st) {
-    auto& ws = s_->attention[layer];
-    if (!ws || ws->max_tokens() < x.rows) ws = std::make_unique<cuda::AttentionLayerWorkspace>(x.rows, p.shape);
+    auto& ws = s_->attention[p.shape.ratio];
+    if (!ws || ws->max_tokens() < x.rows || !same_dims(ws->shape(), p.shape))
+      ws = std::make_unique<cuda::AttentionLayerWorkspace>(x.rows, p.shape);
     cuda::attention_layer_forward(p, x, y, *st, *ws, kStream);
   }
 
@@ -275,13 +281,20 @@ class CudaExec {
   }
 
  private:
+  // The dimensions a workspace is sized by (attention_layer_forward checks these).
+  static bool same_dims(const AttentionLayerShape& a, const AttentionLayerShape& b) {
+    return a.dim == b.dim && a.heads == b.heads && a.head_dim == b.head_dim && a.q_rank == b.q_rank &&
+           a.groups == b.groups && a.o_rank == b.o_rank && a.window == b.window && a.ratio == b.ratio &&
+           a.index_heads == b.index_heads && a.index_dim == b.index_dim && a.index_topk == b.index_topk;
+  }
+
   struct Scratch {
     ~Scratch() {
       if (queued) (void)cudaEventDestroy(queued);  // a destructor must not throw
     }
     cudaEvent_t queued = nullptr;  // kStream's work so far, for the prefetch streams to wait on
     cuda::BlasHandle blas;
-    std::map<int64_t, std::unique_ptr<cuda::AttentionLayerWorkspace>> attention;  // per layer
+    std::map<int64_t, std::unique_ptr<cuda::AttentionLayerWorkspace>> attention;  // per compression ratio
     std::unique_ptr<cuda::MoeWorkspace> moe;
     std::unique_ptr<cuda::ExpertWorkspace> expert;  // Backend::expert (expert-parallel ranks)
     std::unique_ptr<cuda::EngramMixWorkspace> mix;

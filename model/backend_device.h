@@ -170,6 +170,18 @@ class DeviceBackend final : public Backend {
     for (size_t i = 0; i < w.mtp.size(); ++i) check_taken(w.mtp[i].block, "MTP module " + std::to_string(i));
   }
 
+  // A prefetch may still be writing an Engram layer's e (a forward that threw between
+  // engram_prefetch and engram): wait for it before e is freed (members go before ex_ does).
+  ~DeviceBackend() override {
+    for (size_t i = 0; i < engram_.size(); ++i) {
+      if (!engram_[i].host_resident) continue;
+      try {
+        ex_.prefetch_drain(i);
+      } catch (...) {  // a destructor must not throw
+      }
+    }
+  }
+
   std::string name() const override { return name_; }
   const ModelConfig& config() const override { return c_; }
 
@@ -423,7 +435,9 @@ class DeviceBackend final : public Backend {
     Array<float> y = ex_.template array<float>(size_t(n * S * D));
     p.y = view2(y.data(), n, S * D);
     ex_.engram_mix(p);
-    ex_.spread_rows(y.data(), n * S * D, 1, 1, buf(h).data(), true);  // h += y, elementwise
+    // h [n, S*D] += y [n, S*D]: a spread with s = 1, one launch row per token (not per element:
+    // the CUDA twin gives each row a block striding its columns).
+    ex_.spread_rows(y.data(), n, S * D, 1, buf(h).data(), true);
     if (g.host_resident) ex_.prefetch_release(i);
     cc.engram_ids = engram_advance_history(g.hash, cc.engram_ids, ids, n);
   }

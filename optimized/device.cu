@@ -2,6 +2,7 @@
 
 #include <nvtx3/nvToolsExt.h>
 
+#include <cstdint>
 #include <cstdio>
 
 namespace dsv4::cuda {
@@ -60,6 +61,15 @@ std::string device_summary() {
          mem + ", L2 " + l2;
   }
   return s + " (" + versions() + ")";
+}
+
+void keep_pool_memory() {
+  int device = 0;
+  DSV4_CUDA_CHECK(cudaGetDevice(&device));
+  cudaMemPool_t pool = nullptr;
+  DSV4_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  uint64_t keep = UINT64_MAX;
+  DSV4_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
 }
 
 NvtxRange::NvtxRange(const char* name) { nvtxRangePushA(name); }

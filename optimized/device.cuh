@@ -31,6 +31,14 @@ namespace dsv4::cuda {
 int device_count();
 std::string device_summary();
 
+// Makes the current device's default memory pool keep the memory freed into it (release
+// threshold = no limit), so the stream-ordered scratch of the ops (split-K partials, indexer
+// score blocks, the model backend's temporaries: cudaMallocAsync / cudaFreeAsync) is reused
+// rather than mapped again after every synchronisation (the default threshold, 0, returns it
+// at each one). Idempotent; for processes that run the ops repeatedly (the model backend, the
+// benchmarks).
+void keep_pool_memory();
+
 // Device memory for n elements of T. Copies are synchronous (cudaMemcpy): they wait for the
 // host data and are ordered after earlier work on the legacy default stream; work queued on
 // other streams must be synchronised by the caller before a download.
@@ -71,8 +79,12 @@ class DeviceBuffer {
   // Copies host[0, n) to elements [offset, offset + n).
   void upload(const T* host, size_t n, size_t offset = 0) {
     check_range("upload", n, offset);
-    if (n)
+    if (n) {
       DSV4_CUDA_CHECK(cudaMemcpy(p_ + offset, host, n * sizeof(T), cudaMemcpyHostToDevice));
+      // From pageable memory cudaMemcpy may return before the DMA lands, ordered only with the
+      // legacy default stream: wait for it, so work on any stream sees the data.
+      DSV4_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
+    }
   }
   // Copies the whole buffer from host; host.size() must equal size().
   void upload(const std::vector<T>& host) {

@@ -84,15 +84,24 @@ EngramPrefetcher::EngramPrefetcher(const EngramTableView& table, EngramPrefetchM
   } else {
     staging_ = PinnedBytes(n_rows * row_bytes_);
     staged_dev_ = DeviceBuffer<char>(n_rows * row_bytes_);
-    std::vector<int64_t> identity(n_rows);
-    for (size_t i = 0; i < n_rows; ++i) identity[i] = int64_t(i);
-    device_rows_ = DeviceBuffer<int64_t>(identity);
+    device_rows_ = DeviceBuffer<int64_t>(n_rows);  // the identity rows, filled below on stream_
   }
   try {
     DSV4_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     DSV4_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
     DSV4_CUDA_CHECK(cudaEventCreateWithFlags(&released_, cudaEventDisableTiming));
     DSV4_CUDA_CHECK(cudaEventCreateWithFlags(&copied_, cudaEventDisableTiming));
+    if (mode == EngramPrefetchMode::staged) {
+      // Identity rows t*slots + s, uploaded on stream_ itself: a synchronous cudaMemcpy would
+      // run on the legacy default stream, which the non-blocking stream_ does not wait for
+      // (and from pageable memory it may return before its DMA lands), so the first lookup
+      // could read them before they arrive. Waits once, here, for this small copy.
+      std::vector<int64_t> identity(n_rows);
+      for (size_t i = 0; i < n_rows; ++i) identity[i] = int64_t(i);
+      DSV4_CUDA_CHECK(cudaMemcpyAsync(device_rows_.data(), identity.data(),
+                                      n_rows * sizeof(int64_t), cudaMemcpyHostToDevice, stream_));
+      DSV4_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
   } catch (...) {
     for (cudaEvent_t ev : {ready_, released_, copied_})
       if (ev) (void)cudaEventDestroy(ev);

@@ -95,7 +95,8 @@ enum class EngramPrefetchMode { staged, mapped };
 class EngramPrefetcher {
  public:
   // table: the host table (host pointer; mapped mode: pinned and mapped). Up to max_tokens
-  // tokens of `slots` rows per prefetch.
+  // tokens of `slots` rows per prefetch. Staged mode: uploads its identity rows on stream()
+  // and waits for that copy (so no prefetch can read them early).
   EngramPrefetcher(const EngramTableView& table, EngramPrefetchMode mode, int64_t slots,
                    int64_t max_tokens);
   ~EngramPrefetcher();  // waits for the prefetch stream

@@ -27,7 +27,9 @@ namespace dsv4::test {
 
 // Counts what the executor was asked to do, so tests can tell which path ran.
 struct HostExecCounts {
-  int64_t prefetches = 0, waits = 0, releases = 0, device_hashes = 0;
+  int64_t prefetches = 0, waits = 0, releases = 0, device_hashes = 0, drains = 0;
+  // The most output rows (n * s) of one spread_rows call: the CUDA twin's grid, one block a row.
+  int64_t max_spread_rows = 0;
 };
 
 class HostExec {
@@ -83,6 +85,7 @@ class HostExec {
     }
   }
   void spread_rows(const float* src, int64_t n, int64_t cols, int64_t s, float* dst, bool accumulate) {
+    n_->max_spread_rows = std::max(n_->max_spread_rows, n * s);
     for (int64_t o = 0; o < n * s; ++o)
       for (int64_t c = 0; c < cols; ++c)
         dst[o * cols + c] = accumulate ? dst[o * cols + c] + src[(o / s) * cols + c] : src[(o / s) * cols + c];
@@ -144,7 +147,7 @@ class HostExec {
   }
   void prefetch_wait(int64_t) { ++n_->waits; }
   void prefetch_release(int64_t) { ++n_->releases; }
-  void prefetch_drain(size_t) {}
+  void prefetch_drain(size_t) { ++n_->drains; }
 
  private:
   std::shared_ptr<HostExecCounts> n_;

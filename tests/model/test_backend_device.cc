@@ -142,6 +142,9 @@ TEST(DeviceBackendShell, EngramInExecutorMemoryAndPrefetchedFromMappedTables) {
     for (size_t t = 100; t < ids.size(); ++t)
       EXPECT_EQ(max_abs_diff(da[t - 100], dev.decode(b, ids[t])), 0.0) << "decode at " << t;
     const int64_t calls = 2 * int64_t(1 + ids.size() - 100);  // 2 Engram layers, prefill + decodes
+    // Every row movement launches one block per row: at most 100 tokens times the mHC streams
+    // (the Engram residual add h += y is [100, S*D], not 100*S*D rows of one element).
+    EXPECT_LE(counts->max_spread_rows, 100 * dev.config().hc_mult);
     if (mapped) {  // host-resident: every call prefetched ahead, waited for and released
       EXPECT_EQ(counts->prefetches, calls);
       EXPECT_EQ(counts->waits, calls);
@@ -151,6 +154,14 @@ TEST(DeviceBackendShell, EngramInExecutorMemoryAndPrefetchedFromMappedTables) {
       EXPECT_EQ(counts->device_hashes, calls);
       EXPECT_EQ(counts->prefetches, 0);
     }
+    // A backend destroyed with a prefetch possibly in flight (here: one that never ran) waits
+    // for each host-resident layer's copies before its e buffers are freed.
+    auto gone = std::make_shared<test::HostExecCounts>();
+    {
+      Model m(host_device_backend(load_checkpoint(dir.path.string(), lo),
+                                  {Numerics::exact, KvLayout::f32}, gone));
+    }
+    EXPECT_EQ(gone->drains, mapped ? 2 : 0);
   }
 }
 

@@ -4,6 +4,9 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <cstring>
+
 #include "comm/nccl_comm.h"
 #include "tests/mpi/mpi_main.h"
 
@@ -100,6 +103,40 @@ TEST(NcclCollectives, AllToAllVWithUnevenAndZeroCounts) {
   size_t at = 0;
   for (int q = 0; q < N; ++q)
     for (int64_t j = 0; j < rc[size_t(q)]; ++j) EXPECT_EQ(got[at++], float(q * 100 + r * 10 + j));
+}
+
+// The CUDA backend writes the buffers on the legacy default stream, asynchronously; the
+// communicator's stream is non-blocking, so each collective must wait for that work itself.
+// Here the input is written by a memset queued behind ~2 GiB of other memsets (a few ms of
+// device time): a collective that did not wait would read the old zeros.
+TEST(NcclCollectives, CollectivesWaitForWorkQueuedOnTheLegacyStream) {
+  NCCL_OR_SKIP(c);
+  const int N = c->size();
+  constexpr size_t kBusyBytes = size_t(1) << 30;  // each busy memset: 1 GiB
+  constexpr int kBusyMemsets = 2;
+  constexpr size_t kCount = size_t(1) << 16;  // floats per rank
+  constexpr int kByte = 0x40;                 // every byte of the new input
+  float want = 0.f;
+  const uint32_t bits = 0x40404040u;
+  std::memcpy(&want, &bits, sizeof(want));
+  void* busy = nullptr;
+  ASSERT_EQ(cudaMalloc(&busy, kBusyBytes), cudaSuccess);
+  Device in(std::vector<float>(kCount, 0.f)), out(std::vector<float>(kCount * size_t(N), 0.f));
+  auto write_late = [&] {  // legacy stream: busy work, then the input
+    for (int i = 0; i < kBusyMemsets; ++i)
+      ASSERT_EQ(cudaMemsetAsync(busy, i, kBusyBytes, 0), cudaSuccess);
+    ASSERT_EQ(cudaMemsetAsync(in.p, kByte, kCount * sizeof(float), 0), cudaSuccess);
+  };
+  write_late();
+  c->all_gather(in.p, int64_t(kCount), out.p);
+  for (float v : out.host())
+    ASSERT_EQ(v, want) << "all_gather read the input before it was written";
+  ASSERT_EQ(cudaMemset(in.p, 0, kCount * sizeof(float)), cudaSuccess);
+  write_late();
+  c->all_reduce_sum(in.p, int64_t(kCount));
+  for (float v : in.host())
+    ASSERT_EQ(v, want * float(N)) << "all_reduce_sum read the input before it was written";
+  cudaFree(busy);
 }
 
 }  // namespace
