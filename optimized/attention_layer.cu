@@ -375,11 +375,8 @@ void attention_layer_forward(const AttentionLayerParams<float>& p, View2<const f
   // §2.5 attention over the window rows and the compressed entries, §2.6 the output path.
   const View2<float> o{b.o.data(), T_, s.heads * d, s.heads * d};
   const int64_t N = s.ratio > 0 ? st.comp_rows_ : 0;
-  if (fp8) {
-    AttentionFp8Params ap;
+  auto common = [&](auto& ap) {  // the fields the f32 and fp8 params share
     ap.q = q;
-    ap.kv = win8;
-    ap.comp = {N ? st.comp8_.data() : nullptr, N, EB, EB};
     ap.sink = p.w.attn_sink;
     ap.indices = idx;
     ap.heads = s.heads;
@@ -387,19 +384,18 @@ void attention_layer_forward(const AttentionLayerParams<float>& p, View2<const f
     ap.window = W;
     ap.pos0 = t0;
     ap.o = o;
+  };
+  if (fp8) {
+    AttentionFp8Params ap;
+    common(ap);
+    ap.kv = win8;
+    ap.comp = {N ? st.comp8_.data() : nullptr, N, EB, EB};
     attention_fp8(ap, stream);
   } else {
     AttentionParams<float> ap;
-    ap.q = q;
+    common(ap);
     ap.kv = win;
     ap.comp = {N ? st.comp_.data() : nullptr, N, d, d};
-    ap.sink = p.w.attn_sink;
-    ap.indices = idx;
-    ap.heads = s.heads;
-    ap.ratio = s.ratio > 0 ? s.ratio : 1;
-    ap.window = W;
-    ap.pos0 = t0;
-    ap.o = o;
     attention(ap, stream);
   }
   output_proj({o, p.w.wo_a, p.w.wo_b, s.heads, d, s.groups, s.o_rank, t0, s.rope, off, y}, b.out, stream);

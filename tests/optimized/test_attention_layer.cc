@@ -329,6 +329,22 @@ std::string describe(const Case& c) {
   return s + (c.numerics == Numerics::official ? " official" : " exact");
 }
 
+// The stored (quantised) rows g of the device state against the float reference's f and the
+// fp64 reference's e: all but a few flipped elements within the tolerance derived from f vs e
+// (a missing quantisation moves almost every element by a grid step).
+void expect_few_flips(const EntryStore<float>* g, const EntryStore<float>* f, const EntryStore<double>* e,
+                      const char* what) {
+  ASSERT_EQ(g == nullptr, e == nullptr) << what;
+  if (!g) return;
+  ASSERT_EQ(g->rows(), e->rows()) << what;
+  ASSERT_EQ(g->width(), e->width()) << what;
+  const std::vector<double> gv = store_rows(*g), fv = store_rows(*f), ev = store_rows(*e);
+  const double atol = derived_atol(fv, ev);
+  size_t beyond = 0;
+  for (size_t i = 0; i < ev.size(); ++i) beyond += !(std::fabs(gv[i] - ev[i]) <= atol);
+  EXPECT_LE(beyond, 2 + ev.size() / 1000) << what << ": elements beyond " << atol << " of " << ev.size();
+}
+
 // Runs the case on both references and the GPU (twice: the rerun must be bitwise identical)
 // and compares every chunk's outputs and the final state.
 void check_case(const Case& c) {
@@ -377,20 +393,9 @@ void check_case(const Case& c) {
     // The stored (quantised) rows: all but a few flipped elements within the tolerance (a
     // missing quantisation moves almost every element by a grid step).
     EXPECT_EQ(sg.pos, sd.pos);
-    auto few_flips = [](const EntryStore<float>* g, const EntryStore<float>* f, const EntryStore<double>* e,
-                        const char* what) {
-      ASSERT_EQ(g == nullptr, e == nullptr) << what;
-      if (!g) return;
-      ASSERT_EQ(g->rows(), e->rows()) << what;
-      const std::vector<double> gv = store_rows(*g), fv = store_rows(*f), ev = store_rows(*e);
-      const double atol = derived_atol(fv, ev);
-      size_t beyond = 0;
-      for (size_t i = 0; i < ev.size(); ++i) beyond += !(std::fabs(gv[i] - ev[i]) <= atol);
-      EXPECT_LE(beyond, 2 + ev.size() / 1000) << what << ": elements beyond " << atol << " of " << ev.size();
-    };
-    few_flips(sg.window.get(), sf.window.get(), sd.window.get(), "state window ring");
-    few_flips(sg.comp.get(), sf.comp.get(), sd.comp.get(), "state compressed entries");
-    few_flips(sg.index_keys.get(), sf.index_keys.get(), sd.index_keys.get(), "state indexer keys");
+    expect_few_flips(sg.window.get(), sf.window.get(), sd.window.get(), "state window ring");
+    expect_few_flips(sg.comp.get(), sf.comp.get(), sd.comp.get(), "state compressed entries");
+    expect_few_flips(sg.index_keys.get(), sf.index_keys.get(), sd.index_keys.get(), "state indexer keys");
   } else {
     expect_state(sg, sf, sd);
   }
@@ -458,21 +463,9 @@ void check_case_fp8(const Case& c) {
 
   EXPECT_EQ(sg.pos, sd.pos);
   EXPECT_EQ(sg.window_size, sd.window_size);
-  auto few_flips = [](const EntryStore<float>* g, const EntryStore<float>* f, const EntryStore<double>* e,
-                      const char* what) {
-    ASSERT_EQ(g == nullptr, e == nullptr) << what;
-    if (!g) return;
-    ASSERT_EQ(g->rows(), e->rows()) << what;
-    ASSERT_EQ(g->width(), e->width()) << what;
-    const std::vector<double> gv = store_rows(*g), fv = store_rows(*f), ev = store_rows(*e);
-    const double atol = derived_atol(fv, ev);
-    size_t beyond = 0;
-    for (size_t i = 0; i < ev.size(); ++i) beyond += !(std::fabs(gv[i] - ev[i]) <= atol);
-    EXPECT_LE(beyond, 2 + ev.size() / 1000) << what << ": elements beyond " << atol << " of " << ev.size();
-  };
-  few_flips(sg.window.get(), sf.window.get(), sd.window.get(), "state window ring");
-  few_flips(sg.comp.get(), sf.comp.get(), sd.comp.get(), "state compressed entries");
-  few_flips(sg.index_keys.get(), sf.index_keys.get(), sd.index_keys.get(), "state indexer keys");
+  expect_few_flips(sg.window.get(), sf.window.get(), sd.window.get(), "state window ring");
+  expect_few_flips(sg.comp.get(), sf.comp.get(), sd.comp.get(), "state compressed entries");
+  expect_few_flips(sg.index_keys.get(), sf.index_keys.get(), sd.index_keys.get(), "state indexer keys");
   // The reference fp8 state's bytes: its stores' plus its compressor states' FP32 buffers.
   int64_t ref_bytes = sf.window->bytes();
   if (sf.comp) ref_bytes += sf.comp->bytes() + int64_t(sf.comp_state.kv.size() + sf.comp_state.score.size()) * 4;
