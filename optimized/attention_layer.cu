@@ -195,11 +195,10 @@ struct AttentionLayerWorkspace::Buffers {
   std::unique_ptr<IndexerQueryWorkspace> index_query;
   DeviceBuffer<float> win, cq, q, iq, iw, o;  // see the class comment
   DeviceBuffer<int32_t> idx;
-  // fp8-layout states only (allocated on their first forward): the packed window rows, the
-  // compressors' fresh rows before packing, the dequantised indexer keys (grows with N).
+  // fp8-layout states only (allocated on their first forward): the packed window rows and the
+  // compressors' fresh rows before packing.
   DeviceBuffer<uint8_t> win8;
-  DeviceBuffer<float> fresh, keys;
-  int64_t key_rows = 0;  // capacity of `keys` in rows of dI
+  DeviceBuffer<float> fresh;
 
   void ensure_fp8(int64_t n, const AttentionLayerShape& s) {
     if (!win8.empty()) return;
@@ -207,18 +206,6 @@ struct AttentionLayerWorkspace::Buffers {
     // A chunk of n tokens completes at most floor(n / m) + 1 blocks of m (§2.3).
     if (s.ratio > 0) fresh = DeviceBuffer<float>(size_t((n / s.ratio + 1) * std::max(s.head_dim, s.index_dim)));
   }
-  // Room for `rows` dequantised keys of width dI; waits for the stream before freeing the old
-  // scratch (earlier scoring may still read it). Geometric growth, like the stores.
-  float* key_scratch(int64_t rows, int64_t dI, cudaStream_t stream) {
-    if (rows > key_rows) {
-      const int64_t cap = std::max({rows, 2 * key_rows, kMinStoreRows});
-      DSV4_CUDA_CHECK(cudaStreamSynchronize(stream));
-      keys = DeviceBuffer<float>(size_t(cap * dI));
-      key_rows = cap;
-    }
-    return keys.data();
-  }
-
   Buffers(int64_t n, const AttentionLayerShape& s)
       : query(n, s.dim, s.q_rank),
         kv(n, s.dim),
@@ -347,27 +334,33 @@ void attention_layer_forward(const AttentionLayerParams<float>& p, View2<const f
   if (fp8) pack_fp8_entries(kv, win8.slice_rows(prev, T_), stream);
 
   // CSA: the indexer's selection over every key (§2.4); entries by their store numbers.
-  // fp8: every key dequantised into the workspace first (exact; see the header).
+  // fp8: indexer_fp4 scores the packed keys, dequantising them while staged (exact: the bits
+  // of indexer() on the dequantised keys; see the header).
   View2<const int32_t> idx{nullptr, 0, 0, 0};
   if (has_indexer(s)) {
     const int64_t N = st.key_rows_;
     const View2<int32_t> sel{b.idx.data(), T_, s.index_topk, s.index_topk};
-    IndexerParams<float> ip;
-    ip.q = iq;
+    auto common = [&](auto& ip) {  // the fields the f32 and fp4 params share
+      ip.q = iq;
+      ip.w = iw;
+      ip.heads = HI;
+      ip.ratio = s.ratio;
+      ip.topk = s.index_topk;
+      ip.pos0 = t0;
+      ip.indices = sel;
+    };
     if (fp8) {
-      const View2<float> keys{N ? b.key_scratch(N, dI, stream) : nullptr, N, dI, dI};
-      unpack_fp4_keys({N ? st.keys8_.data() : nullptr, N, KB, KB}, keys, stream);
-      ip.k = keys;
+      IndexerFp4Params ip;
+      common(ip);
+      ip.keys = {N ? st.keys8_.data() : nullptr, N, KB, KB};
+      ip.head_dim = dI;
+      indexer_fp4(ip, stream);
     } else {
+      IndexerParams<float> ip;
+      common(ip);
       ip.k = {N ? st.keys_.data() : nullptr, N, dI, dI};
+      indexer(ip, stream);
     }
-    ip.w = iw;
-    ip.heads = HI;
-    ip.ratio = s.ratio;
-    ip.topk = s.index_topk;
-    ip.pos0 = t0;
-    ip.indices = sel;
-    indexer(ip, stream);
     idx = sel;
     ws.selected_rows_ = T_;
   }

@@ -40,11 +40,10 @@
 //        into the stores; the chunk's window rows (window_kv's float output) are packed into a
 //        584-byte window workspace behind the ring's bytes, and the ring keeps those bytes.
 //        Attention is attention_fp8 over the window workspace and the entry store (entries
-//        dequantised while staged). The indexer scores FP32 keys: every stored key is
-//        dequantised (unpack_fp4_keys, exact) into a float scratch of the workspace [N, dI]
-//        before scoring, i.e. per forward N x (68 B read + 512 B written + 512 B read by the
-//        scoring) instead of N x 68 B for a kernel that dequantises while staging (not done yet;
-//        at N = 2^18 keys that is 128 MiB of scratch and about 16x the key traffic).
+//        dequantised while staged). The indexer is indexer_fp4 over the key store: it reads
+//        the 68-byte keys and dequantises them (exactly) while staging them for the scoring,
+//        so no float copy of the keys exists and the key traffic is N x 68 B per scored row;
+//        its scores and selection are those of indexer() on the dequantised keys, bit for bit.
 //        Semantics: under Numerics::official the rows arriving at the stores are already on
 //        their grids (window_kv and the main compressor give FP8 non-RoPE dims and BF16 RoPE
 //        dims, the indexer compressor FP4 keys), so packing loses nothing: the fp8 layout gives
@@ -57,7 +56,7 @@
 // Bytes (bytes()): stored rows x row bytes as model/kv_cache.h counts them (window_rows()
 // entries, comp_rows() entries, index_key_rows() keys) + the compressor states' FP32 buffers.
 // The stores grow geometrically; a growth copies the rows on the stream and waits for it
-// (rare: log2 of the sequence length times); so does the fp8 layout's key scratch.
+// (rare: log2 of the sequence length times).
 //
 // Shapes: x [T, D], y [T, D] (row strides x.ld, y.ld); the weights as in AttentionLayerWeights.
 // Every pointer is a DEVICE pointer. Real shapes: Flash D 4096, H 64, q_rank 1024, g 8; Pro D
@@ -65,7 +64,7 @@
 //
 // Launch geometry: the twins' (see their headers), in the order above on one stream; plus
 // cudaMemcpyAsync copies for the ring (at most two contiguous slot ranges in, two out) and,
-// in the fp8 layout, kv_pack.cuh's pack / unpack kernels.
+// in the fp8 layout, kv_pack.cuh's pack kernels (the keys are read packed by indexer_fp4).
 //
 // Errors: the reference's checks and messages (shape, x columns, y shape, the state matching
 // the shape; fp8 layout: the shape's RoPE dims too) plus this twin's limits (non-null
@@ -152,8 +151,8 @@ class DeviceAttentionLayerState {
 // Scratch of attention_layer_forward for chunks of up to max_tokens rows of one layer shape:
 // the twins' workspaces and the intermediates (window rows [window - 1 + max_tokens, d], cq,
 // q, indexer queries / weights / selection, o; for fp8-layout states also the packed window
-// rows [window - 1 + max_tokens, 584 B], the compressors' fresh rows [max_tokens / ratio + 1,
-// d] and the dequantised indexer keys [N, dI], which grows with N). Nothing is allocated until
+// rows [window - 1 + max_tokens, 584 B] and the compressors' fresh rows [max_tokens / ratio + 1,
+// d]). Nothing is allocated until
 // the first forward that launches work (so it can be made without a device). One per stream
 // that runs the op; it serves states of either layout.
 class AttentionLayerWorkspace {

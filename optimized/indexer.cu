@@ -9,6 +9,7 @@
 
 #include "optimized/cuda_check.cuh"
 #include "optimized/device.cuh"
+#include "optimized/kv_pack.cuh"
 #include "reference/errors.h"
 
 namespace dsv4::cuda {
@@ -47,17 +48,84 @@ static_assert(kTileKeys * kChunkDims % kScoreThreads == 0 && kTileHeads * kChunk
               "indexer: tiles are loaded in whole block strides");
 static_assert(kTileKeys <= kScoreThreads, "indexer: one thread per key writes the scores");
 
+// Key sources of the scores kernel. stage() writes dims [d0, d0 + kChunkDims) of the keys
+// [j0, j0 + kTileKeys) into ks[key - j0][dim - d0] as FP32, 0 for keys past keys_left (the
+// visible ones from j0 on) and dims past dims_left (dI - d0); rows() is N.
+using KeyChunk = float[kChunkDims + 1];  // a row of the shared key tile (+1: see index_scores)
+
+// FP32 keys k [N, dI] (row stride k.ld floats).
+struct F32Keys {
+  View2<const float> k;
+  __device__ __forceinline__ int64_t rows() const { return k.rows; }
+  // Thread tid loads dim d0 + tid % 32 of keys j0 + tid / 32 + 8 i, so a warp reads 32
+  // consecutive dims of one key (coalesced).
+  __device__ __forceinline__ void stage(KeyChunk* ks, int64_t j0, int64_t d0, int64_t keys_left,
+                                        int64_t dims_left, int tid) const {
+    constexpr int kRowsPerStride = kScoreThreads / kChunkDims;
+    const int lane = tid % kChunkDims, kk0 = tid / kChunkDims;
+    const bool dim_ok = lane < dims_left;
+    const float* kp = k.row(j0 + kk0) + d0 + lane;
+    const int64_t kstep = kRowsPerStride * k.ld;
+#pragma unroll
+    for (int i = 0; i < kTileKeys / kRowsPerStride; ++i) {
+      const int kk = kk0 + kRowsPerStride * i;
+      ks[kk][lane] = (dim_ok && kk < keys_left) ? kp[i * kstep] : 0.f;
+    }
+  }
+};
+
+// Packed FP4 keys [N, kFp4KeyBytes] bytes (optimized/kv_pack.cuh; row stride k.ld bytes),
+// dI = kIndexerDim: a chunk of kChunkDims = kFp4Block dims is the code bytes
+// [d0 / 2, d0 / 2 + 16) of a key (dim 2b low nibble, 2b + 1 high) and its scale byte
+// 64 + d0 / 32. Each element decodes as kv_pack.cuh's unpack_fp4_keys decodes it,
+// float(e2m1_value(code) * scale_value(scale)) (exact), so the tile holds the bits that
+// F32Keys would stage from the dequantised keys.
+struct Fp4Keys {
+  View2<const uint8_t> k;
+  static constexpr int kChunkBytes = kChunkDims / 2;               // 16 code bytes
+  static constexpr int kRowsPerStride = kScoreThreads / kChunkBytes;  // 16 keys
+  __device__ __forceinline__ int64_t rows() const { return k.rows; }
+  // Thread tid decodes code byte b = tid % 16 (dims 2b, 2b + 1) of keys j0 + tid / 16 + 16 i:
+  // a warp covers the 16 chunk bytes of two keys kk, kk + 1, and each of its two stores (the
+  // low dims, then the high ones) hits banks (kk + 2b) mod 32 and (kk + 1 + 2b) mod 32, all 32
+  // distinct (row stride 33 floats).
+  __device__ __forceinline__ void stage(KeyChunk* ks, int64_t j0, int64_t d0, int64_t keys_left,
+                                        int64_t /*dims_left: kChunkDims, dI = 128 only*/, int tid) const {
+    const int b = tid % kChunkBytes, kk0 = tid / kChunkBytes;
+    const int64_t code_byte = d0 / 2 + b, scale_byte = kFp4KeyCodeBytes + d0 / kFp4Block;
+#pragma unroll
+    for (int i = 0; i < kTileKeys / kRowsPerStride; ++i) {
+      const int kk = kk0 + kRowsPerStride * i;
+      float lo = 0.f, hi = 0.f;
+      if (kk < keys_left) {
+        const uint8_t* row = k.row(j0 + kk);
+        const uint8_t c = row[code_byte];
+        const double s = kv_codec::scale_value(row[scale_byte]);
+        lo = float(kv_codec::e2m1_value(uint8_t(c & 0xF)) * s);
+        hi = float(kv_codec::e2m1_value(uint8_t(c >> 4)) * s);
+      }
+      ks[kk][2 * b] = lo;
+      ks[kk][2 * b + 1] = hi;
+    }
+  }
+};
+static_assert(kChunkDims == kFp4Block && kIndexerDim % kChunkDims == 0,
+              "indexer: an FP4 key chunk is one scale block");
+static_assert(kTileKeys % Fp4Keys::kRowsPerStride == 0, "indexer: FP4 keys are staged in whole strides");
+
 // scores row (rows are blockIdx.y, query row = row0 + blockIdx.y): the keys
-// [blockIdx.x * kTileKeys, +kTileKeys) of that row, -inf past the visible ones.
+// [blockIdx.x * kTileKeys, +kTileKeys) of that row, -inf past the visible ones. Keys: F32Keys
+// or Fp4Keys (only the staging differs; the arithmetic is one code path), dI = key width.
+template <class Keys>
 __global__ void __launch_bounds__(kScoreThreads, kScoreMinBlocks)
-    index_scores(View2<const float> q, View2<const float> k, View2<const float> w, int64_t heads,
+    index_scores(View2<const float> q, Keys keys, int64_t dI, View2<const float> w, int64_t heads,
                  int64_t ratio, int64_t pos0, int64_t row0, View2<float> scores) {
   __shared__ float ks[kTileKeys][kChunkDims + 1];  // +1: the column reads ks[key][d] hit 16 banks
   __shared__ __align__(16) float qs[kChunkDims][kTileHeads];
   __shared__ float part[kHeadLanes][kPartLd];
 
   const int64_t row = row0 + blockIdx.y;
-  const int64_t n = k.rows, dI = k.cols;
+  const int64_t n = keys.rows();
   const int64_t vis = visible_keys(pos0, row, ratio, n);
   const int64_t j0 = int64_t(blockIdx.x) * kTileKeys;
   const int tid = threadIdx.x;
@@ -84,21 +152,9 @@ __global__ void __launch_bounds__(kScoreThreads, kScoreMinBlocks)
       for (int c = 0; c < kThreadHeads; ++c) acc[i][c] = 0.f;
 
     for (int64_t d0 = 0; d0 < dI; d0 += kChunkDims) {
-      // Keys: thread tid loads dim d0 + tid % 32 of keys j0 + tid / 32 + 8 i, so a warp reads
-      // 32 consecutive dims of one key (coalesced); zero past vis / dI.
+      // Keys as FP32 into ks; zero past vis / dI.
       const int64_t dims_left = dI - d0;
-      {
-        constexpr int kRowsPerStride = kScoreThreads / kChunkDims;
-        const int lane = tid % kChunkDims, kk0 = tid / kChunkDims;
-        const bool dim_ok = lane < dims_left;
-        const float* kp = k.row(j0 + kk0) + d0 + lane;
-        const int64_t kstep = kRowsPerStride * k.ld;
-#pragma unroll
-        for (int i = 0; i < kTileKeys / kRowsPerStride; ++i) {
-          const int kk = kk0 + kRowsPerStride * i;
-          ks[kk][lane] = (dim_ok && kk < keys_left) ? kp[i * kstep] : 0.f;
-        }
-      }
+      keys.stage(ks, j0, d0, keys_left, dims_left, tid);
       // Queries: thread tid loads head h0 + tid % 64 at dims d0 + tid / 64 + 4 i; consecutive
       // threads store consecutive heads of one dim (conflict-free).
       {
@@ -334,38 +390,47 @@ struct AsyncScratch {
   AsyncScratch& operator=(const AsyncScratch&) = delete;
 };
 
+// The shapes both entry points share, as IndexerParams has them; keys [N, dI] (FP4: N packed
+// rows of dI = 128).
+struct Shapes {
+  View2<const float> q, w;
+  int64_t n, dI, heads, ratio, topk;
+  View2<float> scores;
+  View2<int32_t> indices;
+};
+
 // The reference's checks, in its order and with its messages, then the GPU's own limits.
-void validate(const IndexerParams<float>& p) {
-  require(p.ratio > 0, "indexer: key 'ratio' must be positive");
-  const int64_t T_ = p.q.rows, N = p.k.rows, dI = p.k.cols, HI = p.heads;
+// `who` prefixes the messages ("indexer" for the FP32 op: the reference's own text).
+// `key_check` runs after the q check (the FP4 op's key-row checks; none for FP32 keys).
+template <class KeyCheck>
+void validate(const Shapes& p, const std::string& who, KeyCheck key_check) {
+  require(p.ratio > 0, who + ": key 'ratio' must be positive");
+  const int64_t T_ = p.q.rows, N = p.n, dI = p.dI, HI = p.heads;
   require(HI > 0 && p.q.cols == HI * dI,
-          "indexer: tensor 'q': expected " + std::to_string(HI) + " heads of dI = " +
-              std::to_string(dI) + " (" + std::to_string(HI * dI) + " columns), found " +
-              std::to_string(p.q.cols) + " columns");
-  require(p.w.rows == T_ && p.w.cols == HI, "indexer: tensor 'w': expected shape " +
-                                                shape_string({T_, HI}) + ", found " +
-                                                shape_string({p.w.rows, p.w.cols}));
-  require(p.topk > 0, "indexer: key 'topk' must be positive");
+          who + ": tensor 'q': expected " + std::to_string(HI) + " heads of dI = " + std::to_string(dI) + " (" +
+              std::to_string(HI * dI) + " columns), found " + std::to_string(p.q.cols) + " columns");
+  key_check();
+  require(p.w.rows == T_ && p.w.cols == HI, who + ": tensor 'w': expected shape " + shape_string({T_, HI}) +
+                                                ", found " + shape_string({p.w.rows, p.w.cols}));
+  require(p.topk > 0, who + ": key 'topk' must be positive");
   require(p.indices.rows == T_ && p.indices.cols == p.topk,
-          "indexer: output 'indices': expected shape " + shape_string({T_, p.topk}));
+          who + ": output 'indices': expected shape " + shape_string({T_, p.topk}));
   if (p.scores.data)
     require(p.scores.rows == T_ && p.scores.cols == N,
-            "indexer: output 'scores': expected shape " + shape_string({T_, N}));
-  require(p.topk <= kIndexerMaxTopk, "indexer: key 'topk': at most " + std::to_string(kIndexerMaxTopk) +
+            who + ": output 'scores': expected shape " + shape_string({T_, N}));
+  require(p.topk <= kIndexerMaxTopk, who + ": key 'topk': at most " + std::to_string(kIndexerMaxTopk) +
                                          " on the GPU (the selection is sorted in shared memory), found " +
                                          std::to_string(p.topk));
-  require(N <= INT_MAX, "indexer: tensor 'k': at most " + std::to_string(INT_MAX) +
-                            " keys (int32 indices), found " + std::to_string(N));
-  require(T_ <= INT_MAX, "indexer: tensor 'q': at most " + std::to_string(INT_MAX) +
+  require(N <= INT_MAX, who + ": tensor 'k': at most " + std::to_string(INT_MAX) + " keys (int32 indices), found " +
+                            std::to_string(N));
+  require(T_ <= INT_MAX, who + ": tensor 'q': at most " + std::to_string(INT_MAX) +
                              " rows per launch (one block per row), found " + std::to_string(T_));
 }
 
-}  // namespace
-
-void indexer(const IndexerParams<float>& p, cudaStream_t stream) {
-  validate(p);
-  const NvtxRange range("indexer");
-  const int64_t T_ = p.q.rows, N = p.k.rows;
+// Scores (a block of rows at a time into the scratch when p.scores has no data) and top-k.
+template <class Keys>
+void run(const Shapes& p, Keys keys, int64_t pos0, cudaStream_t stream) {
+  const int64_t T_ = p.q.rows, N = p.n;
   if (T_ == 0) return;
 
   // Without a scores output, score a block of rows at a time into the scratch.
@@ -380,14 +445,41 @@ void indexer(const IndexerParams<float>& p, cudaStream_t stream) {
     if (key_tiles > 0)
       for (int64_t y0 = 0; y0 < nr; y0 += kMaxGridY) {
         const int64_t ny = std::min<int64_t>(kMaxGridY, nr - y0);
-        index_scores<<<dim3(key_tiles, static_cast<unsigned>(ny)), kScoreThreads, 0, stream>>>(
-            p.q, p.k, p.w, p.heads, p.ratio, p.pos0, r0 + y0, s.slice_rows(y0, ny));
+        index_scores<Keys><<<dim3(key_tiles, static_cast<unsigned>(ny)), kScoreThreads, 0, stream>>>(
+            p.q, keys, p.dI, p.w, p.heads, p.ratio, pos0, r0 + y0, s.slice_rows(y0, ny));
         DSV4_CUDA_CHECK(cudaGetLastError());
       }
     index_topk<<<static_cast<unsigned>(nr), kSelectThreads, 0, stream>>>(
-        s, p.ratio, p.pos0, r0, N, p.topk, p.indices.slice_rows(r0, nr));
+        s, p.ratio, pos0, r0, N, p.topk, p.indices.slice_rows(r0, nr));
     DSV4_CUDA_CHECK(cudaGetLastError());
   }
+}
+
+}  // namespace
+
+void indexer(const IndexerParams<float>& p, cudaStream_t stream) {
+  const Shapes sh{p.q, p.w, p.k.rows, p.k.cols, p.heads, p.ratio, p.topk, p.scores, p.indices};
+  validate(sh, "indexer", [] {});
+  const NvtxRange range("indexer");
+  run(sh, F32Keys{p.k}, p.pos0, stream);
+}
+
+void indexer_fp4(const IndexerFp4Params& p, cudaStream_t stream) {
+  const Shapes sh{p.q, p.w, p.keys.rows, p.head_dim, p.heads, p.ratio, p.topk, p.scores, p.indices};
+  const std::string who = "indexer_fp4";
+  require(p.head_dim == kIndexerDim, who + ": key 'head_dim': FP4 keys (" + std::to_string(kFp4KeyBytes) +
+                                         "-byte rows) hold dI = " + std::to_string(kIndexerDim) +
+                                         " only, found " + std::to_string(p.head_dim));
+  validate(sh, who, [&] {
+    require(p.keys.cols == kFp4KeyBytes, who + ": tensor 'keys': expected " + std::to_string(kFp4KeyBytes) +
+                                             " bytes a row (64 code bytes + 4 scales), found " +
+                                             std::to_string(p.keys.cols));
+    require(p.keys.rows == 0 || p.keys.ld >= kFp4KeyBytes,
+            who + ": tensor 'keys': row stride " + std::to_string(p.keys.ld) + " bytes below the row's " +
+                std::to_string(kFp4KeyBytes));
+  });
+  const NvtxRange range("indexer_fp4");
+  run(sh, Fp4Keys{p.keys}, p.pos0, stream);
 }
 
 }  // namespace dsv4::cuda

@@ -43,6 +43,19 @@
 // Errors: shapes and keys are checked on the host before any device work, with the
 // reference's messages (dsv4::InputError), plus the GPU limit topk <= kIndexerMaxTopk; a failed
 // launch or allocation throws dsv4::cuda::CudaError. Everything is asynchronous on `stream`.
+//
+// FP4 keys (indexer_fp4): the same op scoring the keys in the deployment cache layout
+// (model/kv_cache.h, fp8; optimized/kv_pack.cuh), dI = kIndexerDim = 128 only, one
+// kFp4KeyBytes = 68-byte row per key:
+//   bytes [0, 64)   e2m1 codes, two per byte: dim 2k in the low nibble, 2k + 1 in the high
+//   bytes [64, 68)  UE8M0 scales, one per 32-dim block: dim i = code * 2^(byte[64 + i/32] - 127)
+// Each element is dequantised in the scores kernel's staging step (one 32-dim chunk is one
+// scale block: 16 code bytes + its scale byte per key), exactly as unpack_fp4_keys decodes it,
+// straight into the shared-memory key tile; the rest of the kernel (and the top-k) is the FP32
+// one, so scores and indices have the bits of indexer() run on the dequantised keys. Key
+// traffic per scored row is N x 68 B instead of N x 512 B (plus no [N, dI] float copy).
+// Rows are byte-strided (keys.ld bytes, any alignment). Errors: the checks above with the
+// prefix "indexer_fp4", plus head_dim != 128, keys.cols != 68, keys.ld < 68 (InputError).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -59,5 +72,21 @@ inline constexpr int64_t kIndexerMaxTopk = 4096;
 inline constexpr int64_t kIndexerScratchFloats = int64_t(1) << 26;
 
 void indexer(const IndexerParams<float>& p, cudaStream_t stream = 0);
+
+// IndexerParams<float> with the keys as packed FP4 rows (see "FP4 keys" above).
+struct IndexerFp4Params {
+  View2<const float> q;        // [T, HI*dI] prepared queries
+  View2<const uint8_t> keys;   // [N, kFp4KeyBytes] packed keys, row stride in bytes
+  View2<const float> w;        // [T, HI] scaled head weights
+  int64_t heads = kIndexerHeads;
+  int64_t head_dim = kIndexerDim;  // dI: kIndexerDim only
+  int64_t ratio = kCsaRatio;
+  int64_t topk = 512;
+  int64_t pos0 = 0;
+  View2<float> scores;         // [T, N] out, optional (data == nullptr: not written)
+  View2<int32_t> indices;      // [T, topk] out
+};
+
+void indexer_fp4(const IndexerFp4Params& p, cudaStream_t stream = 0);
 
 }  // namespace dsv4::cuda
