@@ -123,20 +123,50 @@ TYPED_TEST(Hadamard, InPlace) {
   EXPECT_TRUE(test::bitwise_equal(buf, want));
 }
 
-// Rows in whole SIMD tiles take the transposed, stage-fused path; the rows after the last whole
-// tile take the scalar loop. A row repeated past the tiles must come out bit for bit the same
-// both ways (d = 128 and 512 run fused passes of 8, 4 and 2 packets).
-TYPED_TEST(Hadamard, SimdTilesBitIdenticalToScalarRows) {
-  using T = TypeParam;
-  constexpr int64_t kTileRows = 16;  // a multiple of every SIMD width; row kTileRows repeats row 0
-  for (int64_t d : {8, 64, 128, 512}) {
-    SCOPED_TRACE("d = " + std::to_string(d));
-    std::vector<T> x = test::normal<T>(size_t((kTileRows + 1) * d), 31);
-    std::copy_n(x.begin(), d, x.begin() + kTileRows * d);
-    const auto y = run(x, kTileRows + 1, d);
-    const std::vector<T> tiled(y.begin(), y.begin() + d), scalar(y.begin() + kTileRows * d, y.end());
-    EXPECT_TRUE(test::bitwise_equal(tiled, scalar));
+// The butterflies written out in the plainest order: stages h = 1, 2, ..., d/2, each mapping
+// (y[i + j], y[i + j + h]) to (a + b, a - b), then the scale. The op (whole-row SIMD registers,
+// lane permutes for the stages inside a packet, streaming stores for large outputs) performs
+// the same operations on the same operands, so it must match bit for bit.
+template <class T>
+std::vector<T> scalar_butterflies(const std::vector<T>& x, int64_t R, int64_t d) {
+  std::vector<T> y = x;
+  const T norm = T(1) / std::sqrt(T(d));
+  for (int64_t r = 0; r < R; ++r) {
+    T* v = y.data() + r * d;
+    for (int64_t h = 1; h < d; h *= 2)
+      for (int64_t i = 0; i < d; i += 2 * h)
+        for (int64_t j = i; j < i + h; ++j) {
+          const T a = v[j], b = v[j + h];
+          v[j] = a + b;
+          v[j + h] = a - b;
+        }
+    for (int64_t c = 0; c < d; ++c) v[c] *= norm;
   }
+  return y;
+}
+
+// Every power of two from 1 to 4096: below one packet (scalar), the register rows (up to 16
+// packets) and the buffered rows beyond them; out of place and in place.
+TYPED_TEST(Hadamard, BitIdenticalToScalarButterflies) {
+  using T = TypeParam;
+  constexpr int64_t kRows = 5;
+  for (int64_t d = 1; d <= 4096; d *= 2) {
+    SCOPED_TRACE("d = " + std::to_string(d));
+    const std::vector<T> x = test::normal<T>(size_t(kRows * d), 31);
+    const auto want = scalar_butterflies(x, kRows, d);
+    EXPECT_TRUE(test::bitwise_equal(run(x, kRows, d), want));
+    std::vector<T> buf = x;
+    ref::hadamard(HadamardParams<T>{view2<const T>(buf.data(), kRows, d), view2(buf.data(), kRows, d)});
+    EXPECT_TRUE(test::bitwise_equal(buf, want));
+  }
+}
+
+// An output over 32 MiB apart from its input is written with streaming stores
+// (reference/stream_store.h): the same bits, and every row written.
+TEST(HadamardLarge, StreamingStoresBitIdentical) {
+  constexpr int64_t d = 128, R = (int64_t(32) << 20) / (d * int64_t(sizeof(float))) + 3;
+  const std::vector<float> x = test::normal<float>(size_t(R * d), 32);
+  EXPECT_TRUE(test::bitwise_equal(run(x, R, d), scalar_butterflies(x, R, d)));
 }
 
 TYPED_TEST(Hadamard, NonPowerOfTwoThrows) {
