@@ -14,10 +14,10 @@ namespace dsv4::ref {
 
 namespace {
 
-// FP4 e2m1 for the float fast path (reference/quant_grid.h): qmax 6 = 0x40C00000, smallest
+// FP4 e2m1 for the fast paths (reference/quant_grid.h): qmax 6 = 0x40C00000, smallest
 // normal 1 = 0x3F800000, 1 of 23 mantissa bits kept, magic 2^22 (ulp 0.5 = the subnormal step).
-inline bool float_block(const float* x, float* y, int64_t n) {
-  return quant_detail::round_trip_block<0x40C00000u, 0x3F800000u, 22>(x, y, n, kFp4AmaxFloor, kFp4Max, 4194304.0f);
+inline bool float_block(const float* x, float* y, int64_t n, int e_floor) {
+  return quant_detail::fast_block<0x40C00000u, 0x3F800000u, 22>(x, y, n, kFp4AmaxFloor, kFp4Max, 4194304.0f, e_floor);
 }
 
 template <class T>
@@ -56,13 +56,14 @@ void quant_fp4(const QuantFp4Params<T>& p) {
   require(p.block > 0, "quant_fp4: key 'block' must be positive, found " + std::to_string(p.block));
   require(p.y.rows == p.x.rows && p.y.cols == p.x.cols, "quant_fp4: y must have the shape of x");
   const int64_t d = p.x.cols;
+  const int e_floor = fmt::ue8m0_scale_exp(kFp4AmaxFloor, kFp4AmaxFloor, kFp4Max);  // the scale of the amax floor
   for (int64_t r = 0; r < p.x.rows; ++r) {
     const T* x = p.x.row(r);
     T* y = p.y.row(r);
     for (int64_t b = 0; b < d; b += p.block) {
       const int64_t n = std::min(p.block, d - b);
       if constexpr (std::is_same_v<T, float>) {
-        if (float_block(x + b, y + b, n)) continue;
+        if (float_block(x + b, y + b, n, e_floor)) continue;
       }
       const int e = block_exp(x + b, n);
       if (e == fmt::kUe8m0NanExp) {  // no UE8M0 scale: the block decodes to NaN

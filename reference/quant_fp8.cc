@@ -13,10 +13,10 @@ namespace dsv4::ref {
 
 namespace {
 
-// FP8 e4m3 for the float fast path (reference/quant_grid.h): qmax 448 = 0x43E00000, smallest
+// FP8 e4m3 for the fast paths (reference/quant_grid.h): qmax 448 = 0x43E00000, smallest
 // normal 2^-6 = 0x3C800000, 3 of 23 mantissa bits kept, magic 2^14 (ulp 2^-9 = the subnormal step).
-inline bool float_block(const float* x, float* y, int64_t n) {
-  return quant_detail::round_trip_block<0x43E00000u, 0x3C800000u, 20>(x, y, n, kFp8AmaxFloor, kFp8Max, 16384.0f);
+inline bool float_block(const float* x, float* y, int64_t n, int e_floor) {
+  return quant_detail::fast_block<0x43E00000u, 0x3C800000u, 20>(x, y, n, kFp8AmaxFloor, kFp8Max, 16384.0f, e_floor);
 }
 
 }  // namespace
@@ -47,13 +47,14 @@ void quant_fp8(const QuantFp8Params<T>& p) {
                                             std::to_string(p.x.cols) + "], found " +
                                             std::to_string(p.dims));
   require(p.y.rows == p.x.rows && p.y.cols == p.x.cols, "quant_fp8: y must have the shape of x");
+  const int e_floor = fmt::ue8m0_scale_exp(kFp8AmaxFloor, kFp8AmaxFloor, kFp8Max);  // the scale of the amax floor
   for (int64_t r = 0; r < p.x.rows; ++r) {
     const T* x = p.x.row(r);
     T* y = p.y.row(r);
     for (int64_t b = 0; b < dims; b += p.block) {
       const int64_t n = std::min(p.block, dims - b);
       if constexpr (std::is_same_v<T, float>) {
-        if (float_block(x + b, y + b, n)) continue;
+        if (float_block(x + b, y + b, n, e_floor)) continue;
       }
       double amax = 0;
       for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(double(x[b + i])));

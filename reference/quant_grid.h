@@ -1,10 +1,15 @@
-// The float fast path shared by quant_fp8 and quant_fp4: the same round trip as their double
-// path, bit for bit, in float arithmetic that vectorises. Internal to reference/.
+// The float fast paths shared by quant_fp8 and quant_fp4: the same round trip as their double
+// path, bit for bit, in float arithmetic that vectorises, and an AVX2 kernel for whole blocks
+// of 32, 64 and 128 that gets the same bits with fewer instructions. Internal to reference/.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "reference/formats.h"
 
@@ -74,6 +79,103 @@ inline bool round_trip_block(const float* x, float* y, int64_t n, double amax_fl
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) y[i] = round_to_grid<kLimBits, kNormBits, kDrop>(x[i] * down, magic) * up;
   return true;
+}
+
+// ---- the AVX2 block kernel: the same bits with fewer instructions -------------------------
+// For blocks of 32, 64 or 128 floats (FP4; FP8 KV; FP8 activations) whose amax is finite and
+// below 2^(127 - kDrop) (else the float path above decides, NaN included). Per block:
+//   amax     a tree of integer maxima over the |x| bits (non-negative floats order as their
+//            bits; a NaN or an infinity is the largest pattern, so one compare sends its block
+//            to the float path)
+//   e        from the bits of amax (scale_exp_of_bits), then max(e, e_floor): the scale is
+//            monotone in amax, so the floor is a maximum on e
+//   y        round |x| on the grid scaled by 2^e directly: the step there is 2^(E - mbits) for
+//            |x| = 1.m 2^E with E >= min_exp + e, else 2^(min_exp + e - mbits); the float add
+//            of magic = step 2^23 (an exponent field, an integer maximum and add) rounds |x|
+//            to a multiple of the step, RNE, and subtracting it back is exact. This is
+//            2^e round_to_grid(x 2^-e) bit for bit: x 2^-e is exact wherever it is not below
+//            2^-126, and there both give 0; |x| 2^-e <= qmax, so the clamp never applies; the
+//            magic stays finite for the amax bound above. The sign is put back with an or.
+// kLimBits: qmax as float bits; kNormBits: the smallest normal of the format; kDrop: float
+// mantissa bits dropped (23 - the format's).
+// In L2 (a 256 KiB input, one thread): 36 -> 13 ns an FP8 block of 64, 23 -> 6 ns an FP4 block
+// of 32, against the float path; at the benchmark's 64 MiB the op then runs at about half
+// its in-cache rate, bound by memory.
+
+// ceil(log2(amax / qmax)) for amax = float_of(m) normal and finite, from the bits: with
+// amax = 1.f 2^E and qmax = 1.g 2^G, it is E - G when f <= g, else E - G + 1, an add that
+// carries into the exponent field exactly when f > g. For m = 0 or a subnormal it is at most
+// 1 - 127 - G, below the scale of any floor in use (1e-4 for FP8, 6 2^-126 for FP4).
+template <uint32_t kLimBits>
+constexpr int scale_exp_of_bits(uint32_t m) {
+  return int((m + (0x7FFFFFu - (kLimBits & 0x7FFFFFu))) >> 23) - int(kLimBits >> 23);
+}
+
+#if defined(__AVX2__)
+// One block of kVecs x 8 floats x -> y (y may be x); false (nothing written) when amax is not
+// below 2^(127 - kDrop) (NaN and infinity included). e_floor: the scale exponent of the floor.
+template <uint32_t kLimBits, uint32_t kNormBits, int kDrop, int kVecs>
+inline bool round_trip_block_avx2(const float* x, float* y, int e_floor) {
+  // amax bits from here on would make the magic (amax's exponent + kDrop) overflow.
+  constexpr uint32_t kAmaxLimit = uint32_t(255 - kDrop) << 23;
+  const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF), exp_mask = _mm256_set1_epi32(0x7F800000);
+  // Every loop over the kVecs packets is unrolled so that the arrays live in registers: GCC's
+  // -O2 keeps them on the stack otherwise (37 ns a block of 64 in L2 instead of 12-13 ns).
+  __m256i v[kVecs], a[kVecs], m[kVecs];
+#pragma GCC unroll 16
+  for (int k = 0; k < kVecs; ++k) {
+    v[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 8 * k));
+    m[k] = a[k] = _mm256_and_si256(v[k], abs_mask);
+  }
+  // amax: a tree of maxima over the packets, then across the 8 lanes of one.
+#pragma GCC unroll 4
+  for (int w = kVecs / 2; w >= 1; w /= 2)
+#pragma GCC unroll 8
+    for (int k = 0; k < w; ++k) m[k] = _mm256_max_epu32(m[k], m[k + w]);
+  __m128i h = _mm_max_epu32(_mm256_castsi256_si128(m[0]), _mm256_extracti128_si256(m[0], 1));
+  h = _mm_max_epu32(h, _mm_shuffle_epi32(h, 0x4E));
+  h = _mm_max_epu32(h, _mm_shuffle_epi32(h, 0xB1));
+  const uint32_t amax = uint32_t(_mm_cvtsi128_si32(h));
+  if (amax >= kAmaxLimit) return false;
+  const int e = std::max(scale_exp_of_bits<kLimBits>(amax), e_floor);
+  const __m256i norm = _mm256_set1_epi32(int(kNormBits + (uint32_t(e) << 23)));
+  const __m256i drop = _mm256_set1_epi32(kDrop << 23);
+#pragma GCC unroll 16
+  for (int k = 0; k < kVecs; ++k) {
+    const __m256 magic = _mm256_castsi256_ps(
+        _mm256_add_epi32(_mm256_max_epu32(_mm256_and_si256(v[k], exp_mask), norm), drop));
+    const __m256 r = _mm256_sub_ps(_mm256_add_ps(_mm256_castsi256_ps(a[k]), magic), magic);
+    const __m256 s = _mm256_castsi256_ps(_mm256_andnot_si256(abs_mask, v[k]));
+    _mm256_storeu_ps(y + 8 * k, _mm256_or_ps(r, s));
+  }
+  return true;
+}
+#endif
+
+// One block through the fastest path that takes it: the AVX2 kernel, else the float path;
+// false when neither does (an infinity: the double path decides). e_floor: the scale of
+// amax_floor (fmt::ue8m0_scale_exp(amax_floor, amax_floor, qmax)).
+template <uint32_t kLimBits, uint32_t kNormBits, int kDrop>
+inline bool fast_block(const float* x, float* y, int64_t n, double amax_floor, double qmax, float magic,
+                       int e_floor) {
+#if defined(__AVX2__)
+  switch (n) {
+    case 32:
+      if (round_trip_block_avx2<kLimBits, kNormBits, kDrop, 4>(x, y, e_floor)) return true;
+      break;
+    case 64:
+      if (round_trip_block_avx2<kLimBits, kNormBits, kDrop, 8>(x, y, e_floor)) return true;
+      break;
+    case 128:
+      if (round_trip_block_avx2<kLimBits, kNormBits, kDrop, 16>(x, y, e_floor)) return true;
+      break;
+    default:
+      break;
+  }
+#else
+  (void)e_floor;
+#endif
+  return round_trip_block<kLimBits, kNormBits, kDrop>(x, y, n, amax_floor, qmax, magic);
 }
 
 }  // namespace dsv4::ref::quant_detail

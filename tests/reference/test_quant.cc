@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -263,6 +264,15 @@ TYPED_TEST(Quant, Fp8TiesRoundToEven) {
   const int64_t n = int64_t(x.size());
   const auto y = run_fp8(x, 1, n, n);
   EXPECT_TRUE(bitwise_equal(y, quant_oracle(g, x, 1, n, n)));
+  // The same values in blocks of 64 (the length the AVX2 kernel takes), 448 first in each.
+  std::vector<T> xb;
+  for (size_t i = 1; i < x.size(); ++i) {
+    if (xb.size() % kFp8KvBlock == 0) xb.push_back(T(448));
+    xb.push_back(x[i]);
+  }
+  xb.resize((xb.size() + kFp8KvBlock - 1) / kFp8KvBlock * kFp8KvBlock, T(0));
+  const int64_t nb = int64_t(xb.size());
+  EXPECT_TRUE(bitwise_equal(run_fp8(xb, 1, nb, kFp8KvBlock), quant_oracle(g, xb, 1, nb, kFp8KvBlock)));
   // By hand: 1.0625 is the tie of 1 and 1.125 -> 1; 1.1875 of 1.125 and 1.25 -> 1.25.
   const std::vector<T> hand = {T(448), T(1.0625), T(1.1875), T(-1.1875), T(432)};
   EXPECT_TRUE(bitwise_equal(run_fp8(hand, 1, 5, 5),
@@ -385,6 +395,11 @@ TYPED_TEST(Quant, Fp4TiesRoundToEven) {
   const std::vector<T> want = {T(6), T(0), T(1), T(1), T(2), T(2), T(4), T(4),
                                T(-0.0), T(-1), T(-1), T(-2), T(-2), T(-4), T(-4), T(-6)};
   EXPECT_TRUE(bitwise_equal(run_fp4(x, 1, 16, 16), want));
+  // Twice over, one block of 32 (the length the AVX2 kernel takes).
+  std::vector<T> x2 = x, want2 = want;
+  x2.insert(x2.end(), x.begin(), x.end());
+  want2.insert(want2.end(), want.begin(), want.end());
+  EXPECT_TRUE(bitwise_equal(run_fp4(x2, 1, 32, 32), want2));
 }
 
 TYPED_TEST(Quant, Fp4Idempotent) {
@@ -441,11 +456,13 @@ TYPED_TEST(Quant, Fp4PackingOrderAndDecodeBlock) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
-// The float fast path (reference/quant_grid.h) against the double path, bit for bit, on
-// blocks built to reach every branch: random bit patterns over the whole float range
-// (subnormals, values that underflow the block scale, the clamp at qmax, exact grid ties),
-// zeros of both signs, NaN (skipped by amax, kept in place) and infinities (the float path
-// declines the block, the double path decides).
+// The float fast paths (reference/quant_grid.h: the AVX2 kernel for blocks of 32, 64 and
+// 128, the float path for the rest) against the double path, bit for bit, on blocks built to
+// reach every branch: random bit patterns over the whole float range (subnormals, values
+// that underflow the block scale, the clamp at qmax, exact grid ties, amax beyond the
+// kernel's bound), zeros of both signs, NaN (skipped by amax, kept in place; the kernel hands
+// its block to the float path) and infinities (the float paths decline the block, the
+// double path decides); and blocks whose amax sits at each edge of the scale exponent.
 namespace {
 
 std::vector<float> adversarial_blocks(int64_t rows, int64_t d, uint64_t seed) {
@@ -487,29 +504,60 @@ std::vector<float> adversarial_blocks(int64_t rows, int64_t d, uint64_t seed) {
   return x;
 }
 
+// The float path's y against the double path's on the same rows, bit for bit (any NaN for NaN).
+template <class Run>
+void expect_same_bits(Run run, const std::vector<float>& xf, int64_t rows, int64_t d, int64_t block,
+                      const char* what) {
+  const std::vector<double> xd(xf.begin(), xf.end());
+  const auto yf = run(xf, rows, d, block);
+  const auto yd = run(xd, rows, d, block);
+  for (size_t i = 0; i < yf.size(); ++i) {
+    const float want = float(yd[i]);
+    const bool same = (std::isnan(want) && std::isnan(yf[i])) || std::memcmp(&want, &yf[i], sizeof(float)) == 0;
+    ASSERT_TRUE(same) << what << ", block " << block << ", element " << i << " (row " << int64_t(i) / d
+                      << "): x = " << xf[i] << ", float path " << yf[i] << ", double path " << yd[i];
+  }
+}
+
 template <class Run>
 void expect_float_path_is_double_path(Run run, int64_t block) {
   for (int64_t d : {block, 3 * block + 5}) {  // whole blocks, and a trailing partial block
     const int64_t rows = 600;
-    const auto xf = adversarial_blocks(rows, d, uint64_t(1000 + d));
-    const std::vector<double> xd(xf.begin(), xf.end());
-    const auto yf = run(xf, rows, d, block);
-    const auto yd = run(xd, rows, d, block);
-    for (size_t i = 0; i < yf.size(); ++i) {
-      const float want = float(yd[i]);
-      const bool same = (std::isnan(want) && std::isnan(yf[i])) ||
-                        std::memcmp(&want, &yf[i], sizeof(float)) == 0;
-      ASSERT_TRUE(same) << "element " << i << " (row " << int64_t(i) / d << ", kind " << (int64_t(i) / d) % 6
-                        << "): x = " << xf[i] << ", float path " << yf[i] << ", double path " << yd[i];
-    }
+    expect_same_bits(run, adversarial_blocks(rows, d, uint64_t(1000 + d)), rows, d, block, "adversarial rows");
   }
 }
+
+// One block per row whose amax sits at an edge of the scale computation, for every float
+// exponent: mantissas 0 (a power of two), 1, 0x7FFFFF, and qmax's mantissa g and g +- 1
+// (where ceil(log2(amax / qmax)) steps); rows of zeros of both signs (amax = 0) and of
+// subnormals come with exponent field 0. The other values of a row are amax times random
+// fractions, signs random.
+std::vector<float> scale_edge_blocks(uint32_t qmax_bits, int64_t block, int64_t& rows) {
+  const uint32_t g = qmax_bits & 0x7FFFFFu;
+  const uint32_t mants[] = {0u, 1u, g - 1, g, g + 1, 0x7FFFFFu};
+  std::mt19937_64 rng(31);
+  std::uniform_real_distribution<float> frac(-1.0f, 1.0f);
+  std::vector<float> x;
+  for (uint32_t ex = 0; ex < 255; ++ex)
+    for (uint32_t f : mants) {
+      const float amax = std::bit_cast<float>((ex << 23) | f);
+      const size_t at = x.size() + size_t(rng() % uint64_t(block));
+      for (int64_t i = 0; i < block; ++i) x.push_back(amax * frac(rng));
+      x[at] = rng() & 1 ? -amax : amax;
+    }
+  rows = int64_t(x.size()) / block;
+  return x;
+}
+
+constexpr uint32_t kFp8MaxBits = std::bit_cast<uint32_t>(float(kFp8Max));
+constexpr uint32_t kFp4MaxBits = std::bit_cast<uint32_t>(float(kFp4Max));
 
 }  // namespace
 
 TEST(QuantFloatPath, Fp8BitForBitTheDoublePath) {
-  expect_float_path_is_double_path(
-      [](const auto& x, int64_t R, int64_t d, int64_t b) { return run_fp8(x, R, d, b); }, kFp8KvBlock);
+  for (int64_t block : {kFp8KvBlock, kActBlock})
+    expect_float_path_is_double_path(
+        [](const auto& x, int64_t R, int64_t d, int64_t b) { return run_fp8(x, R, d, b); }, block);
 }
 
 TEST(QuantFloatPath, Fp4BitForBitTheDoublePath) {
@@ -534,4 +582,16 @@ TYPED_TEST(Quant, BlockWithAnInfinityBecomesNaN) {
   }
   uint8_t codes[kFp8KvBlock];
   EXPECT_EQ(ref::fp8_encode_block(x.data() + kFp4Block, kFp4Block, codes), 0xFF);
+}
+
+TEST(QuantFloatPath, ScaleEdgeBlocksBitForBitTheDoublePath) {
+  const auto fp8 = [](const auto& x, int64_t R, int64_t d, int64_t b) { return run_fp8(x, R, d, b); };
+  const auto fp4 = [](const auto& x, int64_t R, int64_t d, int64_t b) { return run_fp4(x, R, d, b); };
+  int64_t rows = 0;
+  for (int64_t block : {kFp8KvBlock, kActBlock}) {
+    const auto x = scale_edge_blocks(kFp8MaxBits, block, rows);
+    expect_same_bits(fp8, x, rows, block, block, "fp8 scale edges");
+  }
+  const auto x = scale_edge_blocks(kFp4MaxBits, kFp4Block, rows);
+  expect_same_bits(fp4, x, rows, kFp4Block, kFp4Block, "fp4 scale edges");
 }
