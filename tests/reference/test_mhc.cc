@@ -23,6 +23,7 @@
 #include "reference/hc_post.h"
 #include "reference/eigen_util.h"
 #include "reference/hc_pre.h"
+#include "reference/simd.h"
 #include "reference/sinkhorn.h"
 #include "tests/support/compare.h"
 #include "tests/support/naive.h"
@@ -535,6 +536,208 @@ TYPED_TEST(Mhc, ProbeConstantMixingGivesStreamMean) {
   for (T v : f) fmax = std::max(fmax, std::fabs(double(v)));
   // comb within 2 eps of 1/4 -> 2 eps sum_j |X_j|; plus the (n+1)-term sum's rounding.
   EXPECT_TRUE(all_close(y, want, 2 * eps * amax + reduction_tol<T>(double(n + 1), fmax + amax)));
+}
+
+// ---- bitwise: the reference's per-element operation order -------------------------------
+//
+// Scalar loops in T that perform, per output element, the reference's operations in its
+// order, so that a faster kernel (SIMD lanes, token groups, fused passes) must give the same
+// bits. Every a * b + c of the reference is one madd_like_pmadd (Eigen's pmadd: fused where
+// the build has FMA). The mixes kernel's order (hc_pre.cc, above kFewRowsMax tokens): lane
+// l = k mod W of the SIMD packet (W = kPacket<T>) accumulates x_k phi_k in k order over the
+// whole packets, the W lanes are summed by Eigen's predux, the remaining columns are added
+// one by one, and the sum is scaled by rs.
+
+template <class T>
+T madd_like_pmadd(T a, T b, T c) {
+#if defined(__FMA__)
+  return std::fma(a, b, c);
+#else
+  const T ab = a * b;
+  return ab + c;
+#endif
+}
+
+// sum_k a[k] b[k] over k < len in the mixes kernel's order (see above).
+template <class T>
+T dot_kernel_order(const T* a, const T* b, int64_t len) {
+  constexpr int W = ref::kPacket<T>;
+  const int64_t whole = len / W * W;
+  alignas(64) T lane[W] = {};
+  for (int64_t k = 0; k < whole; ++k) lane[k % W] = madd_like_pmadd(a[k], b[k], lane[k % W]);
+  T s = Eigen::internal::predux(Eigen::internal::pload<ref::Packet<T>>(lane));
+  for (int64_t k = whole; k < len; ++k) s = madd_like_pmadd(a[k], b[k], s);
+  return s;
+}
+
+// One item of sinkhorn in T, in sinkhorn.cc's order: row softmax (max, exp, sum from 0 in
+// column order, divide, + eps), then column / row normalisations by (sum from 0) + eps.
+template <class T>
+void sinkhorn_scalar(const T* L, T* M, int64_t n, int64_t iters, T eps) {
+  for (int64_t i = 0; i < n; ++i) {
+    T mx = L[i * n];
+    for (int64_t j = 1; j < n; ++j) mx = std::max(mx, L[i * n + j]);
+    T s = 0;
+    for (int64_t j = 0; j < n; ++j) s += (M[i * n + j] = std::exp(L[i * n + j] - mx));
+    for (int64_t j = 0; j < n; ++j) M[i * n + j] = M[i * n + j] / s + eps;
+  }
+  auto cols = [&] {
+    for (int64_t j = 0; j < n; ++j) {
+      T s = 0;
+      for (int64_t i = 0; i < n; ++i) s += M[i * n + j];
+      for (int64_t i = 0; i < n; ++i) M[i * n + j] /= s + eps;
+    }
+  };
+  auto rows = [&] {
+    for (int64_t i = 0; i < n; ++i) {
+      T s = 0;
+      for (int64_t j = 0; j < n; ++j) s += M[i * n + j];
+      for (int64_t j = 0; j < n; ++j) M[i * n + j] /= s + eps;
+    }
+  };
+  cols();
+  for (int64_t it = 1; it < iters; ++it) {
+    rows();
+    cols();
+  }
+}
+
+template <class T>
+T sigmoid_t(T v) {
+  return T(1) / (T(1) + std::exp(-v));
+}
+
+// hc_pre (head: hc_head) in T, token by token, in the reference's order: mu by
+// dot_kernel_order, rs = 1 / sqrt(sumsq / nD + norm_eps), the gates, sinkhorn_scalar, and
+// u[c] = madd(pre_{n-1}, x_{n-1}[c], ... madd(pre_0, x_0[c], 0)).
+// x [T, nD] at row stride ld.
+template <class T>
+void hc_pre_scalar(const T* x, int64_t ld, const T* fn, const T* base, const T* scale, int64_t Tn, int64_t n,
+                   int64_t D, int64_t iters, double eps, double norm_eps, bool head, T* u, T* post, T* comb) {
+  const int64_t nd = n * D, rows = head ? n : 2 * n + n * n;
+  std::vector<T> mu(static_cast<size_t>(rows)), pre(static_cast<size_t>(n)), logits(static_cast<size_t>(n * n));
+  for (int64_t t = 0; t < Tn; ++t) {
+    const T* v = x + t * ld;
+    const T rs = T(1) / std::sqrt(dot_kernel_order(v, v, nd) / T(nd) + T(norm_eps));
+    for (int64_t r = 0; r < rows; ++r) mu[r] = dot_kernel_order(fn + r * nd, v, nd) * rs;
+    for (int64_t j = 0; j < n; ++j) pre[j] = sigmoid_t(madd_like_pmadd(scale[0], mu[j], base[j])) + T(eps);
+    if (!head) {
+      for (int64_t j = 0; j < n; ++j)
+        post[t * n + j] = T(2) * sigmoid_t(madd_like_pmadd(scale[1], mu[n + j], base[n + j]));
+      for (int64_t k = 0; k < n * n; ++k) logits[k] = madd_like_pmadd(scale[2], mu[2 * n + k], base[2 * n + k]);
+      sinkhorn_scalar(logits.data(), comb + t * n * n, n, iters, T(eps));
+    }
+    for (int64_t c = 0; c < D; ++c) {
+      T s = 0;
+      for (int64_t j = 0; j < n; ++j) s = madd_like_pmadd(pre[j], v[j * D + c], s);
+      u[t * D + c] = s;
+    }
+  }
+}
+
+// hc_post in T in the reference's order: y = post_k f, then y = madd(comb[j][k], x_j, y) in
+// j order.
+template <class T>
+std::vector<T> hc_post_scalar(const std::vector<T>& x, const std::vector<T>& f, const std::vector<T>& post,
+                              const std::vector<T>& comb, int64_t Tn, int64_t n, int64_t D) {
+  std::vector<T> y(x.size());
+  for (int64_t t = 0; t < Tn; ++t)
+    for (int64_t k = 0; k < n; ++k)
+      for (int64_t c = 0; c < D; ++c) {
+        T v = post[t * n + k] * f[t * D + c];
+        for (int64_t j = 0; j < n; ++j) v = madd_like_pmadd(comb[t * n * n + j * n + k], x[t * n * D + j * D + c], v);
+        y[t * n * D + k * D + c] = v;
+      }
+  return y;
+}
+
+TYPED_TEST(Mhc, SinkhornBitwiseScalarOrder) {
+  // 13 items: lanes of several SIMD chunks and a partial last chunk; n = 3 and 4.
+  using T = TypeParam;
+  for (int64_t n : {4, 3}) {
+    SCOPED_TRACE(::testing::Message() << "n " << n);
+    const int64_t items = 13, iters = 20;
+    const auto L = test::normal<T>(size_t(items * n * n), 110 + n, 2.0);
+    const auto m = run_sinkhorn(L, items, n, iters);
+    std::vector<T> want(L.size());
+    for (int64_t r = 0; r < items; ++r) sinkhorn_scalar(&L[r * n * n], &want[r * n * n], n, iters, T(1e-6));
+    EXPECT_TRUE(test::bitwise_equal(m, want));
+  }
+}
+
+TYPED_TEST(Mhc, HcPreAndHeadBitwiseScalarOrder) {
+  // The mixes kernel's path (more than kFewRowsMax tokens): 19 tokens (4 groups of 4 and one
+  // of 3), widths with and without a partial packet (n*D = 1332, 256), a row stride larger
+  // than the width.
+  using T = TypeParam;
+  static_assert(19 > ref::kFewRowsMax, "19 tokens must take the mixes kernel");
+  for (const bool head : {false, true}) {
+    for (const int64_t D : {int64_t(333), int64_t(64)}) {
+      SCOPED_TRACE(::testing::Message() << "head " << head << " D " << D);
+      const int64_t Tn = 19, n = 4, nd = n * D, ld = nd + 5, iters = 20;
+      const PreInputs in = make_pre_inputs(Tn, n, D, head, 120);
+      const auto xd = test::cast<T>(in.x), fn = test::cast<T>(in.fn), base = test::cast<T>(in.base),
+                 scale = test::cast<T>(in.scale);
+      std::vector<T> xs(size_t(Tn * ld), std::numeric_limits<T>::quiet_NaN());
+      for (int64_t t = 0; t < Tn; ++t) std::copy_n(&xd[size_t(t * nd)], nd, &xs[size_t(t * ld)]);
+      auto u = nan_vec<T>(size_t(Tn * D)), post = nan_vec<T>(size_t(Tn * n)), comb = nan_vec<T>(size_t(Tn * n * n));
+      auto wu = nan_vec<T>(u.size()), wpost = nan_vec<T>(post.size()), wcomb = nan_vec<T>(comb.size());
+      if (head) {
+        ref::hc_head(HcHeadParams<T>{{xs.data(), Tn, nd, ld}, fn.data(), base.data(), scale.data(), n, 1e-6, 1e-6,
+                                     view2(u.data(), Tn, D)});
+      } else {
+        HcPreParams<T> p;
+        p.x = {xs.data(), Tn, nd, ld};
+        p.fn = fn.data();
+        p.base = base.data();
+        p.scale = scale.data();
+        p.n = n;
+        p.iters = iters;
+        p.eps = 1e-6;
+        p.norm_eps = 1e-6;
+        p.u = view2(u.data(), Tn, D);
+        p.post = view2(post.data(), Tn, n);
+        p.comb = view2(comb.data(), Tn, n * n);
+        ref::hc_pre(p);
+      }
+      hc_pre_scalar(xs.data(), ld, fn.data(), base.data(), scale.data(), Tn, n, D, iters, 1e-6, 1e-6, head, wu.data(),
+                    wpost.data(), wcomb.data());
+      EXPECT_TRUE(test::bitwise_equal(u, wu));
+      if (!head) {
+        EXPECT_TRUE(test::bitwise_equal(post, wpost));
+        EXPECT_TRUE(test::bitwise_equal(comb, wcomb));
+      }
+    }
+  }
+}
+
+TYPED_TEST(Mhc, HcPostBitwiseScalarOrder) {
+  // n = 4 with whole packets per stream (all output streams in one pass), D no multiple of
+  // the packet and n = 3 (one pass per output stream); each just over 8 MiB of output
+  // (non-temporal stores) and as single rows (cached stores), y one element past an aligned
+  // address.
+  using T = TypeParam;
+  for (const auto& [n, D] : {std::pair<int64_t, int64_t>{4, 4096}, {4, 4099}, {3, 4096}}) {
+    SCOPED_TRACE(::testing::Message() << "n " << n << " D " << D);
+    const int64_t Tn = (8 << 20) / int64_t(sizeof(T)) / (n * D) + 1;
+    const auto x = test::normal<T>(size_t(Tn * n * D), 130);
+    const auto f = test::normal<T>(size_t(Tn * D), 131);
+    const auto post = test::uniform<T>(size_t(Tn * n), 132, 0.1, 2.0);
+    const auto comb = test::uniform<T>(size_t(Tn * n * n), 133, 0.01, 0.6);
+    const auto want = hc_post_scalar(x, f, post, comb, Tn, n, D);
+    std::vector<T> big(x.size() + 1);
+    ref::hc_post(HcPostParams<T>{view2(x.data(), Tn, n * D), view2(f.data(), Tn, D), view2(post.data(), Tn, n),
+                                 view2(comb.data(), Tn, n * n), n, view2(big.data() + 1, Tn, n * D)});
+    EXPECT_TRUE(test::bitwise_equal(std::vector<T>(big.begin() + 1, big.end()), want));
+    std::vector<T> row(size_t(n * D) + 1);
+    for (const int64_t t : {int64_t(0), Tn - 1}) {
+      ref::hc_post(HcPostParams<T>{view2(x.data() + t * n * D, 1, n * D), view2(f.data() + t * D, 1, D),
+                                   view2(post.data() + t * n, 1, n), view2(comb.data() + t * n * n, 1, n * n), n,
+                                   view2(row.data() + 1, 1, n * D)});
+      EXPECT_TRUE(test::bitwise_equal(std::vector<T>(row.begin() + 1, row.end()),
+                                      std::vector<T>(want.begin() + t * n * D, want.begin() + (t + 1) * n * D)));
+    }
+  }
 }
 
 }  // namespace
