@@ -1,5 +1,6 @@
 #include "reference/engram.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -181,11 +182,14 @@ void engram_mix(const EngramMixParams<T>& p) {
           "engram_mix: a weight is missing");
   using M = Mat<T>;
   const T inv_sqrt_d = T(1) / std::sqrt(T(D));
-  // In place, weighted. By reference: a by-value Matrix argument (the query row) would be a copy.
+  // In place, weighted: row = row / sqrt(mean(row^2) + eps) * g. The scaling runs on the raw
+  // values (a loop that vectorises; element access through the Eigen block did not).
+  // By reference: a by-value Matrix argument (the query row) would be a copy.
   auto rms = [](auto&& row, const T* g, double eps) {
     const T ms = row.squaredNorm() / T(row.size());
     const T inv = T(1) / std::sqrt(ms + T(eps));
-    for (int64_t c = 0; c < row.size(); ++c) row(c) = row(c) * inv * g[c];
+    T* r = row.data();
+    for (int64_t c = 0; c < row.size(); ++c) r[c] = r[c] * inv * g[c];
   };
 
   M v = linear(p.e, w.value_w, D, E);
@@ -194,33 +198,59 @@ void engram_mix(const EngramMixParams<T>& p) {
   // Z timeline: H history rows, then the chunk's rows.
   M z(H + n, S * D);
   if (H > 0) z.topRows(H) = as_eigen(View2<const T>(p.history));
-  M vs(n, S * D);  // V_{t,s}
+  M gate(n, S);  // sigmoid(a') per token and stream: V_{t,s} = gate(t, s) v_t
+  // The keys of all S streams as one product: key_w is [S*D, E], stream s's rows at s*D.
+  M k = linear(p.e, w.key_w, S * D, E);
+  Eigen::Matrix<T, 1, Eigen::Dynamic> q(D);  // the query row, normalised (one allocation)
   for (int64_t s = 0; s < S; ++s) {
-    M k = linear(p.e, w.key_w + s * D * E, D, E);
+    const T* kb = w.key_b + s * D;
     for (int64_t t = 0; t < n; ++t) {
-      auto kr = k.row(t);
-      for (int64_t c = 0; c < D; ++c) kr(c) += w.key_b[s * D + c];
+      auto kr = k.row(t).segment(s * D, D);
+      T* kp = kr.data();
+      for (int64_t c = 0; c < D; ++c) kp[c] += kb[c];
       rms(kr, w.key_norm + s * D, p.norm_eps);
-      Eigen::Matrix<T, 1, Eigen::Dynamic> q = as_eigen(p.x).row(t).segment(s * D, D);
+      q = as_eigen(p.x).row(t).segment(s * D, D);
       rms(q, w.query_norm + s * D, p.norm_eps);
       const T a = kr.dot(q) * inv_sqrt_d;
       const T mag = std::sqrt(std::max(std::abs(a), T(kEngramGateFloor)));
       const T a2 = a > 0 ? mag : (a < 0 ? -mag : T(0));
       const T g = T(1) / (T(1) + std::exp(-a2));
-      auto vr = vs.row(t).segment(s * D, D);
-      vr = g * v.row(t);
-      auto zr = z.row(H + t).segment(s * D, D);
-      zr = vr;
-      rms(zr, w.conv_norm + s * D, kEngramConvNormEps);
+      gate(t, s) = g;
+      T* zr = &z(H + t, s * D);
+      const T* vt = &v(t, 0);
+      for (int64_t c = 0; c < D; ++c) zr[c] = g * vt[c];
+      rms(z.row(H + t).segment(s * D, D), w.conv_norm + s * D, kEngramConvNormEps);
     }
   }
-  // Depthwise causal convolution, SiLU, plus the gated value.
+  // Depthwise causal convolution, SiLU, plus the gated value, a token at a time over all S*D
+  // channels: acc = (((0 + w_0 z_0) + w_1 z_1) + ...) with each product rounded before its add,
+  // then Y = V + acc / (1 + exp(-acc)). The products go through a buffer so that they are
+  // rounded (a multiply feeding an add in one loop may be fused into an FMA); the loops over
+  // the channels vectorise, and only exp stays a scalar call. The weights are transposed once
+  // to [K, S*D] so that tap i of every channel is contiguous.
+  const int64_t SD = S * D;
+  const size_t nch = size_t(SD);
+  std::vector<T> wt(size_t(K) * nch), acc(nch), prod(nch), ex(nch);
+  for (int64_t ch = 0; ch < SD; ++ch)
+    for (int64_t i = 0; i < K; ++i) wt[size_t(i * SD + ch)] = w.conv_w[ch * K + i];
   for (int64_t t = 0; t < n; ++t) {
+    std::fill(acc.begin(), acc.end(), T(0));
+    for (int64_t i = 0; i < K; ++i) {
+      const T* zr = &z(H + t - (K - 1 - i) * p.dilation, 0);
+      const T* wi = wt.data() + i * SD;
+      for (int64_t ch = 0; ch < SD; ++ch) prod[size_t(ch)] = wi[ch] * zr[ch];
+      for (int64_t ch = 0; ch < SD; ++ch) acc[size_t(ch)] += prod[size_t(ch)];
+    }
+    for (int64_t ch = 0; ch < SD; ++ch) ex[size_t(ch)] = std::exp(-acc[size_t(ch)]);
     T* yr = p.y.row(t);
-    for (int64_t ch = 0; ch < S * D; ++ch) {
-      T acc = 0;
-      for (int64_t i = 0; i < K; ++i) acc += w.conv_w[ch * K + i] * z(H + t - (K - 1 - i) * p.dilation, ch);
-      yr[ch] = vs(t, ch) + acc / (T(1) + std::exp(-acc));
+    const T* vt = &v(t, 0);
+    for (int64_t s = 0; s < S; ++s) {
+      const T g = gate(t, s);
+      const T* a = acc.data() + s * D;
+      const T* e = ex.data() + s * D;
+      T* ys = yr + s * D;
+      for (int64_t c = 0; c < D; ++c) ys[c] = g * vt[c];  // V, rounded: its own loop, no FMA
+      for (int64_t c = 0; c < D; ++c) ys[c] += a[c] / (T(1) + e[c]);
     }
   }
   if (H > 0) as_eigen(p.history) = z.bottomRows(H);
