@@ -21,18 +21,6 @@ namespace {
 // cached for the op that reads them next.
 constexpr double kStreamOutputBytes = 8.0 * 1024 * 1024;
 
-// a * b + c, rounded as Eigen's pmadd on packets: one fused rounding where the build has FMA
-// (what GCC's default -ffp-contract=fast made of the former a * b + c expressions here), a
-// multiply and an add otherwise.
-template <class T>
-T madd(T a, T b, T c) {
-#if defined(__FMA__)
-  return std::fma(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-
 // A non-temporal store of one packet to packet-aligned y (a plain store without AVX).
 #ifdef __AVX__
 inline void store_nt(float* y, __m256 v) { _mm256_stream_ps(y, v); }

@@ -18,18 +18,6 @@ T sigmoid(T v) {
   return T(1) / (T(1) + std::exp(-v));
 }
 
-// a * b + c, rounded as Eigen's pmadd on packets: one fused rounding where the build has FMA
-// (what GCC's default -ffp-contract=fast made of the former a * b + c expressions here), a
-// multiply and an add otherwise.
-template <class T>
-T madd(T a, T b, T c) {
-#if defined(__FMA__)
-  return std::fma(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-
 // ---- mixes: mu[t, i] = rs_t * (Phi_i . x_t) ---------------------------------------------
 //
 // A skinny product: many rows of X (tokens, n*D = 16384 wide), few rows of Phi (2n + n^2 = 24).

@@ -304,6 +304,26 @@ TYPED_TEST(Mhc, HcPreMatchesNaive) {
   EXPECT_TRUE(all_close(u, o.u, dpre * xsum + reduction_tol<T>(double(n), xsum)));
 }
 
+// hc_pre's params over x rows `ld` apart (eps and norm_eps 1e-6), writing u, post and comb.
+template <class T>
+HcPreParams<T> strided_pre_params(const T* x, int64_t Tn, int64_t n, int64_t D, int64_t ld, const std::vector<T>& fn,
+                                  const std::vector<T>& base, const std::vector<T>& scale, int64_t iters,
+                                  std::vector<T>& u, std::vector<T>& post, std::vector<T>& comb) {
+  HcPreParams<T> p;
+  p.x = {x, Tn, n * D, ld};
+  p.fn = fn.data();
+  p.base = base.data();
+  p.scale = scale.data();
+  p.n = n;
+  p.iters = iters;
+  p.eps = 1e-6;
+  p.norm_eps = 1e-6;
+  p.u = view2(u.data(), Tn, D);
+  p.post = view2(post.data(), Tn, n);
+  p.comb = view2(comb.data(), Tn, n * n);
+  return p;
+}
+
 // The mixes kernel (hc_pre.cc: column blocks, register tiles of 4 tokens x 3 Phi rows; taken
 // above kFewRowsMax tokens, below it linear()): token counts on both sides, 7 and 19 (19 =
 // 4 x 4 + 3 leaves a partial tile), a width that is no multiple of the
@@ -320,19 +340,7 @@ TYPED_TEST(Mhc, HcPreOddSizesAndRowStride) {
     std::vector<T> xs(size_t(Tn * ld), std::numeric_limits<T>::quiet_NaN());  // NaN padding must not be read
     for (int64_t t = 0; t < Tn; ++t) std::copy_n(&xd[size_t(t * nd)], nd, &xs[size_t(t * ld)]);
     auto u = nan_vec<T>(size_t(Tn * D)), post = nan_vec<T>(size_t(Tn * n)), comb = nan_vec<T>(size_t(Tn * n * n));
-    HcPreParams<T> p;
-    p.x = {xs.data(), Tn, nd, ld};
-    p.fn = fn.data();
-    p.base = base.data();
-    p.scale = scale.data();
-    p.n = n;
-    p.iters = iters;
-    p.eps = 1e-6;
-    p.norm_eps = 1e-6;
-    p.u = view2(u.data(), Tn, D);
-    p.post = view2(post.data(), Tn, n);
-    p.comb = view2(comb.data(), Tn, n * n);
-    ref::hc_pre(p);
+    ref::hc_pre(strided_pre_params<T>(xs.data(), Tn, n, D, ld, fn, base, scale, iters, u, post, comb));
     const PreOut o = hc_pre_naive(to_double(xd), to_double(fn), to_double(base), to_double(scale), Tn, n, D, iters,
                                   1e-6, 1e-6, false);
     const double dmu = 2 * reduction_tol<T>(double(nd), o.mu_mag);
@@ -686,19 +694,7 @@ TYPED_TEST(Mhc, HcPreAndHeadBitwiseScalarOrder) {
         ref::hc_head(HcHeadParams<T>{{xs.data(), Tn, nd, ld}, fn.data(), base.data(), scale.data(), n, 1e-6, 1e-6,
                                      view2(u.data(), Tn, D)});
       } else {
-        HcPreParams<T> p;
-        p.x = {xs.data(), Tn, nd, ld};
-        p.fn = fn.data();
-        p.base = base.data();
-        p.scale = scale.data();
-        p.n = n;
-        p.iters = iters;
-        p.eps = 1e-6;
-        p.norm_eps = 1e-6;
-        p.u = view2(u.data(), Tn, D);
-        p.post = view2(post.data(), Tn, n);
-        p.comb = view2(comb.data(), Tn, n * n);
-        ref::hc_pre(p);
+        ref::hc_pre(strided_pre_params<T>(xs.data(), Tn, n, D, ld, fn, base, scale, iters, u, post, comb));
       }
       hc_pre_scalar(xs.data(), ld, fn.data(), base.data(), scale.data(), Tn, n, D, iters, 1e-6, 1e-6, head, wu.data(),
                     wpost.data(), wcomb.data());
